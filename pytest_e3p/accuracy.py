@@ -1,0 +1,84 @@
+"""The accuracy pass: top-1 and top-5 over a labelled set, with the energy and time of the whole
+pass (data loading included), as the paper's RTX protocol measured one pass over CIFAR-10."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import DatasetError
+from .sensors import EnergySensor, window
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    top1: float  # percent
+    top5: float  # percent
+    images: int
+    duration_s: float
+    energy_mj: float | None  # None without a sensor
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.duration_s if self.duration_s > 0 else float("nan")
+
+
+def default_workers() -> int:
+    """Loader processes: enough to decode ahead of the model, leaving it most of the cores."""
+    import os
+
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+
+
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    torch_device: str,
+    synchronize: Callable[[], None],
+    sensor: EnergySensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> EvalResult:
+    """One pass over `loader`; progress(done, total, elapsed_s) is called after each batch."""
+    total = len(loader.dataset)
+    correct1 = correct5 = seen = 0
+    synchronize()
+    start = sensor.read() if sensor else None
+    t0 = time.monotonic()
+    with torch.inference_mode():
+        for images, labels in loader:
+            images = images.to(torch_device, dtype=dtype, non_blocking=True)
+            labels = labels.to(torch_device, non_blocking=True)
+            logits = model(images)
+            classes = logits.shape[1]
+            if int(labels.max()) >= classes or int(labels.min()) < 0:
+                raise DatasetError(f"labels out of range for a {classes}-class model (max label {int(labels.max())}): use a checkpoint trained on this dataset")
+            top5 = logits.topk(min(5, classes), dim=1).indices
+            hits = top5 == labels[:, None]
+            correct1 += int(hits[:, 0].sum())
+            correct5 += int(hits.any(dim=1).sum())
+            seen += labels.shape[0]
+            if progress is not None:
+                progress(seen, total, time.monotonic() - t0)
+    synchronize()
+    duration = time.monotonic() - t0
+    energy = window(start, sensor.read()).energy_mj if sensor else None
+    if seen == 0:
+        raise DatasetError("the evaluation set is empty")
+    return EvalResult(100.0 * correct1 / seen, 100.0 * correct5 / seen, seen, duration, energy)

@@ -1,0 +1,280 @@
+"""Datasets in their usual on-disk forms, and each model's evaluation transform.
+
+`--e3p-dataset` takes a comma list of:
+- `synthetic`: random images of the model's input size; energy and latency only, no accuracy.
+- `imagenet=PATH`: the ILSVRC-2012 validation set, either one folder per synset (`n01440764/...`)
+  or the flat folder of `ILSVRC2012_val_*.JPEG` beside the devkit (`ILSVRC2012_devkit_t12/data/`
+  with `ILSVRC2012_validation_ground_truth.txt` and `meta.mat`). Class indices are in timm's order
+  (sorted synset ids).
+- `cifar10=PATH`: the official python batches (`cifar-10-batches-py/`), test split.
+- `folder=PATH`: any labelled image folder, one sub-folder per class (sorted names = class indices).
+
+`--e3p-limit N` evaluates N images evenly spaced over the set (indices floor(i * len / N)): the same
+images every run, spread over all classes, so a quick run is a fair sample.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+SYNTHETIC, IMAGENET, CIFAR10, FOLDER = "synthetic", "imagenet", "cifar10", "folder"
+KINDS = (SYNTHETIC, IMAGENET, CIFAR10, FOLDER)
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm"}
+DEVKIT_DIR = "ILSVRC2012_devkit_t12"
+CIFAR_DIR = "cifar-10-batches-py"
+
+
+class DatasetError(Exception):
+    """A dataset path or file that is not what it should be; the message names the file."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def has_labels(self) -> bool:
+        return self.kind != SYNTHETIC
+
+
+def parse_datasets(spec: str) -> list[DatasetSpec]:
+    specs = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        kind, _, path = part.partition("=")
+        kind = kind.strip().lower()
+        if kind not in KINDS:
+            raise DatasetError(f"unknown dataset {kind!r}; accepted: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH")
+        if kind == SYNTHETIC:
+            if path:
+                raise DatasetError("synthetic takes no path")
+            specs.append(DatasetSpec(SYNTHETIC))
+            continue
+        if not path:
+            raise DatasetError(f"{kind} needs a path: {kind}=PATH")
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise DatasetError(f"{kind}: {p} does not exist")
+        specs.append(DatasetSpec(kind, p))
+    if not specs:
+        raise DatasetError("no dataset given: use synthetic, imagenet=PATH, cifar10=PATH or folder=PATH")
+    if len({s.kind for s in specs}) != len(specs):
+        raise DatasetError("each dataset kind may be given once")
+    return specs
+
+
+class LabelledImages(Dataset):
+    """(image path, class index) pairs, loaded with PIL as RGB and transformed."""
+
+    def __init__(self, items: list[tuple[Path, int]], transform=None):
+        self.items, self.transform = items, transform
+        self.targets = [label for _, label in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.items[i]
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+        return (self.transform(img) if self.transform else img), label
+
+
+class Cifar10(Dataset):
+    """The official CIFAR-10 python batches, as PIL images."""
+
+    def __init__(self, images, labels: list[int], transform=None):
+        self.images, self.targets, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i])
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folder_items(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    return [(img, idx) for idx, cls in enumerate(classes) for img in _images_in(root / cls)]
+
+
+def read_cifar_batch(path: Path) -> tuple[Any, list[int]]:
+    """One official CIFAR-10 batch file -> (N x 32 x 32 x 3 uint8 array, labels)."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+    except FileNotFoundError:
+        raise DatasetError(f"cifar10: {path} does not exist (expected the official {CIFAR_DIR}/ folder)") from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DatasetError(f"cifar10: {path} is truncated or not a CIFAR batch ({exc.__class__.__name__}: {exc}); download it again") from None
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = [int(x) for x in batch[b"labels"]]
+    except (KeyError, TypeError) as exc:
+        raise DatasetError(f"cifar10: {path} has no b'data'/b'labels' entries ({exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(labels):
+        raise DatasetError(f"cifar10: {path} holds data of shape {data.shape} for {len(labels)} labels; expected N x 3072 for N labels")
+    bad = [x for x in labels if not 0 <= x < 10]
+    if bad:
+        raise DatasetError(f"cifar10: {path} has labels out of range 0-9 (first: {bad[0]})")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _cifar_dir(path: Path) -> Path:
+    return path / CIFAR_DIR if (path / CIFAR_DIR).is_dir() else path
+
+
+def open_cifar10(path: Path, split: str = "test", transform=None) -> Cifar10:
+    import numpy as np
+
+    root = _cifar_dir(path)
+    files = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+    arrays, labels = [], []
+    for name in files:
+        data, lab = read_cifar_batch(root / name)
+        arrays.append(data)
+        labels += lab
+    return Cifar10(np.concatenate(arrays), labels, transform)
+
+
+def _imagenet_synsets() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def _devkit_dir(path: Path) -> Path | None:
+    for candidate in (path / DEVKIT_DIR / "data", path.parent / DEVKIT_DIR / "data", path / "data"):
+        if (candidate / "ILSVRC2012_validation_ground_truth.txt").is_file():
+            return candidate
+    return None
+
+
+def _imagenet_flat_items(path: Path, devkit: Path) -> list[tuple[Path, int]]:
+    """Flat ILSVRC2012_val_NNNNNNNN.JPEG files, labelled from the devkit.
+
+    The ground-truth file holds ILSVRC2012_IDs (1-1000, the devkit's own order); meta.mat maps each
+    to its synset id, and timm's class index is the synset's place in sorted order."""
+    from scipy.io import loadmat
+
+    meta_file = devkit / "meta.mat"
+    try:
+        synsets = loadmat(str(meta_file), squeeze_me=True)["synsets"]
+        id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+    except FileNotFoundError:
+        raise DatasetError(f"imagenet: {meta_file} is missing; the devkit's data/ folder must hold meta.mat") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DatasetError(f"imagenet: {meta_file} is not the devkit's meta.mat ({exc})") from None
+    index = {wnid: i for i, wnid in enumerate(_imagenet_synsets())}
+    truth = (devkit / "ILSVRC2012_validation_ground_truth.txt").read_text().split()
+    items = []
+    for img in _images_in(path):
+        try:
+            n = int(img.stem.rsplit("_", 1)[1])
+            label = index[id_to_wnid[int(truth[n - 1])]]
+        except (IndexError, ValueError, KeyError):
+            raise DatasetError(f"imagenet: no ground truth for {img.name} in {devkit / 'ILSVRC2012_validation_ground_truth.txt'}") from None
+        items.append((img, label))
+    return items
+
+
+def open_imagenet(path: Path, transform=None) -> LabelledImages:
+    synsets = _imagenet_synsets()
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("n") and p.name[1:].isdigit())
+    if folders:
+        missing = sorted(set(synsets) - set(folders))
+        unknown = sorted(set(folders) - set(synsets))
+        if unknown:
+            raise DatasetError(f"imagenet: {path} has folders that are not ImageNet-1k synsets: {', '.join(unknown[:3])}")
+        if missing:
+            raise DatasetError(
+                f"imagenet: {path} has {len(folders)} synset folders, expected 1000; missing {len(missing)} "
+                f"(first: {', '.join(missing[:3])}). Class indices would shift: restore them (empty folders are fine)"
+            )
+        return LabelledImages(_class_folder_items(path, synsets), transform)
+    devkit = _devkit_dir(path)
+    if devkit is not None and _images_in(path):
+        return LabelledImages(_imagenet_flat_items(path, devkit), transform)
+    raise DatasetError(
+        f"imagenet: {path} is in neither layout: expected one folder per synset (n01440764/, ...) or the flat "
+        f"ILSVRC2012_val_*.JPEG files with {DEVKIT_DIR}/data/ (ground truth and meta.mat) beside them"
+    )
+
+
+def open_folder(path: Path, transform=None) -> LabelledImages:
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise DatasetError(f"folder: {path} has no class sub-folders (expected PATH/<class>/<image>)")
+    items = _class_folder_items(path, classes)
+    if not items:
+        raise DatasetError(f"folder: {path} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return LabelledImages(items, transform)
+
+
+def num_classes(spec: DatasetSpec) -> int | None:
+    if spec.kind == IMAGENET:
+        return 1000
+    if spec.kind == CIFAR10:
+        return 10
+    if spec.kind == FOLDER:
+        return len([p for p in spec.path.iterdir() if p.is_dir()])
+    return None
+
+
+def eval_transform(spec: DatasetSpec, model: torch.nn.Module):
+    """The model's own eval transform (timm data config); CIFAR-10 as the paper ran it."""
+    from timm.data import create_transform, resolve_data_config
+    from torchvision import transforms as T
+
+    cfg = resolve_data_config({}, model=model)
+    if spec.kind == CIFAR10:
+        # The paper: resize 32x32 images to the model's input size, ImageNet normalisation.
+        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        size = cfg["input_size"][1:]
+        return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
+    return create_transform(**cfg, is_training=False)
+
+
+def open_dataset(spec: DatasetSpec, transform=None) -> Dataset:
+    if spec.kind == IMAGENET:
+        return open_imagenet(spec.path, transform)
+    if spec.kind == CIFAR10:
+        return open_cifar10(spec.path, "test", transform)
+    if spec.kind == FOLDER:
+        return open_folder(spec.path, transform)
+    raise DatasetError("the synthetic dataset has no images to evaluate")
+
+
+def subset_indices(total: int, limit: int | None) -> list[int]:
+    """N indices evenly spaced over `total`: floor(i * total / N); all of them without a limit."""
+    if not limit or limit >= total:
+        return list(range(total))
+    return [int(i * total / limit) for i in range(limit)]
+
+
+def limited(dataset: Dataset, limit: int | None) -> Dataset:
+    indices = subset_indices(len(dataset), limit)
+    return dataset if len(indices) == len(dataset) else Subset(dataset, indices)

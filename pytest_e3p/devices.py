@@ -1,0 +1,198 @@
+"""Device profiles: what `--device NAME` means, a check that the hardware matches, the device's
+identity (what makes two results comparable), and which power sensor measures it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .sensors import EnergySensor, SensorUnavailable
+from .sensors import jetson as jetson_sensors
+from .sensors import nvml as nvml_sensors
+from .sensors.estimate import HINT as ESTIMATE_HINT
+from .sensors.estimate import CpuTimeEstimate
+from .sensors.rapl import RaplSensor
+
+CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
+
+
+class DeviceError(Exception):
+    """Unknown device, or hardware that does not match the named profile."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: str  # CPU, CUDA or JETSON
+    description: str
+    match: str | None = None  # regex the GPU name or Jetson model must contain
+
+
+PROFILES = {
+    p.name: p
+    for p in (
+        Profile("cpu", CPU, "the host CPU; energy from RAPL (package, DRAM)"),
+        Profile("cuda", CUDA, "any NVIDIA GPU (cuda:0, or cuda:N); energy from NVML"),
+        Profile("rtx3050", CUDA, "NVIDIA GeForce RTX 3050 (the paper's mobile GPU)", r"RTX 3050"),
+        Profile("tx2", JETSON, "NVIDIA Jetson TX2 (the paper's edge device)", r"TX2"),
+        Profile("xavier-nx", JETSON, "NVIDIA Jetson Xavier NX", r"Xavier NX"),
+        Profile("orin-nano", JETSON, "NVIDIA Jetson Orin Nano", r"Orin Nano"),
+        Profile("orin-nx", JETSON, "NVIDIA Jetson Orin NX", r"Orin NX"),
+        Profile("agx-orin", JETSON, "NVIDIA Jetson AGX Orin", r"AGX Orin"),
+    )
+}
+
+
+def accepted_names() -> str:
+    return ", ".join([*PROFILES, "cuda:N", "auto"])
+
+
+@dataclass
+class Device:
+    """A resolved --device: its profile, the torch device it runs on, and its identity."""
+
+    name: str  # as the user named it (after auto): appears in test ids and results
+    profile: Profile
+    torch_device: str  # "cpu" or "cuda:N"
+    identity: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # what auto picked, and why
+
+    @property
+    def kind(self) -> str:
+        return self.profile.kind
+
+    def synchronize(self) -> None:
+        """Wait for queued work, so a window edge is where the work really ends."""
+        if self.torch_device.startswith("cuda"):
+            torch.cuda.synchronize(self.torch_device)
+
+    def temperature_c(self) -> float | None:
+        if self.kind == CUDA:
+            try:
+                nvml = nvml_sensors.load_pynvml()
+                return nvml_sensors.gpu_temperature_c(nvml, nvml_sensors.device_handle(nvml, self.cuda_index))
+            except SensorUnavailable:
+                return None
+        return _thermal_zone_c()
+
+    @property
+    def cuda_index(self) -> int:
+        return int(self.torch_device.split(":")[1]) if ":" in self.torch_device else 0
+
+    def open_sensor(self, require: bool = False, w_per_core: float = 10.0, rate_hz: float = 50.0) -> tuple[EnergySensor | None, str]:
+        """The device's power sensor, or (estimate / None, why no sensor).
+
+        require=True turns the absence of a real sensor into SensorUnavailable."""
+        try:
+            if self.kind == CPU:
+                return RaplSensor(), ""
+            if self.kind == JETSON:
+                return jetson_sensors.open_jetson_sensor(rate_hz), ""
+            return nvml_sensors.open_nvml_sensor(index=self.cuda_index, uuid=self.identity.get("uuid"), rate_hz=rate_hz), ""
+        except SensorUnavailable as exc:
+            if require:
+                raise
+            if self.kind == CPU:
+                return CpuTimeEstimate(w_per_core), f"{exc}; using a labelled estimate instead ({ESTIMATE_HINT})"
+            return None, f"{exc}; energy is reported as unavailable"
+
+
+def _thermal_zone_c() -> float | None:
+    """The first thermal zone's temperature (CPU or Jetson SoC), where sysfs has one."""
+    from .sensors import sysfs
+
+    try:
+        return sysfs.read_number(sysfs.path("/sys/class/thermal/thermal_zone0/temp")) / 1000.0
+    except Exception:
+        return None
+
+
+def cpu_identity() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware")):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"name": model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+
+
+def _cuda_identity(index: int) -> dict[str, Any]:
+    props = torch.cuda.get_device_properties(index)
+    identity: dict[str, Any] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1)}
+    uuid = getattr(props, "uuid", None)
+    if uuid is not None:
+        identity["uuid"] = str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}"
+    try:
+        nvml = nvml_sensors.load_pynvml()
+        handle = nvml_sensors.device_handle(nvml, index, identity.get("uuid"))
+        identity.update({k: v for k, v in nvml_sensors.gpu_identity(nvml, handle).items() if v not in (None, "unknown")})
+    except SensorUnavailable as exc:
+        identity["nvml"] = str(exc)
+    return identity
+
+
+def resolve(name: str) -> Device:
+    """`--device NAME` -> Device, checking that this machine has it; DeviceError otherwise."""
+    name = name.strip().lower()
+    note = ""
+    if name == "auto":
+        if jetson_sensors.is_jetson():
+            name, note = "jetson", "auto picked the Jetson board"
+        elif torch.cuda.is_available():
+            name, note = "cuda:0", f"auto picked cuda:0 ({torch.cuda.get_device_name(0)})"
+        else:
+            name, note = "cpu", "auto picked the CPU (no CUDA GPU, not a Jetson)"
+        if name == "jetson":
+            return _resolve_jetson_auto(note)
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    profile = PROFILES["cuda"] if m else PROFILES.get(name)
+    if profile is None:
+        raise DeviceError(f"unknown device {name!r}; accepted: {accepted_names()}")
+    if profile.kind == CPU:
+        return Device(name, profile, "cpu", cpu_identity(), note)
+    if profile.kind == JETSON:
+        return _resolve_jetson(name, profile, note)
+    index = int(m.group(1)) if m and m.group(1) else 0
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {name}: no CUDA GPU is visible to torch here (use --device cpu, or check the driver and CUDA_VISIBLE_DEVICES)")
+    if index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    identity = _cuda_identity(index)
+    if profile.match and not re.search(profile.match, identity["name"], re.IGNORECASE):
+        raise DeviceError(
+            f"--device {name} expects {profile.description}, but this machine's GPU is {identity['name']!r}; "
+            "baselines are per device, so use --device cuda to measure this GPU under its own name"
+        )
+    return Device(name, profile, f"cuda:{index}", identity, note)
+
+
+def _jetson_device(name: str, profile: Profile, note: str) -> Device:
+    identity = jetson_sensors.jetson_identity()
+    return Device(name, profile, "cuda:0" if torch.cuda.is_available() else "cpu", identity, note)
+
+
+def _resolve_jetson(name: str, profile: Profile, note: str) -> Device:
+    if not jetson_sensors.is_jetson():
+        raise DeviceError(f"--device {name} expects {profile.description}, but this machine is not a Jetson board (no 'Jetson' in /proc/device-tree/model)")
+    device = _jetson_device(name, profile, note)
+    if profile.match and not re.search(profile.match, device.identity["model"], re.IGNORECASE):
+        raise DeviceError(f"--device {name} expects {profile.description}, but this board is {device.identity['model']!r}; use the profile for this board")
+    return device
+
+
+def _resolve_jetson_auto(note: str) -> Device:
+    model = jetson_sensors.jetson_identity()["model"]
+    for profile in PROFILES.values():
+        if profile.kind == JETSON and profile.match and re.search(profile.match, model, re.IGNORECASE):
+            return _jetson_device(profile.name, profile, f"{note}: {model}")
+    generic = Profile("jetson", JETSON, model)
+    return _jetson_device("jetson", generic, f"{note}: {model} (no named profile)")

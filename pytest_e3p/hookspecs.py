@@ -1,0 +1,17 @@
+"""Extension points: implement these in a conftest.py or a plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.hookspec
+def pytest_e3p_modify_cases(config: pytest.Config, cases: list) -> None:
+    """Called with the list of cases (model x device x dataset) before parametrization; remove or
+    reorder items in place to change what is measured."""
+
+
+@pytest.hookspec
+def pytest_e3p_case_result(config: pytest.Config, result) -> None:
+    """Called with each case's CaseResult once it is final (after the test), before any baseline
+    comparison: export it, add notes, or push it to a dashboard."""

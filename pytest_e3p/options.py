@@ -1,0 +1,170 @@
+"""Command-line and ini options, read into one validated Options record.
+
+Every `--e3p-x-y` flag has an ini twin `e3p_x_y` for `[tool.pytest.ini_options]`; `--device` is
+`e3p_device`. The command line wins over the ini file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _choice(*allowed: str):
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _path(text: str) -> Path | None:
+    return Path(text).expanduser() if text else None
+
+
+def _flag(text: str) -> bool:
+    return str(text).strip().lower() in {"1", "true", "yes", "on"}
+
+
+# (field, flag, default, parser, help). Defaults follow METHOD.md's protocol.
+SPEC: list[tuple[str, str, str, Any, str]] = [
+    ("device", "--device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
+    ("models", "--e3p-models", "paper13", str, "paper13, candidates, or a comma list of timm names (arch or arch.tag)"),
+    ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
+    ("batch_size", "--e3p-batch-size", "64", _positive_int, "images per batch (the paper's 64)"),
+    ("rounds", "--e3p-rounds", "10", _positive_int, "measured rounds per case (at least 5 recommended)"),
+    ("min_round_s", "--e3p-min-round-s", "1.0", _positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
+    ("warmup_s", "--e3p-warmup-s", "2.0", _non_negative_float, "warm-up before the rounds, seconds"),
+    ("idle_s", "--e3p-idle-s", "1.0", _non_negative_float, "idle-power window before each case, seconds (0: skip)"),
+    ("precision", "--e3p-precision", "fp32", _choice("fp32", "fp16", "bf16"), "fp32 (the paper's), fp16 or bf16"),
+    ("weights", "--e3p-weights", "pretrained", _choice("pretrained", "random"), "pretrained (timm/Hugging Face cache) or random"),
+    ("checkpoints", "--e3p-checkpoints", "", _path, "folder of fine-tuned checkpoints: DIR/<arch>_<dataset>.pth"),
+    ("limit", "--e3p-limit", "0", int, "evaluate N evenly spaced images of the dataset (0: all)"),
+    ("workers", "--e3p-workers", "-1", int, "data-loading processes for the accuracy pass (-1: half the CPUs)"),
+    ("results", "--e3p-results", ".e3p/results.json", _path, "where the results JSON is written"),
+    ("require_sensor", "--e3p-require-sensor", "false", _flag, "fail when no real power sensor can be read (no estimate)"),
+    ("w_per_core", "--e3p-estimate-w-per-core", "10", _positive_float, "assumed watts per busy core of the CPU-time energy estimate"),
+    ("sample_hz", "--e3p-sample-hz", "50", _positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
+    ("sam_alpha", "--e3p-sam-alpha", "5", _positive_float, "alpha of SAM (5: SAM5)"),
+    ("screen", "--e3p-screen", "none", _choice("none", "pareto"), "stage-1 screening of the models before measuring: none or pareto"),
+    ("screen_keep", "--e3p-screen-keep", "", str, "comma list of models the screening always keeps"),
+    ("baseline", "--e3p-baseline", "", _path, "compare each case with this baseline file; regressions fail"),
+    ("save_baseline", "--e3p-save-baseline", "", _path, "write this run as a baseline (only when the run passes)"),
+    ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
+    ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
+    ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
+]
+
+
+@dataclass(frozen=True)
+class Options:
+    device: str
+    models: str
+    datasets: str
+    batch_size: int
+    rounds: int
+    min_round_s: float
+    warmup_s: float
+    idle_s: float
+    precision: str
+    weights: str
+    checkpoints: Path | None
+    limit: int
+    workers: int
+    results: Path | None
+    require_sensor: bool
+    w_per_core: float
+    sample_hz: float
+    sam_alpha: float
+    screen: str
+    screen_keep: str
+    baseline: Path | None
+    save_baseline: Path | None
+    tolerance: str
+    report: Path | None
+    reference_model: str
+
+
+assert [f.name for f in fields(Options)] == [s[0] for s in SPEC]
+
+
+def ini_name(flag: str) -> str:
+    return "e3p_device" if flag == "--device" else flag.lstrip("-").replace("-", "_")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("e3p", "pytest-e3p: energy-efficiency benchmarks of Vision Transformers")
+    for name, flag, default, parse, help_text in SPEC:
+        if parse is _flag:
+            group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=help_text)
+        else:
+            group.addoption(flag, action="store", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=f"{help_text} (default: {default or 'none'})")
+        parser.addini(ini_name(flag), help=help_text, default=default)
+
+
+def explicitly_set(config: pytest.Config) -> bool:
+    """Whether the user asked for pytest-e3p in this run (any e3p flag or ini value)."""
+    for name, flag, default, _parse, _help in SPEC:
+        if config.getoption(f"e3p_{name}") is not None:
+            return True
+        if str(config.getini(ini_name(flag))) != default:
+            return True
+    return False
+
+
+def read_options(config: pytest.Config) -> Options:
+    """All options, validated; pytest.UsageError with one line saying what is wrong."""
+    values = {}
+    for name, flag, default, parse, _help in SPEC:
+        raw = config.getoption(f"e3p_{name}")
+        if raw is None:
+            raw = config.getini(ini_name(flag))
+        try:
+            values[name] = parse(str(raw).strip())
+        except ValueError as exc:
+            raise pytest.UsageError(f"{flag}={raw!r}: {exc}") from None
+    opts = Options(**values)
+    for path_name in ("results", "save_baseline"):
+        target = getattr(opts, path_name)
+        if target is not None:
+            check_writable(target, "--e3p-" + path_name.replace("_", "-"))
+    if opts.limit < 0:
+        raise pytest.UsageError(f"--e3p-limit={opts.limit}: must be 0 (all images) or a positive count")
+    return opts
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """Fail at the start, not after an hour of measuring, when a result could not be written."""
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if path.is_dir():
+        raise pytest.UsageError(f"{flag}={path}: is a folder; give a file path such as {path / 'results.json'}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise pytest.UsageError(f"{flag}={path}: cannot be written (no write permission on {folder})")

@@ -1,0 +1,202 @@
+"""pytest glue: options, parametrization, fixtures, the regression gate and the end-of-run report.
+
+A benchmark is any test that asks for the `e3p` fixture (or `e3p_case`): it is parametrized over
+every model x device x dataset of the run, so each combination is its own test id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import hookspecs, options as opts
+from .results import FAILED, INVALID, OK
+
+SESSION_KEY = pytest.StashKey["Any"]()
+RUNNER_KEY = pytest.StashKey["Any"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    opts.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e3p(energy_tolerance=None, latency_tolerance=None, top1_tolerance=None): per-benchmark regression tolerances")
+    # Validate at once when the user asked for pytest-e3p, so bad input is a usage error before
+    # anything runs; other projects with the plugin installed pay nothing.
+    if opts.explicitly_set(config) and not hasattr(config, "workerinput"):
+        _session(config)
+
+
+class _PytestCache:
+    """pytest's cache as the mapping screening.complexity_of wants."""
+
+    def __init__(self, cache: Any):
+        self._cache = cache
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._cache.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._cache.set(key, value)
+
+
+def _session(config: pytest.Config):
+    """The run's E3PSession, created on first use."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        from .session import E3PSession, SetupError
+
+        options = opts.read_options(config)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        cache = _PytestCache(config.cache) if getattr(config, "cache", None) is not None else None
+        progress = (lambda line: reporter.write_line(line)) if reporter is not None else None
+        try:
+            session = E3PSession(options, cache, progress)
+        except SetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[SESSION_KEY] = session
+    return session
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "e3p_case" not in metafunc.fixturenames:
+        return
+    session = _session(metafunc.config)
+    cases = session.cases()
+    metafunc.config.hook.pytest_e3p_modify_cases(config=metafunc.config, cases=cases)
+    metafunc.parametrize("e3p_case", cases, ids=[c.id for c in cases])
+
+
+@pytest.fixture(scope="session")
+def e3p_session(request: pytest.FixtureRequest):
+    """The run: device, sensor, options, results so far."""
+    return _session(request.config)
+
+
+@pytest.fixture
+def e3p_model(e3p_case, e3p_session):
+    """The case's model, built with its weights, on the device, in eval mode (a LoadedModel)."""
+    return e3p_session.load_model(e3p_case)
+
+
+@pytest.fixture
+def e3p_sensor(e3p_session):
+    """The device's power sensor (None where energy is unavailable)."""
+    return e3p_session.sensor
+
+
+@pytest.fixture
+def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
+    """The case runner: e3p.measure(benchmark), e3p.evaluate(), e3p.result."""
+    from .session import CaseRunner
+
+    runner = CaseRunner(e3p_session, e3p_case, e3p_model)
+    request.node.stash[RUNNER_KEY] = runner
+    return runner
+
+
+def _tolerances(item: pytest.Item, session):
+    marker = item.get_closest_marker("e3p")
+    if marker is None:
+        return session.tolerances
+    kw = marker.kwargs
+    return session.tolerances.with_overrides(energy=kw.get("energy_tolerance"), latency=kw.get("latency_tolerance"), top1=kw.get("top1_tolerance"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After a benchmark's body: finish its result, record it, and fail the test on a regression."""
+    try:
+        outcome = yield
+    except BaseException as exc:
+        runner = item.stash.get(RUNNER_KEY, None)
+        if runner is not None:
+            r = runner.result
+            if r.status == OK:
+                r.status, r.reason = FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            runner.finalize()
+            _record(item, runner)
+        raise
+    runner = item.stash.get(RUNNER_KEY, None)
+    if runner is not None and runner.measured:
+        runner.finalize()
+        regressions = _record(item, runner)
+        if regressions:
+            pytest.fail("E3P regression: " + "; ".join(c.describe() for c in regressions), pytrace=False)
+    return outcome
+
+
+def _record(item: pytest.Item, runner) -> list:
+    from .baseline import REGRESSED, IncompatibleBaseline
+
+    session = runner.session
+    item.config.hook.pytest_e3p_case_result(config=item.config, result=runner.result)
+    saved = session.tolerances
+    session.tolerances = _tolerances(item, session)
+    try:
+        checks = session.record(runner.result)
+    except IncompatibleBaseline as exc:
+        pytest.fail(f"baseline refused: {exc}", pytrace=False)
+    finally:
+        session.tolerances = saved
+    return [c for c in checks if c.verdict == REGRESSED]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        machine_info["e3p_device"] = session.device_record()
+        machine_info["e3p_energy"] = {k: v for k, v in session.protocol_record().items() if k in ("energy_kind", "energy_source", "boundary")}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    e3p = session.config.stash.get(SESSION_KEY, None)
+    if e3p is None:
+        return
+    passed = exitstatus == pytest.ExitCode.OK and session.testsfailed == 0
+    session.config.stash[_FINISH_LINES] = e3p.finish(passed)
+    if e3p.options.report is not None and e3p.results:
+        from .report_md import write_report
+
+        written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
+        session.config.stash[_FINISH_LINES].append(f"report written to {written}")
+
+
+_FINISH_LINES = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    e3p = config.stash.get(SESSION_KEY, None)
+    if e3p is None:
+        return
+    from .report import footnotes, ranking_tables, stage1_table
+
+    tr = terminalreporter
+    if e3p.stage1:
+        tr.write_sep("=", "E3P stage 1: NetScore screening (device-agnostic)")
+        tr.write_line(stage1_table(e3p.stage1))
+    if not e3p.results:
+        return
+    if e3p.device.note:
+        tr.write_line(e3p.device.note)
+    if e3p.sensor_note:
+        tr.write_line(f"energy: {e3p.sensor_note}")
+    checks = e3p.checks if e3p.baseline is not None else None
+    for title, table in ranking_tables(e3p.results.values(), checks):
+        tr.write_sep("=", title)
+        tr.write_line(table)
+    if e3p.baseline is not None:
+        missing = sorted(set(e3p.baseline.cases) - set(e3p.results))
+        if missing:
+            tr.write_line(f"in the baseline but not run: {', '.join(missing)}")
+    for line in footnotes(e3p.results.values()):
+        tr.write_line(line)
+    for line in config.stash.get(_FINISH_LINES, []):
+        tr.write_line(line)

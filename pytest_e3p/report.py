@@ -1,0 +1,132 @@
+"""Tables for the terminal: the stage-2 ranking per device x dataset, stage-1 screening, and the
+comparison with a baseline. (The Markdown report with plots is in report_md.py.)"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from .baseline import REGRESSED, Check, Comparison
+from .results import OK, CaseResult
+from .screening import Stage1Row
+
+
+def _num(value: float | None, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def energy_cell(r: CaseResult) -> str:
+    if r.energy_mj_per_image is None:
+        return "unavailable"
+    text = _num(r.energy_mj_per_image, ".4g")
+    return f"~{text} (est.)" if r.energy_kind == "estimate" else text
+
+
+def rank_key(r: CaseResult) -> tuple:
+    """Best SAM first; lowest energy where SAM is unavailable; then fastest."""
+    return (
+        r.status != OK,
+        r.sam is None,
+        -(r.sam or 0.0),
+        r.energy_mj_per_image is None,
+        r.energy_mj_per_image or 0.0,
+        r.latency_ms_per_image or float("inf"),
+    )
+
+
+def group_cases(cases: Iterable[CaseResult]) -> dict[tuple[str, str], list[CaseResult]]:
+    groups: dict[tuple[str, str], list[CaseResult]] = defaultdict(list)
+    for r in cases:
+        groups[(r.device, r.dataset)].append(r)
+    return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
+
+
+def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[str]]]:
+    alpha = cases[0].sam_alpha if cases else 5.0
+    headers = ["#", "model", "params (M)", "GMACs", "NetScore", "top-1 (%)", "top-1 from", "latency (ms/img)", "energy (mJ/img)", "power (W)", f"SAM{alpha:g}"]
+    if checks is not None:
+        headers += ["baseline (mJ/img)", "change", "verdict"]
+    rows = []
+    for i, r in enumerate(cases, 1):
+        row = [
+            i if r.status == OK else r.status,
+            r.model,
+            _num(r.params_m, ".2f"),
+            _num(r.gmacs, ".3f"),
+            _num(r.netscore, ".1f"),
+            _num(r.top1, ".2f"),
+            r.top1_source,
+            _num(r.latency_ms_per_image, ".3g"),
+            energy_cell(r),
+            _num(r.power_w, ".3g"),
+            _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == "estimate" else ""),
+        ]
+        if checks is not None:
+            energy = next((c for c in checks.get(r.case_id, []) if c.metric == "energy"), None)
+            verdicts = [c for c in checks.get(r.case_id, []) if c.verdict == REGRESSED]
+            if r.case_id not in checks:
+                row += ["-", "-", "new" if r.status == OK else "-"]
+            else:
+                row += [
+                    _num(energy.baseline, ".4g") if energy else "-",
+                    f"{energy.change:+.1%}" if energy else "-",
+                    ", ".join(f"{c.metric} regressed" for c in verdicts) or (energy.verdict if energy else "unchanged"),
+                ]
+        rows.append(row)
+    return headers, rows
+
+
+def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] | None = None, fmt: str = "simple") -> list[tuple[str, str]]:
+    """(title, table) per device x dataset."""
+    out = []
+    for (device, dataset), group in group_cases(cases).items():
+        headers, rows = ranking_rows(group, checks)
+        first = group[0]
+        title = f"E3P stage 2 on {device} / {dataset}: energy {first.energy_kind} by {first.energy_source} ({first.boundary})"
+        out.append((title, tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)))
+    return out
+
+
+def footnotes(cases: Iterable[CaseResult]) -> list[str]:
+    cases = list(cases)
+    notes = []
+    if any(r.energy_kind == "estimate" for r in cases):
+        notes.append("~ / est. / *: energy is an ESTIMATE (no power sensor readable), never compared with measured figures")
+    if any(r.top1_source == "reference" for r in cases):
+        notes.append("top-1 from 'reference': timm's published ImageNet-1k accuracy of these weights, not measured in this run")
+    untrained = [r for r in cases if r.weights == "random"]
+    if untrained:
+        notes.append(f"weights: {len(untrained)} model(s) ran with random weights ({untrained[0].weights_detail})")
+    idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
+    if idle:
+        notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")
+    for r in cases:
+        if r.status != OK:
+            notes.append(f"{r.case_id}: {r.status}: {r.reason}")
+    return notes
+
+
+def stage1_table(rows: list[Stage1Row], fmt: str = "simple") -> str:
+    ordered = sorted(rows, key=lambda r: (not r.kept, -(r.netscore or -1e9)))
+    table = [
+        [r.model, _num(r.params_m, ".2f"), _num(r.gmacs, ".3f"), _num(r.top1_ref, ".2f"), _num(r.netscore, ".1f"), "kept" if r.kept else "dropped", r.why]
+        for r in ordered
+    ]
+    return tabulate(table, headers=["model", "params (M)", "GMACs", "ref top-1 (%)", "NetScore", "screening", "why"], tablefmt=fmt, disable_numparse=True)
+
+
+def comparison_table(cmp: Comparison, fmt: str = "simple") -> str:
+    rows = []
+    for cid, checks in sorted(cmp.checks.items()):
+        for c in checks:
+            change = f"{c.change:+.2f} pt" if c.metric == "top1" else f"{c.change:+.1%}"
+            rows.append([cid, c.metric, f"{c.baseline:.4g}", f"{c.current:.4g}", change, "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict])
+    for cid in cmp.new:
+        rows.append([cid, "-", "-", "-", "-", "-", "new (not in baseline)"])
+    for cid in cmp.missing:
+        rows.append([cid, "-", "-", "-", "-", "-", "in baseline, not run"])
+    for cid, why in cmp.refused.items():
+        rows.append([cid, "-", "-", "-", "-", "-", f"refused: {why}"])
+    return tabulate(rows, headers=["case", "metric", "baseline", "current", "change", "p", "verdict"], tablefmt=fmt, disable_numparse=True)

@@ -1,0 +1,179 @@
+"""The one small interface every power sensor implements.
+
+A sensor reports *cumulative* energy since it started, in millijoules, per rail and in total.
+The measurement protocol reads it at both edges of a window and takes the difference, so counter
+sensors (NVML, RAPL) and sampling sensors (Jetson rails, NVML instantaneous power) look the same
+from outside.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+class SensorUnavailable(Exception):
+    """No reading is possible on this machine; the message says why and how to fix it."""
+
+
+class SensorFault(Exception):
+    """A sensor broke during a run (file vanished, garbage value, counter went backwards)."""
+
+
+MEASURED = "measured"
+ESTIMATE = "estimate"
+
+
+@dataclass(frozen=True)
+class SensorInfo:
+    """What a sensor measures, so every report can state its boundary and source."""
+
+    name: str  # e.g. "nvml-counter", "jetson-ina3221", "rapl", "cpu-time-estimate"
+    kind: str  # MEASURED or ESTIMATE: the two are never compared with each other
+    boundary: str  # what the energy covers: "GPU board", "Jetson module input (VDD_IN)", ...
+    unit: str  # unit of the raw value the sensor reads
+    update_period_s: float  # how often the underlying value changes (or our sampling period)
+    total_rail: str | None = None  # which rail the total is, where there are rails
+    rails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """Cumulative energy since the sensor started (mJ), at monotonic time t_s."""
+
+    t_s: float
+    total_mj: float
+    rails_mj: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnergyWindow:
+    """Energy spent between two readings."""
+
+    duration_s: float
+    energy_mj: float
+    rails_mj: dict[str, float]
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_mj / 1000.0 / self.duration_s if self.duration_s > 0 else float("nan")
+
+
+def window(start: EnergyReading, end: EnergyReading) -> EnergyWindow:
+    """Energy between two readings; a window whose energy went down is a sensor fault."""
+    energy_mj = end.total_mj - start.total_mj
+    if energy_mj < 0:
+        raise SensorFault(f"energy counter went backwards ({start.total_mj:.1f} -> {end.total_mj:.1f} mJ)")
+    rails = {name: end.rails_mj[name] - start.rails_mj.get(name, 0.0) for name in end.rails_mj}
+    return EnergyWindow(end.t_s - start.t_s, energy_mj, rails)
+
+
+class EnergySensor(ABC):
+    """Start it, read cumulative energy as often as needed, close it."""
+
+    info: SensorInfo
+
+    def start(self) -> None:
+        """Begin counting; called once before the first read."""
+
+    @abstractmethod
+    def read(self) -> EnergyReading:
+        """Cumulative energy since start(); raises SensorFault when the sensor broke."""
+
+    def close(self) -> None:
+        """Release threads and handles."""
+
+    def raw_value(self) -> float:
+        """The value the hardware updates (a counter, or instantaneous power), to observe how often
+        it changes."""
+        return self.read().total_mj
+
+    def __enter__(self) -> "EnergySensor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SamplingSensor(EnergySensor):
+    """A sensor that only reads instantaneous power: a background thread samples it and
+    integrates by trapezoid. read() takes one more sample on the spot, so window edges are exact
+    to the sample rather than to the sampling period."""
+
+    def __init__(self, rate_hz: float):
+        if rate_hz <= 0:
+            raise ValueError("sampling rate must be positive")
+        self.period_s = 1.0 / rate_hz
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fault: SensorFault | None = None
+        self._last_t: float | None = None
+        self._last_mw: dict[str, float] = {}
+        self._energy_mj: dict[str, float] = {}
+        self.samples = 0
+
+    @abstractmethod
+    def sample_mw(self) -> dict[str, float]:
+        """Instantaneous power of each rail, in milliwatts. Raise SensorFault on a bad value."""
+
+    @abstractmethod
+    def total_mj(self, rails_mj: dict[str, float]) -> float:
+        """The total of the boundary from the per-rail energies (one rail, or a sum)."""
+
+    def raw_value(self) -> float:
+        return sum(self.sample_mw().values())
+
+    def _sample_locked(self) -> None:
+        if self._fault is not None:
+            return
+        try:
+            power_mw = self.sample_mw()
+        except SensorFault as exc:
+            self._fault = exc
+            return
+        except OSError as exc:
+            self._fault = SensorFault(f"{self.info.name}: {exc}")
+            return
+        now = time.monotonic()
+        if self._last_t is not None:
+            dt = now - self._last_t
+            for rail, p in power_mw.items():
+                prev = self._last_mw.get(rail, p)
+                self._energy_mj[rail] = self._energy_mj.get(rail, 0.0) + 0.5 * (prev + p) * dt
+        else:
+            self._energy_mj = {rail: 0.0 for rail in power_mw}
+        self._last_t, self._last_mw = now, power_mw
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            with self._lock:
+                self._sample_locked()
+                if self._fault is not None:
+                    return
+
+    def start(self) -> None:
+        with self._lock:
+            self._sample_locked()
+        if self._fault is not None:
+            raise self._fault
+        self._thread = threading.Thread(target=self._run, name=f"e3p-{self.info.name}", daemon=True)
+        self._thread.start()
+
+    def read(self) -> EnergyReading:
+        with self._lock:
+            self._sample_locked()
+            if self._fault is not None:
+                raise self._fault
+            rails = dict(self._energy_mj)
+            return EnergyReading(self._last_t or time.monotonic(), self.total_mj(rails), rails)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None

@@ -1,0 +1,373 @@
+"""One pytest-e3p run: the device and its sensor, the cases, their results, the baseline, the files.
+
+The plugin (plugin.py) is thin glue around this; pytest-benchmark's BenchmarkSession plays the same
+part there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, data, results, zoo
+from .accuracy import default_workers, evaluate, make_loader
+from .baseline import Check, IncompatibleBaseline, Tolerances, compare_case, device_incompatibility, parse_tolerances, ToleranceError
+from .benchmark_bridge import record_rounds
+from .complexity import Complexity, model_input_size
+from .devices import Device, DeviceError, resolve
+from .measure import Protocol, run_protocol
+from .metrics import netscore, sam
+from .models import CHECKPOINT, RANDOM, Weights, build_model, checkpoint_path
+from .options import Options
+from .screening import Stage1Row, complexity_of, screen, stage1_row
+from .sensors import ESTIMATE, EnergySensor, SensorFault, SensorUnavailable
+from .zoo import ModelName, UnknownModel
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class SetupError(Exception):
+    """Bad input found before anything is measured; the plugin turns it into a usage error."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (model x device x dataset) combination: one test id."""
+
+    model: ModelName
+    device: str
+    dataset: data.DatasetSpec
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.case_id}-{self.device}-{self.dataset.name}"
+
+
+@dataclass
+class LoadedModel:
+    """A case's model on its device, with where its weights came from and its stage-1 figures."""
+
+    name: ModelName
+    module: torch.nn.Module
+    weights: Weights
+    complexity: Complexity
+    input_size: tuple[int, int, int]
+    num_classes: int
+
+
+class E3PSession:
+    def __init__(self, options: Options, cache: Any = None, progress: Callable[[str], None] | None = None):
+        self.options = options
+        self.cache = cache
+        self.progress = progress or (lambda line: None)
+        try:
+            self.device: Device = resolve(options.device)
+            self.models = zoo.resolve_models(options.models)
+            self.datasets = data.parse_datasets(options.datasets)
+            self.tolerances: Tolerances = parse_tolerances(options.tolerance)
+            zoo.parse_model(options.reference_model)
+        except (DeviceError, UnknownModel, data.DatasetError, ToleranceError) as exc:
+            raise SetupError(str(exc)) from None
+        self.protocol = Protocol(options.batch_size, options.rounds, options.min_round_s, options.warmup_s, options.idle_s)
+        self.dtype = DTYPES[options.precision]
+        self.sensor: EnergySensor | None = None
+        self.sensor_note = ""
+        self._open_sensor()
+        self.baseline: results.ResultsFile | None = None
+        if options.baseline is not None:
+            self._load_baseline(options.baseline)
+        self.stage1: list[Stage1Row] = []
+        if options.screen == "pareto":
+            self._screen()
+        self._weights_warned = False
+        self.results: dict[str, results.CaseResult] = {}
+        self.checks: dict[str, list[Check]] = {}
+        self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    # -- setup -------------------------------------------------------------------------------
+    def _open_sensor(self) -> None:
+        try:
+            self.sensor, self.sensor_note = self.device.open_sensor(self.options.require_sensor, self.options.w_per_core, self.options.sample_hz)
+        except SensorUnavailable as exc:
+            raise SetupError(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {exc}") from None
+        if self.sensor is not None:
+            self.sensor.start()
+
+    def reopen_sensor(self) -> None:
+        """After a sensor fault: a fresh sensor for the next case, so the other cases go on."""
+        if self.sensor is not None:
+            self.sensor.close()
+        try:
+            self._open_sensor()
+        except SetupError as exc:
+            self.sensor, self.sensor_note = None, str(exc)
+
+    @property
+    def energy_kind(self) -> str:
+        return self.sensor.info.kind if self.sensor else "unavailable"
+
+    def _load_baseline(self, path: Path) -> None:
+        try:
+            self.baseline = results.load(path)
+        except results.ResultsFileError as exc:
+            raise SetupError(f"--e3p-baseline: {exc}") from None
+        why = device_incompatibility(self.baseline, self.device_record())
+        if why is None:
+            proto = self.baseline.protocol
+            for key, ours in (("batch_size", self.options.batch_size), ("precision", self.options.precision), ("energy_kind", self.energy_kind)):
+                if key in proto and proto[key] != ours:
+                    why = f"{key.replace('_', ' ')} differs: baseline {proto[key]}, this run {ours}"
+                    if key == "energy_kind":
+                        why += " (an estimate is never compared with a measurement)"
+        if why:
+            raise SetupError(f"--e3p-baseline {path} cannot be compared with this run: {why}")
+
+    def _screen(self) -> None:
+        rows = [stage1_row(m, complexity_of(m, self.cache)) for m in self.models]
+        keep = [k.strip() for k in self.options.screen_keep.split(",") if k.strip()]
+        self.stage1 = screen(rows, keep=keep)
+        kept = {r.model for r in self.stage1 if r.kept}
+        self.models = [m for m in self.models if m.full in kept]
+
+    def cases(self) -> list[Case]:
+        return [Case(m, self.device.name, d) for m in self.models for d in self.datasets]
+
+    # -- records -----------------------------------------------------------------------------
+    def device_record(self) -> dict[str, Any]:
+        return {"name": self.device.name, "kind": self.device.kind, "identity": self.device.identity}
+
+    def environment(self) -> dict[str, str]:
+        import timm
+
+        return {"torch": torch.__version__, "timm": timm.__version__, "pytest_e3p": __version__, "python": platform.python_version()}
+
+    def protocol_record(self) -> dict[str, Any]:
+        info = self.sensor.info if self.sensor else None
+        return {
+            "batch_size": self.protocol.batch_size,
+            "rounds": self.protocol.rounds,
+            "min_round_s": self.protocol.min_round_s,
+            "warmup_s": self.protocol.warmup_s,
+            "idle_s": self.protocol.idle_s,
+            "precision": self.options.precision,
+            "energy_kind": self.energy_kind,
+            "energy_source": info.name if info else "unavailable",
+            "boundary": info.boundary if info else "",
+            "sensor_note": self.sensor_note,
+            "limit": self.options.limit or None,
+        }
+
+    def results_file(self) -> results.ResultsFile:
+        return results.ResultsFile(
+            device=self.device_record(),
+            environment=self.environment(),
+            protocol=self.protocol_record(),
+            cases=dict(self.results),
+            screening=[r.to_dict() for r in self.stage1],
+            created=self.started,
+        )
+
+    # -- a case ------------------------------------------------------------------------------
+    def load_model(self, case: Case) -> LoadedModel:
+        classes = data.num_classes(case.dataset)
+        ckpt = None
+        if self.options.checkpoints is not None:
+            candidate = checkpoint_path(self.options.checkpoints, case.model, case.dataset.name)
+            ckpt = candidate if candidate.exists() or classes not in (None, 1000) else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the weights fallback is reported once, by us
+            net, weights = build_model(case.model, self.options.weights, ckpt, classes if classes != 1000 else None)
+        if weights.source == RANDOM and self.options.weights != RANDOM and not self._weights_warned:
+            self._weights_warned = True  # one warning per run, not one per model
+            self.progress(f"[e3p] {weights.detail}; using random weights: energy and latency stay valid, top-1 is the reference figure")
+        head = getattr(net, "num_classes", classes or 1000)
+        cx = complexity_of(case.model, self.cache, built=net if head == 1000 else None)
+        net = net.to(self.device.torch_device, dtype=self.dtype).eval()
+        return LoadedModel(case.model, net, weights, cx, model_input_size(net), head)
+
+    def new_result(self, case: Case, loaded: LoadedModel) -> results.CaseResult:
+        ref = zoo.reference(case.model)
+        info = self.sensor.info if self.sensor else None
+        top1_ref = ref.top1 if ref else None
+        return results.CaseResult(
+            case_id=case.id,
+            model=case.model.full,
+            device=self.device.name,
+            dataset=case.dataset.name,
+            batch_size=self.protocol.batch_size,
+            image_size=list(loaded.input_size),
+            precision=self.options.precision,
+            weights=loaded.weights.source,
+            weights_detail=loaded.weights.detail,
+            params_m=loaded.complexity.params_m,
+            gmacs=loaded.complexity.gmacs,
+            top1_ref=top1_ref,
+            netscore=netscore(top1_ref, loaded.complexity.params_m, loaded.complexity.gmacs) if top1_ref else None,
+            energy_kind=info.kind if info else "unavailable",
+            energy_source=info.name if info else "unavailable",
+            boundary=info.boundary if info else self.sensor_note,
+            total_rail=info.total_rail if info else None,
+            sam_alpha=self.options.sam_alpha,
+        )
+
+    def record(self, result: results.CaseResult) -> list[Check]:
+        """Keep a finished case; compare it with the baseline. Returns the checks."""
+        self.results[result.case_id] = result
+        if self.baseline is None or result.status != results.OK:
+            return []
+        base = self.baseline.cases.get(result.case_id)
+        if base is None:
+            return []
+        try:
+            checks = compare_case(base, result, self.tolerances)
+        except IncompatibleBaseline as exc:
+            result.status, result.reason = results.INVALID, str(exc)
+            raise
+        self.checks[result.case_id] = checks
+        return checks
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(self, run_passed: bool) -> list[str]:
+        """Write the results file (always) and the baseline (only after a passing run).
+
+        Returns lines for the terminal saying what was written or why not."""
+        lines = []
+        if self.sensor is not None:
+            self.sensor.close()
+        if not self.results:
+            return lines
+        rf = self.results_file()
+        if self.options.results is not None:
+            results.save(rf, self.options.results)
+            lines.append(f"results written to {self.options.results}")
+        if self.options.save_baseline is not None:
+            bad = [cid for cid, r in self.results.items() if r.status != results.OK]
+            if run_passed and not bad:
+                results.save(rf, self.options.save_baseline)
+                lines.append(f"baseline written to {self.options.save_baseline}")
+            else:
+                why = f"{len(bad)} case(s) did not pass" if bad else "the run did not pass"
+                lines.append(f"baseline NOT written ({why}); {self.options.save_baseline} is unchanged")
+        return lines
+
+
+class CaseRunner:
+    """What the `e3p` fixture gives a benchmark: measure(), evaluate(), and the result record."""
+
+    def __init__(self, session: E3PSession, case: Case, loaded: LoadedModel):
+        self.session, self.case, self.loaded = session, case, loaded
+        self.result = session.new_result(case, loaded)
+        self.measured = False
+        self.evaluated = False
+
+    def measure(self, benchmark: Any = None) -> results.CaseResult:
+        """Steady-state energy, latency and power of the case's model (the protocol's rounds).
+
+        With pytest-benchmark's `benchmark` fixture, the rounds' per-image latencies also appear in
+        its table and JSON, and the energy figures in its extra_info."""
+        s, r = self.session, self.result
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn((s.protocol.batch_size, *self.loaded.input_size), generator=gen).to(s.device.torch_device, dtype=s.dtype)
+        model = self.loaded.module
+        r.temperature_c_start = s.device.temperature_c()
+        try:
+            with torch.inference_mode():
+                steady = run_protocol(lambda: model(x), s.protocol.batch_size, s.device.synchronize, s.sensor, s.protocol)
+        except SensorFault as exc:
+            r.status, r.reason = results.INVALID, f"sensor fault: {exc}"
+            s.reopen_sensor()
+            raise
+        r.temperature_c_end = s.device.temperature_c()
+        r.latency_ms_per_image_samples = steady.latency_ms_per_image_samples
+        r.latency_ms_per_image = steady.latency_ms_per_image
+        r.energy_mj_per_image_samples = steady.energy_mj_per_image_samples
+        r.energy_mj_per_image = steady.energy_mj_per_image
+        r.power_w = steady.power_w
+        r.rails_mj_per_image = steady.rails_mj_per_image
+        if steady.idle_power_w is not None and r.energy_kind != ESTIMATE:
+            r.idle_power_w = steady.idle_power_w
+        self.measured = True
+        record_rounds(benchmark, steady, r)
+        return r
+
+    def evaluate(self) -> results.CaseResult:
+        """Top-1/top-5 on the case's dataset, where it has labels and the weights are trained;
+        the reference top-1 (labelled so) otherwise."""
+        s, r, case = self.session, self.result, self.case
+        self.evaluated = True
+        if not case.dataset.has_labels:
+            return self._reference_top1("the synthetic dataset has no labels")
+        if self.loaded.weights.source == RANDOM:
+            return self._reference_top1("random weights (pretrained ones unavailable)")
+        if self.loaded.num_classes != data.num_classes(case.dataset) or (
+            case.dataset.kind != data.IMAGENET and self.loaded.weights.source != CHECKPOINT
+        ):
+            r.top1_source = results.NO_TOP1
+            r.reason = (
+                f"{case.dataset.name} needs a fine-tuned checkpoint: --e3p-checkpoints DIR with "
+                f"{case.model.arch}_{case.dataset.name}.pth (see `python -m pytest_e3p finetune`)"
+            )
+            return r
+        model = self.loaded.module
+        dataset = data.open_dataset(case.dataset, data.eval_transform(case.dataset, model))
+        subset = data.limited(dataset, s.options.limit or None)
+        workers = s.options.workers if s.options.workers >= 0 else default_workers()
+        loader = make_loader(subset, s.protocol.batch_size, workers, pin_memory=s.device.torch_device.startswith("cuda"))
+        last = [time.monotonic()]
+
+        def progress(done: int, total: int, elapsed: float) -> None:
+            if time.monotonic() - last[0] >= 10.0 and done < total:
+                last[0] = time.monotonic()
+                rate = done / elapsed
+                s.progress(f"[e3p] {case.id}: {done}/{total} images, {rate:.1f} img/s, {(total - done) / rate:.0f} s left")
+
+        try:
+            ev = evaluate(model, loader, s.device.torch_device, s.device.synchronize, s.sensor, s.dtype, progress)
+        except SensorFault as exc:
+            r.status, r.reason = results.INVALID, f"sensor fault during the accuracy pass: {exc}"
+            s.reopen_sensor()
+            raise
+        r.top1, r.top5, r.top1_source = ev.top1, ev.top5, results.MEASURED_TOP1
+        r.eval_images, r.eval_duration_s, r.eval_energy_mj = ev.images, ev.duration_s, ev.energy_mj
+        if len(subset) < len(dataset):
+            r.eval_subset = f"{len(subset)} of {len(dataset)} images, evenly spaced (--e3p-limit)"
+        return r
+
+    def _reference_top1(self, why: str) -> results.CaseResult:
+        r = self.result
+        if r.top1_ref is not None and self.case.dataset.kind in (data.SYNTHETIC, data.IMAGENET):
+            r.top1, r.top1_source = r.top1_ref, results.REFERENCE_TOP1
+            ref = zoo.reference(self.case.model)
+            r.top5 = ref.top5 if ref else None
+        else:
+            r.top1_source = results.NO_TOP1
+        r.sam_note = why
+        return r
+
+    def finalize(self) -> results.CaseResult:
+        """SAM from whatever the case measured, with notes saying what it rests on."""
+        r = self.result
+        if not self.evaluated and r.status == results.OK:
+            self._reference_top1("accuracy was not evaluated")
+        notes = []
+        if r.top1 is None or r.energy_mj_per_image is None:
+            r.sam = None
+            notes.append("no SAM: " + ("top-1 unavailable" if r.top1 is None else "energy unavailable"))
+        else:
+            r.sam = sam(r.top1 / 100.0, r.energy_mj_per_image, r.sam_alpha)
+            if r.sam is None:
+                notes.append(f"SAM undefined: energy {r.energy_mj_per_image:.3g} mJ/image <= 1 mJ")
+            if r.top1_source == results.REFERENCE_TOP1:
+                notes.append("SAM on reference top-1")
+            if r.energy_kind == ESTIMATE:
+                notes.append("SAM on estimated energy")
+        r.sam_note = "; ".join(n for n in [r.sam_note, *notes] if n)
+        return r
