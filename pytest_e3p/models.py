@@ -67,7 +67,7 @@ def cached_weights_file(model: ModelName) -> Path | None:
     if cfg is None or not cfg.hf_hub_id:
         return None
     cache_dir = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
-    for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
+    for filename in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin"):
         if not filename:
             continue
         found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=cache_dir)

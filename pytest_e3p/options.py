@@ -35,6 +35,11 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _batch_size(text: str) -> int | None:
+    """None means auto: the device decides (devices.default_batch_size)."""
+    return None if text == "auto" else _positive_int(text)
+
+
 def _choice(*allowed: str):
     def parse(text: str) -> str:
         if text not in allowed:
@@ -57,7 +62,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("device", "--device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
     ("models", "--e3p-models", "paper13", str, "paper13, candidates, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
-    ("batch_size", "--e3p-batch-size", "64", _positive_int, "images per batch (the paper's 64)"),
+    ("batch_size", "--e3p-batch-size", "auto", _batch_size, "images per batch; auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU"),
     ("rounds", "--e3p-rounds", "10", _positive_int, "measured rounds per case (at least 5 recommended)"),
     ("min_round_s", "--e3p-min-round-s", "1.0", _positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
     ("warmup_s", "--e3p-warmup-s", "2.0", _non_negative_float, "warm-up before the rounds, seconds"),
@@ -87,7 +92,7 @@ class Options:
     device: str
     models: str
     datasets: str
-    batch_size: int
+    batch_size: int | None  # None: the device's default
     rounds: int
     min_round_s: float
     warmup_s: float

@@ -76,7 +76,8 @@ class E3PSession:
             zoo.parse_model(options.reference_model)
         except (DeviceError, UnknownModel, data.DatasetError, ToleranceError) as exc:
             raise SetupError(str(exc)) from None
-        self.protocol = Protocol(options.batch_size, options.rounds, options.min_round_s, options.warmup_s, options.idle_s)
+        batch = options.batch_size or self.device.default_batch_size
+        self.protocol = Protocol(batch, options.rounds, options.min_round_s, options.warmup_s, options.idle_s)
         self.dtype = DTYPES[options.precision]
         self.sensor: EnergySensor | None = None
         self.sensor_note = ""
@@ -122,7 +123,7 @@ class E3PSession:
         why = device_incompatibility(self.baseline, self.device_record())
         if why is None:
             proto = self.baseline.protocol
-            for key, ours in (("batch_size", self.options.batch_size), ("precision", self.options.precision), ("energy_kind", self.energy_kind)):
+            for key, ours in (("batch_size", self.protocol.batch_size), ("precision", self.options.precision), ("energy_kind", self.energy_kind)):
                 if key in proto and proto[key] != ours:
                     why = f"{key.replace('_', ' ')} differs: baseline {proto[key]}, this run {ours}"
                     if key == "energy_kind":

@@ -1,0 +1,196 @@
+"""The Markdown report with plots: one or more results files (one per device) merged.
+
+Per dataset: stage 1 (NetScore), per device the SAM ranking, accuracy-vs-energy plots with the
+Pareto front, NetScore rank against device rank with Kendall's tau, savings against a reference
+model, which model wins where, and the conditions. matplotlib is optional (`[report]`): without it
+the Markdown is still written and says how to get the plots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from .metrics import kendall_tau, pareto_front, ranks
+from .report import energy_cell, group_cases, ranking_rows
+from .results import OK, CaseResult, ResultsFile, write_atomic
+
+from tabulate import tabulate
+
+
+class ReportError(Exception):
+    pass
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    xs = [c.energy_mj_per_image for c in cases]
+    ys = [c.top1 for c in cases]
+    ax.scatter(xs, ys, color="tab:blue", zorder=3)
+    for c in cases:
+        ax.annotate(c.model.split(".")[0], (c.energy_mj_per_image, c.top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    pts = sorted((xs[i], ys[i]) for i in front)
+    if pts:
+        ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="tab:red", label="Pareto front", zorder=2)
+        ax.legend(loc="lower right")
+    est = " (ESTIMATED energy)" if any(c.energy_kind == "estimate" for c in cases) else ""
+    ax.set_xlabel(f"energy per image (mJ){est}")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _usable(c: CaseResult) -> bool:
+    return c.status == OK and c.energy_mj_per_image is not None and c.top1 is not None
+
+
+def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = "vit_small_patch16_224") -> Path:
+    """Write out_dir/report.md (and PNG plots where matplotlib is installed); returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = [c for f in files for c in f.cases.values()]
+    if not cases:
+        raise ReportError("the results files hold no cases: nothing to report")
+    by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
+    for c in cases:
+        by_dataset[c.dataset].append(c)
+    lines = ["# E3P-ViT energy-efficiency report", ""]
+    plots_missing = False
+    for dataset, dcases in sorted(by_dataset.items()):
+        lines += [f"## Dataset: {dataset}", ""]
+        lines += _stage1_section(dcases, files)
+        groups = group_cases(dcases)
+        winners = {}
+        for (device, _), group in groups.items():
+            lines += [f"### {device}: stage 2 ranking by SAM", ""]
+            headers, rows = ranking_rows(group)
+            lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            usable = [c for c in group if _usable(c)]
+            if usable:
+                winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=lambda c: c.energy_mj_per_image)
+                front = pareto_front([(c.top1, c.energy_mj_per_image) for c in usable], [True, False])
+                png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
+                if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
+                    lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
+                else:
+                    plots_missing = True
+                lines += ["Pareto front (accuracy up, energy down): " + ", ".join(usable[i].model.split(".")[0] for i in front), ""]
+                lines += _theory_vs_device(usable, device)
+                lines += _savings(usable, device, reference_model)
+        if len(winners) > 1:
+            lines += ["### Across devices", ""]
+            lines += [f"- on **{d}** the best is **{c.model.split('.')[0]}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{c.model.split('.')[0]}**" for d, c in sorted(winners.items())]
+            if len({c.model for c in winners.values()}) > 1:
+                lines += ["", "The best model differs between devices."]
+            lines.append("")
+    lines += _conditions(files, cases)
+    if plots_missing:
+        lines += ["", "_Plots were not drawn: matplotlib is not installed. `pip install 'pytest-e3p[report]'` adds them._"]
+    path = out / "report.md"
+    write_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _stage1_section(cases: list[CaseResult], files: list[ResultsFile]) -> list[str]:
+    seen: dict[str, CaseResult] = {}
+    for c in cases:
+        seen.setdefault(c.model, c)
+    kept = {row["model"]: row for f in files for row in f.screening}
+    rows = []
+    for model, c in sorted(seen.items(), key=lambda kv: -(kv[1].netscore or -1e9)):
+        screening = kept.get(model)
+        status = "-" if screening is None else ("kept" if screening["kept"] else f"dropped ({screening['why']})")
+        rows.append([model, f"{c.params_m:.2f}" if c.params_m else "-", f"{c.gmacs:.3f}" if c.gmacs else "-", f"{c.top1_ref:.2f}" if c.top1_ref else "-", f"{c.netscore:.1f}" if c.netscore else "-", status])
+    return ["### Stage 1: NetScore (device-agnostic)", "", tabulate(rows, headers=["model", "params (M)", "GMACs", "reference top-1 (%)", "NetScore", "screening"], tablefmt="github", disable_numparse=True), ""]
+
+
+def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
+    with_ns = [c for c in cases if c.netscore is not None]
+    if len(with_ns) < 3:
+        return []
+    ns_rank = ranks([c.netscore for c in with_ns], higher_is_better=True)
+    energy_rank = ranks([c.energy_mj_per_image for c in with_ns], higher_is_better=False)
+    has_sam = all(c.sam is not None for c in with_ns)
+    sam_rank = ranks([c.sam for c in with_ns], higher_is_better=True) if has_sam else None
+    device_rank = sam_rank or energy_rank
+    rows = []
+    for i, c in enumerate(with_ns):
+        rows.append([c.model.split(".")[0], ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
+    rows.sort(key=lambda r: r[1])
+    tau_sam = kendall_tau(ns_rank, sam_rank) if sam_rank else None
+    tau_energy = kendall_tau(ns_rank, energy_rank)
+    movers = sorted(range(len(with_ns)), key=lambda i: -abs(device_rank[i] - ns_rank[i]))[:3]
+    lines = [f"#### Theory against device ({device})", ""]
+    lines += [tabulate(rows, headers=["model", "NetScore rank", "SAM rank", "energy rank", "move"], tablefmt="github"), ""]
+    taus = []
+    if tau_sam is not None:
+        taus.append(f"NetScore vs SAM: {tau_sam:.2f}")
+    if tau_energy is not None:
+        taus.append(f"NetScore vs energy: {tau_energy:.2f}")
+    if taus:
+        lines.append("Kendall's tau, " + "; ".join(taus) + ".")
+    moved = [f"{with_ns[i].model.split('.')[0]} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
+    if moved:
+        lines.append("Rank moves most from NetScore to the device: " + ", ".join(moved) + ".")
+    best_theory = with_ns[ns_rank.index(1)]
+    best_device = with_ns[device_rank.index(1)]
+    if best_theory is not best_device:
+        lines.append(f"The best NetScore model ({best_theory.model.split('.')[0]}) is not the best on {device} ({best_device.model.split('.')[0]}).")
+    return lines + [""]
+
+
+def savings_line(cases: list[CaseResult], device: str, reference_model: str) -> str | None:
+    ref = next((c for c in cases if c.model == reference_model or c.model.split(".")[0] == reference_model), None)
+    if ref is None:
+        return None
+    best = min(cases, key=lambda c: c.energy_mj_per_image)
+    if best is ref:
+        return f"{ref.model.split('.')[0]} itself uses the least energy per image on {device}"
+    saving = 1.0 - best.energy_mj_per_image / ref.energy_mj_per_image
+    return f"{best.model.split('.')[0]} uses {saving:.0%} less energy per image than {ref.model.split('.')[0]} on {device}"
+
+
+def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list[str]:
+    line = savings_line(cases, device, reference_model)
+    if line is None:
+        return [f"_No savings line: the reference model {reference_model} was not measured on {device}._", ""]
+    est = " (estimated energy)" if cases[0].energy_kind == "estimate" else ""
+    return [f"**Savings:** {line}{est}.", ""]
+
+
+def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
+    lines = ["## Conditions", ""]
+    for f in files:
+        d, p, e = f.device, f.protocol, f.environment
+        ident = ", ".join(f"{k}: {v}" for k, v in d.get("identity", {}).items())
+        lines.append(f"- **{d.get('name')}** ({ident})")
+        lines.append(
+            f"  - energy: {p.get('energy_kind')} by {p.get('energy_source')} ({p.get('boundary')}); precision {p.get('precision')}, "
+            f"batch {p.get('batch_size')}, {p.get('rounds')} rounds of at least {p.get('min_round_s')} s"
+        )
+        lines.append(f"  - torch {e.get('torch')}, timm {e.get('timm')}, pytest-e3p {e.get('pytest_e3p')}; source {f.source or 'this run'}")
+    if any(c.energy_kind == "estimate" for c in cases):
+        lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
+    if any(c.top1_source == "reference" for c in cases):
+        lines.append("- top-1 'reference' is timm's published ImageNet-1k accuracy, not measured in this run.")
+    subsets = {c.eval_subset for c in cases if c.eval_subset}
+    for s in sorted(subsets):
+        lines.append(f"- accuracy on a subset: {s}")
+    weights = {c.weights for c in cases}
+    lines.append(f"- weights: {', '.join(sorted(weights))}")
+    return lines

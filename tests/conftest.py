@@ -1,0 +1,25 @@
+import pytest
+
+# pytester runs pytest in-process and drops the modules a run imported afterwards; torch cannot be
+# imported twice in one process, so it is imported once here, before any inner run.
+import timm  # noqa: F401
+import torch  # noqa: F401
+
+import pytest_e3p.session  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def sysfs_root(tmp_path, monkeypatch):
+    """An empty fake sysfs root that the sysfs sensor backends read (E3P_SYSFS_ROOT)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("E3P_SYSFS_ROOT", str(root))
+    return root
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{text}\n")
+    return path

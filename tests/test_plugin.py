@@ -1,0 +1,222 @@
+"""The plugin as users run it: pytest in-process (pytester) on a small benchmark folder."""
+
+import json
+
+import pytest
+
+BENCH = '''
+def test_energy(e3p, benchmark):
+    e3p.measure(benchmark)
+    e3p.evaluate()
+'''
+FAST = [
+    "--e3p-batch-size=2",
+    "--e3p-rounds=5",
+    "--e3p-min-round-s=0.05",
+    "--e3p-warmup-s=0",
+    "--e3p-idle-s=0",
+    "--e3p-weights=random",
+    "-p", "no:cacheprovider",
+]
+MODELS = "--e3p-models=efficientvit_m0,levit_128s"
+
+
+@pytest.fixture
+def bench(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest("--device=cpu", *FAST, *args)
+
+
+def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
+    result = run(bench, MODELS, "--e3p-results=out/results.json", "--benchmark-json=bench.json", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_energy?efficientvit_m0-cpu-synthetic? PASSED*",
+            "*test_energy?levit_128s-cpu-synthetic? PASSED*",
+            "*E3P stage 2 on cpu / synthetic: energy estimate by cpu-time-estimate*",
+            "*model*params (M)*GMACs*NetScore*top-1 (%)*top-1 from*latency (ms/img)*energy (mJ/img)*power (W)*SAM5*",
+            "*energy is an ESTIMATE*",
+        ]
+    )
+    data = json.loads((bench.path / "out/results.json").read_text())
+    assert data["schema"] == "pytest-e3p/results" and data["schema_version"] == 1
+    case = data["cases"]["levit_128s-cpu-synthetic"]
+    assert case["model"] == "levit_128s.fb_dist_in1k"
+    assert case["batch_size"] == 2 and case["image_size"] == [3, 224, 224] and case["precision"] == "fp32"
+    assert len(case["energy_mj_per_image_samples"]) == 5 and len(case["latency_ms_per_image_samples"]) == 5
+    assert case["energy_kind"] == "estimate" and case["energy_source"] == "cpu-time-estimate"
+    assert case["top1_source"] == "reference" and case["top1"] == 76.52
+    assert case["gmacs"] == pytest.approx(0.305, abs=0.002) and case["params_m"] == pytest.approx(7.78, abs=0.01)
+    assert case["sam"] is not None and "estimated energy" in case["sam_note"]
+    assert set(data["environment"]) >= {"torch", "timm"}
+    # the table lists the higher SAM first
+    lines = [l for l in result.outlines if l.startswith(("1 ", "2 "))]
+    sams = {l.split()[1]: float(l.split()[-2]) for l in lines}
+    assert lines[0].split()[-2] == str(max(sams.values())) or float(lines[0].split()[-2]) == max(sams.values())
+    # pytest-benchmark shows each case, with per-image latency and the energy in extra_info
+    bj = json.loads((bench.path / "bench.json").read_text())
+    by_name = {b["name"]: b for b in bj["benchmarks"]}
+    b = by_name["test_energy[levit_128s-cpu-synthetic]"]
+    assert b["stats"]["rounds"] == 5
+    assert b["stats"]["median"] == pytest.approx(case["latency_ms_per_image"] / 1000, rel=1e-3)
+    assert b["extra_info"]["energy_mj_per_image"] == pytest.approx(case["energy_mj_per_image"], rel=1e-3)
+    assert bj["machine_info"]["e3p_device"]["name"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device=quantum"], "unknown device 'quantum'; accepted: cpu, cuda, rtx3050, tx2*"),
+        (["--device=rtx3050"], "*--device rtx3050*no CUDA GPU*"),
+        (["--device=tx2"], "*--device tx2 expects NVIDIA Jetson TX2*not a Jetson board*"),
+        (["--e3p-models=vit_smal_patch16_224"], "*unknown model 'vit_smal_patch16_224'*did you mean*vit_small_patch16_224*"),
+        (["--e3p-batch-size=0"], "*--e3p-batch-size='0': must be at least 1*"),
+        (["--e3p-results=/proc/results.json"], "*--e3p-results=/proc/results.json: cannot be written*"),
+        (["--e3p-dataset=cifar10=/nonexistent"], "*cifar10: /nonexistent does not exist*"),
+        (["--e3p-tolerance=energy=five"], "*cannot read tolerance 'energy=five'*"),
+        (["--e3p-require-sensor"], "*--e3p-require-sensor: no power sensor for --device cpu: no RAPL*"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(bench, args, message):
+    result = bench.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_any_project_can_write_its_own_case_with_the_fixtures(pytester):
+    pytester.makepyfile(
+        test_mine='''
+def test_custom(e3p_case, e3p_model, e3p_session):
+    assert e3p_case.id == "efficientvit_m0-cpu-synthetic"
+    assert e3p_model.module.training is False
+    assert e3p_model.complexity.gmacs > 0
+'''
+    )
+    run(pytester, "--e3p-models=efficientvit_m0").assert_outcomes(passed=1)
+
+
+def test_plugin_is_idle_in_projects_that_do_not_use_it(pytester):
+    pytester.makepyfile(test_plain="def test_x():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "E3P" not in result.stdout.str()
+
+
+def test_save_a_baseline_then_pass_then_fail_as_that_test_on_a_regression(bench):
+    one = "--e3p-models=efficientvit_m0"
+    result = run(bench, one, "--e3p-save-baseline=baselines/cpu.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline written to baselines/cpu.json*"])
+    path = bench.path / "baselines/cpu.json"
+    saved = json.loads(path.read_text())
+    assert list(saved["cases"]) == ["efficientvit_m0-cpu-synthetic"]
+
+    # the flow, not the noise: a generous tolerance, since this machine may be shared
+    result = run(bench, one, "--e3p-baseline=baselines/cpu.json", "--e3p-tolerance=energy=300%")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline (mJ/img)*change*verdict*"])
+
+    # pretend the baseline cost a tenth: every round now looks +900%
+    case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
+    case["energy_mj_per_image_samples"] = [v / 10 for v in case["energy_mj_per_image_samples"]]
+    path.write_text(json.dumps(saved))
+    result = run(bench, one, "--e3p-baseline=baselines/cpu.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E3P regression: energy * mJ/img vs baseline * (+*%, p=* > tolerance 5%)",
+            "FAILED test_bench.py::test_energy?efficientvit_m0-cpu-synthetic? - Failed: E3*",
+        ]
+    )
+
+
+def test_a_marker_sets_a_benchmarks_tolerance(pytester):
+    pytester.makepyfile(
+        test_bench='''
+import pytest
+
+@pytest.mark.e3p(energy_tolerance=10.0)
+def test_energy(e3p):
+    e3p.measure()
+'''
+    )
+    run(pytester, "--e3p-models=efficientvit_m0", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
+    saved = json.loads((pytester.path / "b.json").read_text())
+    case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
+    case["energy_mj_per_image_samples"] = [v / 10 for v in case["energy_mj_per_image_samples"]]
+    (pytester.path / "b.json").write_text(json.dumps(saved))
+    run(pytester, "--e3p-models=efficientvit_m0", "--e3p-baseline=b.json").assert_outcomes(passed=1)
+
+
+def test_a_baseline_of_another_device_or_a_corrupt_one_is_refused_before_measuring(bench):
+    bad = bench.path / "other.json"
+    bad.write_text(json.dumps({"schema": "pytest-e3p/results", "schema_version": 1, "device": {"name": "rtx3050", "identity": {}}, "cases": {}}))
+    result = run(bench, "--e3p-baseline=other.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --e3p-baseline other.json cannot be compared with this run: the baseline is for device 'rtx3050', this run is on 'cpu'"])
+    (bench.path / "corrupt.json").write_text('{"schema": "pytest-e3p/res')
+    result = run(bench, "--e3p-baseline=corrupt.json")
+    result.stderr.fnmatch_lines(["ERROR: --e3p-baseline: corrupt.json is not valid JSON*"])
+
+
+def test_a_failed_run_never_writes_the_baseline(pytester):
+    pytester.makepyfile(
+        test_bench='''
+def test_energy(e3p):
+    e3p.measure()
+    assert "levit" not in e3p.case.id, "a broken benchmark"
+'''
+    )
+    base = pytester.path / "b.json"
+    base.write_text("the old baseline")
+    result = run(pytester, MODELS, "--e3p-save-baseline=b.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*baseline NOT written (1 case(s) did not pass); b.json is unchanged*"])
+    assert base.read_text() == "the old baseline"
+    # ...but the results file keeps what was measured, the failure included
+    data = json.loads((pytester.path / ".e3p/results.json").read_text())
+    assert data["cases"]["levit_128s-cpu-synthetic"]["status"] == "failed"
+    assert data["cases"]["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
+
+
+def test_a_sensor_failing_mid_run_invalidates_that_case_and_the_others_go_on(pytester):
+    pytester.makeconftest(
+        '''
+import pytest
+from pytest_e3p.sensors import EnergyReading, SensorFault, SensorInfo, MEASURED
+from pytest_e3p.sensors.base import EnergySensor
+
+
+class Flaky(EnergySensor):
+    info = SensorInfo("flaky", MEASURED, "test rail", "mJ", 0.001)
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        if self.reads > 3:
+            raise SensorFault("rail file vanished")
+        return EnergyReading(float(self.reads), 1000.0 * self.reads)
+
+
+@pytest.fixture(autouse=True)
+def flaky_for_levit(request, e3p_session):
+    if "levit" in request.node.name:
+        e3p_session.sensor = Flaky()
+'''
+    )
+    pytester.makepyfile(test_bench=BENCH)
+    result = run(pytester, "--e3p-models=levit_128s,efficientvit_m0")
+    result.assert_outcomes(passed=1, failed=1)
+    data = json.loads((pytester.path / ".e3p/results.json").read_text())
+    bad = data["cases"]["levit_128s-cpu-synthetic"]
+    assert bad["status"] == "invalid" and "rail file vanished" in bad["reason"]
+    assert data["cases"]["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
+    assert data["cases"]["efficientvit_m0-cpu-synthetic"]["energy_kind"] == "estimate"  # a fresh sensor after the fault

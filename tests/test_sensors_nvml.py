@@ -1,0 +1,156 @@
+"""The NVML backend against a fake object at the pynvml boundary."""
+
+import time
+import types
+
+import pytest
+
+from pytest_e3p.sensors import SensorFault, SensorUnavailable, window
+from pytest_e3p.sensors import nvml as nv
+
+
+class NVMLError(Exception):
+    pass
+
+
+class FakeNvml:
+    """Just the pynvml calls the backend makes, with pynvml's constants."""
+
+    NVMLError = NVMLError
+    NVML_DEVICE_ARCH_VOLTA = 5
+    NVML_DEVICE_MIG_ENABLE = 1
+    NVML_FI_DEV_POWER_INSTANT = 186
+    NVML_SUCCESS = 0
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+
+    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True):
+        self.arch, self.mig, self.power_mw, self.counter = arch, mig, power_mw, counter
+        self.t0 = time.monotonic()
+        self.fail_counter = False
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return f"gpu{i}"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return uuid
+
+    def nvmlDeviceGetMigMode(self, h):
+        return (self.mig, self.mig)
+
+    def nvmlDeviceGetArchitecture(self, h):
+        return self.arch
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        if not self.counter:
+            raise NVMLError("Not Supported")
+        if self.fail_counter:
+            raise NVMLError("GPU is lost")
+        # a counter that steps every 50 ms, as the driver's does
+        elapsed = (time.monotonic() - self.t0) // 0.05 * 0.05
+        return int(1_000_000 + self.power_mw * elapsed)
+
+    def nvmlDeviceGetFieldValues(self, h, ids):
+        assert ids == [self.NVML_FI_DEV_POWER_INSTANT]
+        value = types.SimpleNamespace(uiVal=int(self.power_mw))
+        return [types.SimpleNamespace(nvmlReturn=0, value=value)]
+
+    def nvmlDeviceGetName(self, h):
+        return b"NVIDIA GeForce RTX 3050 Laptop GPU"
+
+    def nvmlDeviceGetUUID(self, h):
+        return "GPU-1234"
+
+    def nvmlSystemGetDriverVersion(self):
+        return "550.54"
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h):
+        return 80_000
+
+    def nvmlDeviceGetClockInfo(self, h, kind):
+        return 1500 if kind == 1 else 7000
+
+    def nvmlDeviceGetTemperature(self, h, kind):
+        return 55
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    fake = FakeNvml()
+    monkeypatch.setattr(nv, "load_pynvml", lambda: fake)
+    return fake
+
+
+def test_volta_and_newer_use_the_energy_counter(fake):
+    sensor = nv.open_nvml_sensor()
+    assert isinstance(sensor, nv.NvmlCounterSensor)
+    assert sensor.info.boundary == "GPU board" and sensor.info.unit == "mJ"
+    with sensor:
+        start = sensor.read()
+        time.sleep(0.5)
+        w = window(start, sensor.read())
+    assert w.power_w == pytest.approx(100.0, rel=0.25)  # 50 ms counter steps over 0.5 s
+
+
+def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake):
+    fake.arch = 4  # Pascal
+    sensor = nv.open_nvml_sensor(rate_hz=100)
+    assert isinstance(sensor, nv.NvmlSampledSensor)
+    with sensor:
+        start = sensor.read()
+        time.sleep(0.3)
+        w = window(start, sensor.read())
+    assert w.power_w == pytest.approx(100.0, rel=0.01)
+
+
+def test_counter_and_sampled_modes_agree_on_the_same_windows(fake):
+    counter = nv.open_nvml_sensor(mode="counter")
+    sampled = nv.open_nvml_sensor(mode="sampled", rate_hz=100)
+    with counter, sampled:
+        c0, s0 = counter.read(), sampled.read()
+        time.sleep(1.0)
+        c, s = window(c0, counter.read()), window(s0, sampled.read())
+    assert c.energy_mj == pytest.approx(s.energy_mj, rel=0.1)
+
+
+def test_mig_slices_are_refused_with_a_message(fake):
+    fake.mig = 1
+    with pytest.raises(SensorUnavailable, match="MIG"):
+        nv.open_nvml_sensor()
+
+
+def test_no_driver_is_unavailable_not_a_crash(monkeypatch):
+    class NoLib:
+        NVMLError = NVMLError
+
+        def nvmlInit(self):
+            raise NVMLError("NVML Shared Library Not Found")
+
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pynvml", NoLib())
+    with pytest.raises(SensorUnavailable, match="no NVIDIA driver"):
+        nv.load_pynvml()
+
+
+def test_a_counter_failing_mid_run_is_a_fault(fake):
+    sensor = nv.open_nvml_sensor()
+    with sensor:
+        fake.fail_counter = True
+        with pytest.raises(SensorFault, match="GPU is lost"):
+            sensor.read()
+
+
+def test_gpu_identity_records_what_makes_results_comparable(fake):
+    ident = nv.gpu_identity(fake, "gpu0")
+    assert ident == {
+        "name": "NVIDIA GeForce RTX 3050 Laptop GPU",
+        "uuid": "GPU-1234",
+        "driver": "550.54",
+        "power_limit_w": 80.0,
+        "sm_clock_mhz": 1500,
+        "mem_clock_mhz": 7000,
+    }
+    assert nv.gpu_temperature_c(fake, "gpu0") == 55.0
