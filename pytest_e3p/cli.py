@@ -33,7 +33,7 @@ def _screen(args: argparse.Namespace) -> int:
 
 
 def _sensors(args: argparse.Namespace) -> int:
-    from .sensors import SensorUnavailable, measure_update_period_s
+    from .sensors import SamplingSensor, SensorUnavailable, measure_update_period_s
     from .sensors.estimate import CpuTimeEstimate
     from .sensors.jetson import open_jetson_sensor
     from .sensors.nvml import open_nvml_sensor
@@ -50,8 +50,9 @@ def _sensors(args: argparse.Namespace) -> int:
         with sensor:
             period = measure_update_period_s(sensor)
         info = sensor.info
-        measured = f"{period * 1000:.1f} ms measured" if period else "no change seen in 3 s"
-        print(f"{label}: {info.name}, boundary: {info.boundary}, unit: {info.unit}, update period: {measured}")
+        measured = f"{period * 1000:.1f} ms measured" if period else "no change seen in 3 s (idle, or a stuck sensor)"
+        sampled = f", sampled every {sensor.period_s * 1000:.1f} ms" if isinstance(sensor, SamplingSensor) else ""
+        print(f"{label}: {info.name}, boundary: {info.boundary}, unit: {info.unit}, update period: {measured}{sampled}")
         if info.rails:
             print(f"  rails: {', '.join(info.rails)}; total: {info.total_rail or 'sum of rails'}")
     if not found:

@@ -7,6 +7,7 @@ Every `--e3p-x-y` flag has an ini twin `e3p_x_y` for `[tool.pytest.ini_options]`
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,17 @@ def read_options(config: pytest.Config) -> Options:
 
 def check_writable(path: Path, flag: str) -> None:
     """Fail at the start, not after an hour of measuring, when a result could not be written."""
+    if path.is_dir():
+        raise pytest.UsageError(f"{flag}={path}: is a folder; give a file path such as {path / 'results.json'}")
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
-    if path.is_dir():
-        raise pytest.UsageError(f"{flag}={path}: is a folder; give a file path such as {path / 'results.json'}")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise pytest.UsageError(f"{flag}={path}: cannot be written (no write permission on {folder})")
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        raise pytest.UsageError(f"{flag}={path}: cannot be written ({exc.strerror or exc})") from None

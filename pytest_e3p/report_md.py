@@ -180,10 +180,11 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         ident = ", ".join(f"{k}: {v}" for k, v in d.get("identity", {}).items())
         lines.append(f"- **{d.get('name')}** ({ident})")
         lines.append(
-            f"  - energy: {p.get('energy_kind')} by {p.get('energy_source')} ({p.get('boundary')}); precision {p.get('precision')}, "
-            f"batch {p.get('batch_size')}, {p.get('rounds')} rounds of at least {p.get('min_round_s')} s"
+            f"  - energy: {p.get('energy_kind', '?')} by {p.get('energy_source', '?')} ({p.get('boundary', '?')}); "
+            f"precision {p.get('precision', '?')}, batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
         )
-        lines.append(f"  - torch {e.get('torch')}, timm {e.get('timm')}, pytest-e3p {e.get('pytest_e3p')}; source {f.source or 'this run'}")
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
+        lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")
     if any(c.energy_kind == "estimate" for c in cases):
         lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
     if any(c.top1_source == "reference" for c in cases):

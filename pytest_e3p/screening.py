@@ -39,11 +39,12 @@ def complexity_of(model: ModelName, cache: MutableMapping | None = None, built=N
     import timm
     import torch
 
-    key = f"e3p/complexity/{model.arch}/{torch.__version__}/{timm.__version__}"
+    key = f"e3p/complexity/v2/{model.arch}/{torch.__version__}/{timm.__version__}"
     hit = cache.get(key) if cache is not None else None
     if hit:
         return Complexity(hit["params_m"], hit["gmacs"], tuple(hit["input_size"]))
-    net = built if built is not None else timm.create_model(model.arch, pretrained=False)
+    # num_classes=1000: some default tags (tiny_vit's dist_in22k) carry a 21,841-class head
+    net = built if built is not None else timm.create_model(model.arch, pretrained=False, num_classes=1000)
     result = measure_complexity(net)
     if cache is not None:
         cache[key] = {"params_m": result.params_m, "gmacs": result.gmacs, "input_size": list(result.input_size)}
@@ -72,8 +73,8 @@ def screen(rows: list[Stage1Row], objectives: Iterable[str] = tuple(OBJECTIVES),
         elif row.model in keep or row.model.split(".")[0] in keep:
             row.kept, row.why = True, "kept by the keep-list"
         else:
-            names = ", ".join(scored[j].model.split(".")[0] for j in better[:3])
-            row.kept, row.why = False, f"dominated by {names}{' ...' if len(better) > 3 else ''}"
+            names = ", ".join(scored[j].model for j in better[:2])
+            row.kept, row.why = False, f"dominated by {names}{f' (+{len(better) - 2} more)' if len(better) > 2 else ''}"
     for row in rows:
         if row.top1_ref is None:
             row.kept, row.why = True, "no reference accuracy: not screened"

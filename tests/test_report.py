@@ -1,0 +1,82 @@
+import pytest
+
+from pytest_e3p import results
+from pytest_e3p.cli import main
+from pytest_e3p.report_md import savings_line, write_report
+
+
+def case(model, device, dataset, energy, top1, netscore, kind="measured", sam=None):
+    from pytest_e3p.metrics import sam as sam_fn
+
+    return results.CaseResult(
+        case_id=f"{model}-{device}-{dataset}", model=f"{model}.tag", device=device, dataset=dataset, batch_size=64,
+        image_size=[3, 224, 224], precision="fp32", params_m=5.0, gmacs=1.0, top1_ref=top1, netscore=netscore,
+        energy_kind=kind, energy_source="nvml-counter", boundary="GPU board", energy_mj_per_image=energy,
+        energy_mj_per_image_samples=[energy] * 5, latency_ms_per_image=1.0, top1=top1, top1_source="measured",
+        sam=sam_fn(top1 / 100, energy),
+    )
+
+
+# A hand-checked example: NetScore order a > b > c > d; on tx2 energy order is c < a < d < b.
+TX2 = [case("a", "tx2", "cifar10", 200.0, 90.0, 70.0), case("b", "tx2", "cifar10", 400.0, 92.0, 65.0),
+       case("c", "tx2", "cifar10", 94.0, 80.0, 60.0), case("vit_small_patch16_224", "tx2", "cifar10", 200.0 / 0.47, 85.0, 50.0)]
+RTX = [case("a", "rtx3050", "cifar10", 300.0, 90.0, 70.0), case("b", "rtx3050", "cifar10", 250.0, 92.0, 65.0),
+       case("c", "rtx3050", "cifar10", 500.0, 80.0, 60.0)]
+
+
+def file_of(cases, device):
+    return results.ResultsFile(device={"name": device, "identity": {"name": device.upper()}}, environment={"torch": "2.x"},
+                               protocol={"energy_kind": "measured", "energy_source": "nvml-counter", "boundary": "GPU board", "precision": "fp32", "batch_size": 64},
+                               cases={c.case_id: c for c in cases})
+
+
+def test_savings_line_is_computed_against_the_reference_model():
+    # c uses 94 mJ; vit_small 425.53 mJ -> 1 - 94/425.53 = 77.9 %
+    assert savings_line(TX2, "tx2", "vit_small_patch16_224") == "c uses 78% less energy per image than vit_small_patch16_224 on tx2"
+    assert savings_line(RTX, "rtx3050", "vit_small_patch16_224") is None
+
+
+def test_report_merges_devices_and_holds_the_right_numbers(tmp_path):
+    path = write_report([file_of(TX2, "tx2"), file_of(RTX, "rtx3050")], tmp_path / "rep")
+    text = path.read_text()
+    assert "## Dataset: cifar10" in text and "### tx2: stage 2 ranking by SAM" in text and "### rtx3050" in text
+    # tx2, by hand: NetScore ranks a1 b2 c3 vit4; energy ranks a2 b3 c1 vit4. Of the 6 pairs, a-c and
+    # b-c are discordant: tau = (4 - 2) / 6. SAM ranks a1 b2 vit3 c4: only c-vit discordant: 4/6.
+    assert "Kendall's tau, NetScore vs SAM: 0.67; NetScore vs energy: 0.33." in text
+    assert "**Savings:** c uses 78% less energy per image than vit_small_patch16_224 on tx2." in text
+    # Pareto front on tx2 (top-1 up, energy down): c (lowest energy), a (90 % at 200), b (highest top-1)
+    assert "Pareto front (accuracy up, energy down): a, b, c\n" in text  # vit_small is dominated by b
+    assert "### Across devices" in text and "The best model differs between devices." in text
+    assert "The best NetScore model (a) is not the best on rtx3050 (b)." in text
+    assert "is not the best on tx2" not in text  # there a leads both
+    pngs = sorted(p.name for p in path.parent.glob("*.png"))
+    assert pngs == ["accuracy_energy_rtx3050_cifar10.png", "accuracy_energy_tx2_cifar10.png"]
+    assert (path.parent / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_markdown_still_comes_and_says_how(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mpl(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    path = write_report([file_of(TX2, "tx2")], tmp_path)
+    assert "pip install 'pytest-e3p[report]'" in path.read_text()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_report_command_skips_a_foreign_file_and_reports_the_rest(tmp_path, capsys):
+    good = tmp_path / "tx2.json"
+    results.save(file_of(TX2, "tx2"), good)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"benchmarks": []}')
+    rc = main(["report", str(good), str(foreign), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "skipped: " in captured.err and "not a pytest-e3p results file" in captured.err
+    assert (tmp_path / "out" / "report.md").exists()
+    assert main(["report", str(foreign), "--out", str(tmp_path / "o2")]) == 2
