@@ -21,7 +21,7 @@ from .sensors import EnergySensor, SensorFault, SensorInfo, window
 @dataclass(frozen=True)
 class Protocol:
     batch_size: int = 64  # the paper's
-    rounds: int = 10
+    rounds: int = 15
     min_round_s: float = 1.0
     warmup_s: float = 2.0
     idle_s: float = 1.0  # 0 skips the idle measurement

@@ -64,7 +64,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("models", "--e3p-models", "paper13", str, "paper13, candidates, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     ("batch_size", "--e3p-batch-size", "auto", _batch_size, "images per batch; auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU"),
-    ("rounds", "--e3p-rounds", "10", _positive_int, "measured rounds per case (at least 5 recommended)"),
+    ("rounds", "--e3p-rounds", "15", _positive_int, "measured rounds per case; 15 lets the gate catch +10% at 5% round noise (scripts/bench_gate.py)"),
     ("min_round_s", "--e3p-min-round-s", "1.0", _positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
     ("warmup_s", "--e3p-warmup-s", "2.0", _non_negative_float, "warm-up before the rounds, seconds"),
     ("idle_s", "--e3p-idle-s", "1.0", _non_negative_float, "idle-power window before each case, seconds (0: skip)"),

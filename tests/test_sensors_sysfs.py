@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import write
+from conftest import rewrite, write
 from pytest_e3p.sensors import SensorFault, SensorUnavailable, window
 from pytest_e3p.sensors.jetson import JetsonRailSensor, find_rails, jetson_identity
 from pytest_e3p.sensors.rapl import RaplSensor, find_zones
@@ -170,7 +170,7 @@ def test_agx_orin_has_no_vdd_in_so_the_total_is_the_sum_and_says_so(sysfs_root):
     assert w.power_w == pytest.approx(8.5, rel=0.02)
 
 
-def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root):
+def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, monkeypatch):
     dev1, _ = tx2_tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=100)
     with sensor:
@@ -178,12 +178,29 @@ def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root):
         write(dev1 / "in_power0_input", "garbage")
         with pytest.raises(SensorFault, match="in_power0_input.*not a number"):
             sensor.read()
+    # a board whose INA3221 driver is unbound: the kernel fails reads of the open attribute (ENODEV)
     write(dev1 / "in_power0_input", 5000)
     sensor = JetsonRailSensor(rate_hz=100)
+    real_pread = os.pread
     with sensor:
-        (dev1 / "in_power1_input").unlink()
-        with pytest.raises(SensorFault, match="vanished"):
+        sensor.read()
+        gone = os.open(dev1 / "in_power1_input", os.O_RDONLY)
+        gone_inode = os.fstat(gone).st_ino
+        os.close(gone)
+
+        def pread(fd, n, offset):
+            if os.fstat(fd).st_ino == gone_inode:
+                raise OSError(19, "No such device")
+            return real_pread(fd, n, offset)
+
+        monkeypatch.setattr(os, "pread", pread)
+        with pytest.raises(SensorFault, match="in_power1_input cannot be read any more \\(No such device\\)"):
             sensor.read()
+        monkeypatch.setattr(os, "pread", real_pread)
+    # a rail whose file is gone before the sensor opens it
+    (dev1 / "in_power2_input").unlink()
+    with pytest.raises(SensorUnavailable, match="vanished"):
+        JetsonRailSensor(rate_hz=100)
 
 
 def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
@@ -197,10 +214,10 @@ def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
         for i, mw in enumerate(levels):
             while time.monotonic() < t0 + 0.25 * i:
                 time.sleep(0.0005)
-            write(power_file, mw)
+            rewrite(power_file, mw)
         stop.set()
 
-    write(power_file, levels[0])
+    write(power_file, f"{levels[0]:>10d}")
     with sensor:
         start = sensor.read()
         thread = threading.Thread(target=writer, args=(time.monotonic(),))

@@ -130,6 +130,7 @@ class SamplingSensor(EnergySensor):
     def _sample_locked(self) -> None:
         if self._fault is not None:
             return
+        before = time.monotonic()
         try:
             power_mw = self.sample_mw()
         except SensorFault as exc:
@@ -138,7 +139,7 @@ class SamplingSensor(EnergySensor):
         except OSError as exc:
             self._fault = SensorFault(f"{self.info.name}: {exc}")
             return
-        now = time.monotonic()
+        now = 0.5 * (before + time.monotonic())  # the readings were taken between the two
         if self._last_t is not None:
             dt = now - self._last_t
             for rail, p in power_mw.items():

@@ -19,7 +19,6 @@ import glob
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import sysfs
@@ -30,23 +29,28 @@ TOTAL_RAIL = "VDD_IN"
 _UNCONNECTED = {"", "NC", "nc"}
 
 
-@dataclass(frozen=True)
 class Rail:
-    """One INA3221 channel: power file (iio) or voltage and current files (hwmon)."""
+    """One INA3221 channel: a power file (iio, mW) or voltage (mV) and current (mA) files (hwmon)."""
 
-    label: str
-    power_file: Path | None = None  # mW
-    voltage_file: Path | None = None  # mV
-    current_file: Path | None = None  # mA
+    def __init__(self, label: str, power_file: Path | None = None, voltage_file: Path | None = None, current_file: Path | None = None):
+        self.label = label
+        self._power = sysfs.Attribute(power_file) if power_file else None
+        self._voltage = sysfs.Attribute(voltage_file) if voltage_file else None
+        self._current = sysfs.Attribute(current_file) if current_file else None
 
     def power_mw(self) -> float:
-        if self.power_file is not None:
-            value = sysfs.read_number(self.power_file)
+        if self._power is not None:
+            value = self._power.read_number()
         else:
-            value = sysfs.read_number(self.voltage_file) * sysfs.read_number(self.current_file) / 1000.0
+            value = self._voltage.read_number() * self._current.read_number() / 1000.0
         if value < 0:
             raise SensorFault(f"rail {self.label} read a negative power ({value} mW)")
         return value
+
+    def close(self) -> None:
+        for attr in (self._power, self._voltage, self._current):
+            if attr is not None:
+                attr.close()
 
 
 def _iio_rails() -> list[Rail]:
@@ -111,6 +115,11 @@ class JetsonRailSensor(SamplingSensor):
 
     def total_mj(self, rails_mj: dict[str, float]) -> float:
         return rails_mj[self._total] if self._total else sum(rails_mj.values())
+
+    def close(self) -> None:
+        super().close()
+        for rail in self.rails:
+            rail.close()
 
 
 def jtop_service_active() -> bool:
