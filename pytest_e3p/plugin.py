@@ -176,7 +176,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     e3p = config.stash.get(SESSION_KEY, None)
     if e3p is None:
         return
-    from .report import footnotes, ranking_tables, stage1_table
+    from .report import footnotes, rails_table, ranking_tables, stage1_table
 
     tr = terminalreporter
     if e3p.stage1:
@@ -192,6 +192,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for title, table in ranking_tables(e3p.results.values(), checks):
         tr.write_sep("=", title)
         tr.write_line(table)
+    rails = rails_table(e3p.results.values())
+    if rails:
+        tr.write_line(rails)
     if e3p.baseline is not None:
         missing = sorted(set(e3p.baseline.cases) - set(e3p.results))
         if missing:

@@ -130,3 +130,16 @@ def comparison_table(cmp: Comparison, fmt: str = "simple") -> str:
     for cid, why in cmp.refused.items():
         rows.append([cid, "-", "-", "-", "-", "-", f"refused: {why}"])
     return tabulate(rows, headers=["case", "metric", "baseline", "current", "change", "p", "verdict"], tablefmt=fmt, disable_numparse=True)
+
+
+def rails_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
+    """Per-rail energy per image (Jetson), the total rail marked; None when no case has rails."""
+    with_rails = [r for r in cases if r.rails_mj_per_image]
+    if not with_rails:
+        return None
+    names = sorted({n for r in with_rails for n in r.rails_mj_per_image})
+    total = with_rails[0].total_rail
+    headers = ["model"] + [f"{n} (total)" if n == total else n for n in names]
+    rows = [[r.model] + [_num(r.rails_mj_per_image.get(n), ".4g") for n in names] for r in with_rails]
+    note = f"the total used for SAM is {total}" if total and total != "sum" else "the total used for SAM is the sum of the rails"
+    return f"per-rail energy (mJ/img); {note}\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)

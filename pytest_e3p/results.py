@@ -72,6 +72,7 @@ class CaseResult:
     sam: float | None = None
     sam_alpha: float = 5.0
     sam_note: str = ""
+    versions: dict[str, str] = field(default_factory=dict)  # torch, timm, pytest_e3p, python
     status: str = OK
     reason: str = ""
 

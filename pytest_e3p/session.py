@@ -217,6 +217,7 @@ class E3PSession:
             boundary=info.boundary if info else self.sensor_note,
             total_rail=info.total_rail if info else None,
             sam_alpha=self.options.sam_alpha,
+            versions=self.environment(),
         )
 
     def record(self, result: results.CaseResult) -> list[Check]:

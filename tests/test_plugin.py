@@ -220,3 +220,35 @@ def flaky_for_levit(request, e3p_session):
     assert bad["status"] == "invalid" and "rail file vanished" in bad["reason"]
     assert data["cases"]["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
     assert data["cases"]["efficientvit_m0-cpu-synthetic"]["energy_kind"] == "estimate"  # a fresh sensor after the fault
+
+
+def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_root):
+    from test_sensors_sysfs import tx2_tree
+
+    tx2_tree(sysfs_root)
+    result = bench.runpytest("--device=tx2", *FAST, "--e3p-models=efficientvit_m0", "--e3p-sample-hz=100")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*E3P stage 2 on tx2 / synthetic: energy measured by jetson-ina3221 (Jetson module input (VDD_IN))*",
+            "per-rail energy (mJ/img); the total used for SAM is VDD_IN",
+            "*VDD_IN (total)*VDD_SYS_GPU*",
+        ]
+    )
+    data = json.loads((bench.path / ".e3p/results.json").read_text())
+    case = data["cases"]["efficientvit_m0-tx2-synthetic"]
+    assert data["device"]["identity"]["model"] == "NVIDIA Jetson TX2 Developer Kit" and data["device"]["identity"]["l4t"] == "R32.7.1"
+    # the tree holds a constant 5 W on VDD_IN: energy per image = 5 W x latency per image
+    assert case["power_w"] == pytest.approx(5.0, rel=0.02)
+    assert case["energy_mj_per_image"] == pytest.approx(5.0 * case["latency_ms_per_image"], rel=0.05)
+    assert case["rails_mj_per_image"]["VDD_SYS_GPU"] == pytest.approx(case["energy_mj_per_image"] * 2000 / 5000, rel=0.05)
+    assert case["total_rail"] == "VDD_IN" and case["energy_kind"] == "measured"
+
+
+def test_auto_says_what_it_picked_and_options_come_from_the_ini_file(bench):
+    bench.makeini("[pytest]\ne3p_device = auto\ne3p_models = efficientvit_m0\ne3p_rounds = 3\n")
+    result = bench.runpytest(*[a for a in FAST if not a.startswith("--e3p-rounds")], "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_energy?efficientvit_m0-cpu-synthetic? PASSED*", "auto picked the CPU (no CUDA GPU, not a Jetson)"])
+    case = json.loads((bench.path / ".e3p/results.json").read_text())["cases"]["efficientvit_m0-cpu-synthetic"]
+    assert len(case["latency_ms_per_image_samples"]) == 3

@@ -80,3 +80,12 @@ def test_report_command_skips_a_foreign_file_and_reports_the_rest(tmp_path, caps
     assert rc == 1 and "skipped: " in captured.err and "not a pytest-e3p results file" in captured.err
     assert (tmp_path / "out" / "report.md").exists()
     assert main(["report", str(foreign), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_jetson_rails_are_broken_down_beside_the_total(tmp_path):
+    rails = [case("a", "tx2", "imagenet", 200.0, 90.0, 70.0)]
+    rails[0].rails_mj_per_image = {"VDD_IN": 200.0, "VDD_SYS_GPU": 120.0, "VDD_SYS_CPU": 30.0}
+    rails[0].total_rail = "VDD_IN"
+    text = write_report([file_of(rails, "tx2")], tmp_path).read_text()
+    assert "per-rail energy (mJ/img); the total used for SAM is VDD_IN" in text
+    assert "| a.tag   | 200            | 30            | 120           |" in text or "VDD_IN (total)" in text

@@ -233,3 +233,28 @@ def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
 def test_not_a_jetson_says_so(sysfs_root):
     with pytest.raises(SensorUnavailable, match="no INA3221 rails"):
         find_rails()
+
+
+def test_jtop_fallback_integrates_the_instantaneous_power_never_the_average():
+    from pytest_e3p.sensors.jetson import JtopSensor
+
+    class FakeJtop:
+        def __init__(self):
+            self.power = {"rail": {"VDD_IN": {"power": 6000, "avg": 99999}, "VDD_CPU_GPU_CV": {"power": 2000, "avg": 99999}}, "tot": {}}
+
+        def start(self):
+            pass
+
+        def ok(self):
+            return True
+
+        def close(self):
+            pass
+
+    sensor = JtopSensor(rate_hz=100, jtop_factory=FakeJtop)
+    assert sensor.info.name == "jetson-jtop" and sensor.info.total_rail == "VDD_IN"
+    with sensor:
+        start = sensor.read()
+        time.sleep(0.3)
+        w = window(start, sensor.read())
+    assert w.power_w == pytest.approx(6.0, rel=0.01)
