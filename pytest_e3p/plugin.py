@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs, options as opts
-from .results import FAILED, INVALID, OK
+from .results import FAILED, OK
 
 SESSION_KEY = pytest.StashKey["Any"]()
 RUNNER_KEY = pytest.StashKey["Any"]()
@@ -112,19 +112,21 @@ def _tolerances(item: pytest.Item, session):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """After a benchmark's body: finish its result, record it, and fail the test on a regression."""
+    runner = item.stash.get(RUNNER_KEY, None)
     try:
         outcome = yield
+    except pytest.skip.Exception:
+        raise
     except BaseException as exc:
-        runner = item.stash.get(RUNNER_KEY, None)
         if runner is not None:
             r = runner.result
             if r.status == OK:
-                r.status, r.reason = FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                first_line = next(iter(str(exc).strip().splitlines()), "")
+                r.status, r.reason = FAILED, f"{type(exc).__name__}: {first_line}"
             runner.finalize()
             _record(item, runner)
         raise
-    runner = item.stash.get(RUNNER_KEY, None)
-    if runner is not None and runner.measured:
+    if runner is not None and (runner.measured or runner.evaluated):
         runner.finalize()
         regressions = _record(item, runner)
         if regressions:
@@ -137,14 +139,10 @@ def _record(item: pytest.Item, runner) -> list:
 
     session = runner.session
     item.config.hook.pytest_e3p_case_result(config=item.config, result=runner.result)
-    saved = session.tolerances
-    session.tolerances = _tolerances(item, session)
     try:
-        checks = session.record(runner.result)
+        checks = session.record(runner.result, _tolerances(item, session))
     except IncompatibleBaseline as exc:
         pytest.fail(f"baseline refused: {exc}", pytrace=False)
-    finally:
-        session.tolerances = saved
     return [c for c in checks if c.verdict == REGRESSED]
 
 

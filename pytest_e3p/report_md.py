@@ -22,6 +22,13 @@ class ReportError(Exception):
     pass
 
 
+def short_name(c: CaseResult) -> str:
+    """The model as in the test id: the bare arch where the tag is timm's default, arch.tag otherwise
+    (two tags of one arch, like the TinyViTs and their distilled versions, stay apart)."""
+    suffix = f"-{c.device}-{c.dataset}"
+    return c.case_id[: -len(suffix)] if c.case_id.endswith(suffix) else c.model
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
@@ -38,8 +45,9 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     xs = [c.energy_mj_per_image for c in cases]
     ys = [c.top1 for c in cases]
     ax.scatter(xs, ys, color="tab:blue", zorder=3)
-    for c in cases:
-        ax.annotate(c.model.split(".")[0], (c.energy_mj_per_image, c.top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for i, c in enumerate(sorted(cases, key=lambda c: c.energy_mj_per_image)):
+        # alternate above and below, so neighbours with equal figures stay readable
+        ax.annotate(short_name(c), (c.energy_mj_per_image, c.top1), fontsize=7, xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
     pts = sorted((xs[i], ys[i]) for i in front)
     if pts:
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="tab:red", label="Pareto front", zorder=2)
@@ -92,12 +100,12 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
                     lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
                 else:
                     plots_missing = True
-                lines += ["Pareto front (accuracy up, energy down): " + ", ".join(usable[i].model.split(".")[0] for i in front), ""]
+                lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
                 lines += _theory_vs_device(usable, device)
                 lines += _savings(usable, device, reference_model)
         if len(winners) > 1:
             lines += ["### Across devices", ""]
-            lines += [f"- on **{d}** the best is **{c.model.split('.')[0]}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{c.model.split('.')[0]}**" for d, c in sorted(winners.items())]
+            lines += [f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{short_name(c)}**" for d, c in sorted(winners.items())]
             if len({c.model for c in winners.values()}) > 1:
                 lines += ["", "The best model differs between devices."]
             lines.append("")
@@ -133,7 +141,7 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
     device_rank = sam_rank or energy_rank
     rows = []
     for i, c in enumerate(with_ns):
-        rows.append([c.model.split(".")[0], ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
+        rows.append([short_name(c), ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
     rows.sort(key=lambda r: r[1])
     tau_sam = kendall_tau(ns_rank, sam_rank) if sam_rank else None
     tau_energy = kendall_tau(ns_rank, energy_rank)
@@ -147,25 +155,25 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
         taus.append(f"NetScore vs energy: {tau_energy:.2f}")
     if taus:
         lines.append("Kendall's tau, " + "; ".join(taus) + ".")
-    moved = [f"{with_ns[i].model.split('.')[0]} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
+    moved = [f"{short_name(with_ns[i])} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
     if moved:
         lines.append("Rank moves most from NetScore to the device: " + ", ".join(moved) + ".")
     best_theory = with_ns[ns_rank.index(1)]
     best_device = with_ns[device_rank.index(1)]
     if best_theory is not best_device:
-        lines.append(f"The best NetScore model ({best_theory.model.split('.')[0]}) is not the best on {device} ({best_device.model.split('.')[0]}).")
+        lines.append(f"The best NetScore model ({short_name(best_theory)}) is not the best on {device} ({short_name(best_device)}).")
     return lines + [""]
 
 
 def savings_line(cases: list[CaseResult], device: str, reference_model: str) -> str | None:
-    ref = next((c for c in cases if c.model == reference_model or c.model.split(".")[0] == reference_model), None)
+    ref = next((c for c in cases if c.model == reference_model or short_name(c) == reference_model), None)
     if ref is None:
         return None
     best = min(cases, key=lambda c: c.energy_mj_per_image)
     if best is ref:
-        return f"{ref.model.split('.')[0]} itself uses the least energy per image on {device}"
+        return f"{short_name(ref)} itself uses the least energy per image on {device}"
     saving = 1.0 - best.energy_mj_per_image / ref.energy_mj_per_image
-    return f"{best.model.split('.')[0]} uses {saving:.0%} less energy per image than {ref.model.split('.')[0]} on {device}"
+    return f"{short_name(best)} uses {saving:.0%} less energy per image than {short_name(ref)} on {device}"
 
 
 def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list[str]:

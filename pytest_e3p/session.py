@@ -96,7 +96,7 @@ class E3PSession:
     # -- setup -------------------------------------------------------------------------------
     def _open_sensor(self) -> None:
         try:
-            self.sensor, self.sensor_note = self.device.open_sensor(self.options.require_sensor, self.options.w_per_core, self.options.sample_hz)
+            self.sensor, self.sensor_note = self.device.open_sensor(self.options.require_sensor, self.options.w_per_core, self.options.sample_hz, self.options.static_w)
         except SensorUnavailable as exc:
             raise SetupError(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {exc}") from None
         if self.sensor is not None:
@@ -220,8 +220,9 @@ class E3PSession:
             versions=self.environment(),
         )
 
-    def record(self, result: results.CaseResult) -> list[Check]:
-        """Keep a finished case; compare it with the baseline. Returns the checks."""
+    def record(self, result: results.CaseResult, tolerances: Tolerances | None = None) -> list[Check]:
+        """Keep a finished case; compare it with the baseline (with the run's tolerances unless a
+        benchmark's marker gives its own). Returns the checks."""
         self.results[result.case_id] = result
         if self.baseline is None or result.status != results.OK:
             return []
@@ -229,7 +230,7 @@ class E3PSession:
         if base is None:
             return []
         try:
-            checks = compare_case(base, result, self.tolerances)
+            checks = compare_case(base, result, tolerances or self.tolerances)
         except IncompatibleBaseline as exc:
             result.status, result.reason = results.INVALID, str(exc)
             raise

@@ -89,16 +89,27 @@ def find_rails() -> list[Rail]:
     return rails
 
 
-class JetsonRailSensor(SamplingSensor):
-    """Samples every rail at rate_hz and integrates; the total is VDD_IN or the sum of rails."""
+class _JetsonSensor(SamplingSensor):
+    """The total of a Jetson board: VDD_IN where it has one, else the sum of its rails."""
+
+    _total: str | None = None
+
+    def _describe(self, name: str, labels: tuple[str, ...]) -> SensorInfo:
+        self._total = TOTAL_RAIL if TOTAL_RAIL in labels else None
+        boundary = "Jetson module input (VDD_IN)" if self._total else "sum of the board's INA3221 rails (no VDD_IN)"
+        return SensorInfo(name, MEASURED, boundary, "mW", self.period_s, self._total or "sum", labels)
+
+    def total_mj(self, rails_mj: dict[str, float]) -> float:
+        return rails_mj[self._total] if self._total else sum(rails_mj.values())
+
+
+class JetsonRailSensor(_JetsonSensor):
+    """Samples every rail at rate_hz from sysfs and integrates."""
 
     def __init__(self, rails: list[Rail] | None = None, rate_hz: float = DEFAULT_RATE_HZ):
         super().__init__(rate_hz)
         self.rails = rails if rails is not None else find_rails()
-        labels = tuple(r.label for r in self.rails)
-        self._total = TOTAL_RAIL if TOTAL_RAIL in labels else None
-        boundary = "Jetson module input (VDD_IN)" if self._total else "sum of the board's INA3221 rails (no VDD_IN)"
-        self.info = SensorInfo("jetson-ina3221", MEASURED, boundary, "mW", self.period_s, self._total or "sum", labels)
+        self.info = self._describe("jetson-ina3221", tuple(r.label for r in self.rails))
         for rail in self.rails:  # fail now, with the fix, rather than in the first window
             try:
                 rail.power_mw()
@@ -113,9 +124,6 @@ class JetsonRailSensor(SamplingSensor):
     def sample_mw(self) -> dict[str, float]:
         return {rail.label: rail.power_mw() for rail in self.rails}
 
-    def total_mj(self, rails_mj: dict[str, float]) -> float:
-        return rails_mj[self._total] if self._total else sum(rails_mj.values())
-
     def close(self) -> None:
         super().close()
         for rail in self.rails:
@@ -129,7 +137,7 @@ def jtop_service_active() -> bool:
     return result.stdout.strip() == "active"
 
 
-class JtopSensor(SamplingSensor):
+class JtopSensor(_JetsonSensor):
     """Fallback through jetson-stats' jtop service, for runners that cannot read the rails."""
 
     def __init__(self, rate_hz: float = DEFAULT_RATE_HZ, jtop_factory=None):
@@ -141,19 +149,13 @@ class JtopSensor(SamplingSensor):
                 raise SensorUnavailable("jetson-stats is not installed: pip install 'pytest-e3p[jetson]'") from None
         self._jtop = jtop_factory()
         self._jtop.start()
-        rails = tuple(self._jtop.power["rail"])
-        self._total = TOTAL_RAIL if TOTAL_RAIL in rails else None
-        boundary = "Jetson module input (VDD_IN)" if self._total else "sum of the board's INA3221 rails (no VDD_IN)"
-        self.info = SensorInfo("jetson-jtop", MEASURED, boundary, "mW", self.period_s, self._total or "sum", rails)
+        self.info = self._describe("jetson-jtop", tuple(self._jtop.power["rail"]))
 
     def sample_mw(self) -> dict[str, float]:
         if not self._jtop.ok():
             raise SensorFault("jtop service stopped answering")
         # 'power' is the instantaneous reading; 'avg' is a moving average and must not be integrated.
         return {name: float(values["power"]) for name, values in self._jtop.power["rail"].items()}
-
-    def total_mj(self, rails_mj: dict[str, float]) -> float:
-        return rails_mj[self._total] if self._total else sum(rails_mj.values())
 
     def close(self) -> None:
         super().close()

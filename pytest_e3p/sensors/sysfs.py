@@ -27,19 +27,12 @@ def read_text(p: Path) -> str:
 
 
 def read_number(p: Path) -> float:
-    """A numeric sysfs value; a missing file or garbage is a SensorFault naming the file."""
+    """A numeric sysfs value, read once; a missing file or garbage is a SensorFault naming the file."""
+    attr = Attribute(p)
     try:
-        text = read_text(p)
-    except FileNotFoundError as exc:
-        raise SensorFault(f"{p} vanished during the run") from exc
-    except PermissionError:
-        raise
-    except OSError as exc:
-        raise SensorFault(f"{p}: {exc}") from exc
-    try:
-        return float(text)
-    except ValueError:
-        raise SensorFault(f"{p} returned {text[:40]!r}, not a number") from None
+        return attr.read_number()
+    finally:
+        attr.close()
 
 
 class Attribute:
