@@ -136,6 +136,7 @@ def case_conditions(case: CaseResult) -> dict[str, object]:
         "batch size": case.batch_size,
         "image size": list(case.image_size),
         "energy kind": case.energy_kind,
+        "energy boundary": case.boundary,  # VDD_IN vs a sum of rails; an estimate's assumptions
     }
 
 

@@ -149,7 +149,7 @@ def explicitly_set(config: pytest.Config) -> bool:
 def read_options(config: pytest.Config) -> Options:
     """All options, validated; pytest.UsageError with one line saying what is wrong."""
     values = {}
-    for name, flag, default, parse, _help in SPEC:
+    for name, flag, _default, parse, _help in SPEC:
         raw = config.getoption(f"e3p_{name}")
         if raw is None:
             raw = config.getini(ini_name(flag))

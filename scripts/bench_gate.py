@@ -71,7 +71,7 @@ def real_cpu() -> None:
         tol = parse_tolerances("energy=5%,latency=10%")
         for name in ("again", "one-thread"):
             cmp = compare_files(runs["base"], runs[name], tol)
-            for cid, checks in cmp.checks.items():
+            for checks in cmp.checks.values():
                 for c in checks:
                     print(f"   {name:10s} {c.describe()} -> {c.verdict}")
 

@@ -1,4 +1,3 @@
-import json
 import random
 
 import pytest
@@ -103,7 +102,7 @@ def test_baselines_of_other_conditions_are_refused_naming_the_difference():
         compare_files(make_file([make_case()], device="rtx3050"), make_file([make_case()]), Tolerances())
     with pytest.raises(IncompatibleBaseline, match="measured on 'Xeon'"):
         compare_files(make_file([make_case()]), make_file([make_case()], hw="EPYC"), Tolerances())
-    for change, words in [({"batch_size": 64}, "batch size differs"), ({"precision": "fp16"}, "precision differs"), ({"energy_kind": "estimate"}, "never compared with a measurement"), ({"image_size": [3, 256, 256]}, "image size")]:
+    for change, words in [({"batch_size": 64}, "batch size differs"), ({"precision": "fp16"}, "precision differs"), ({"energy_kind": "estimate"}, "never compared with a measurement"), ({"image_size": [3, 256, 256]}, "image size"), ({"boundary": "sum of rails"}, "energy boundary differs")]:
         cmp = compare_files(make_file([make_case()]), make_file([make_case(**change)]), Tolerances())
         assert words in cmp.refused["m-cpu-synthetic"] and cmp.failed
 

@@ -1,4 +1,3 @@
-import json
 
 from pytest_e3p import results
 from pytest_e3p.cli import main

@@ -1,4 +1,3 @@
-import pytest
 
 from pytest_e3p import results
 from pytest_e3p.cli import main
