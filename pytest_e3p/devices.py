@@ -184,7 +184,11 @@ def resolve(name: str) -> Device:
 
 def _jetson_device(name: str, profile: Profile, note: str) -> Device:
     identity = jetson_sensors.jetson_identity()
-    return Device(name, profile, "cuda:0" if torch.cuda.is_available() else "cpu", identity, note)
+    if torch.cuda.is_available():
+        return Device(name, profile, "cuda:0", identity, note)
+    # A torch wheel without CUDA (a plain PyPI wheel on L4T): say so rather than measure the wrong thing silently.
+    cpu_note = "torch has no CUDA here, so the model runs on the board's CPU (install NVIDIA's torch for L4T to use the GPU)"
+    return Device(name, profile, "cpu", identity, f"{note}; {cpu_note}" if note else cpu_note)
 
 
 def _resolve_jetson(name: str, profile: Profile, note: str) -> Device:

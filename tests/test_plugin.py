@@ -230,6 +230,7 @@ def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_ro
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
+            "torch has no CUDA here, so the model runs on the board's CPU*",
             "*E3P stage 2 on tx2 / synthetic: energy measured by jetson-ina3221 (Jetson module input (VDD_IN))*",
             "per-rail energy (mJ/img); the total used for SAM is VDD_IN",
             "*VDD_IN (total)*VDD_SYS_GPU*",
