@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_screen)
 
     p = sub.add_parser("sensors", help="list the power sensors of this machine")
-    p.add_argument("--sample-hz", type=float, default=50.0)
+    p.add_argument("--sample-hz", type=float, default=100.0)
     p.set_defaults(run=_sensors)
 
     p = sub.add_parser("compare", help="compare a results file with a baseline; exit 1 on a regression")

@@ -91,7 +91,7 @@ class Device:
     def cuda_index(self) -> int:
         return int(self.torch_device.split(":")[1]) if ":" in self.torch_device else 0
 
-    def open_sensor(self, require: bool = False, w_per_core: float = 10.0, rate_hz: float = 50.0, static_w: float = 10.0) -> tuple[EnergySensor | None, str]:
+    def open_sensor(self, require: bool = False, w_per_core: float = 10.0, rate_hz: float = 100.0, static_w: float = 10.0) -> tuple[EnergySensor | None, str]:
         """The device's power sensor, or (estimate / None, why no sensor).
 
         require=True turns the absence of a real sensor into SensorUnavailable."""

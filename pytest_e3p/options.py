@@ -77,7 +77,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("require_sensor", "--e3p-require-sensor", "false", _flag, "fail when no real power sensor can be read (no estimate)"),
     ("w_per_core", "--e3p-estimate-w-per-core", "10", _positive_float, "assumed watts per busy core of the CPU energy estimate"),
     ("static_w", "--e3p-estimate-static-w", "10", _non_negative_float, "assumed static watts of the CPU package in the energy estimate"),
-    ("sample_hz", "--e3p-sample-hz", "50", _positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
+    ("sample_hz", "--e3p-sample-hz", "100", _positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
     ("sam_alpha", "--e3p-sam-alpha", "5", _positive_float, "alpha of SAM (5: SAM5)"),
     ("screen", "--e3p-screen", "none", _choice("none", "pareto"), "stage-1 screening of the models before measuring: none or pareto"),
     ("screen_keep", "--e3p-screen-keep", "", str, "comma list of models the screening always keeps"),

@@ -3,7 +3,7 @@
 1. A helper thread rewrites a TX2 rail file (in_power0_input, mW) every millisecond following a trace;
    the exact energy of what was written is summed from the writes themselves. The Jetson backend
    samples the file at its default rate over a 2 s window; the error is printed per trace.
-2. A small model's throughput with and without the 50 Hz sampler running over a 6-rail tree.
+2. The sampler's own CPU use, and a small model's throughput with and without it (6-rail tree).
 
     python scripts/bench_sampling.py
 """

@@ -36,7 +36,7 @@ def read_number(p: Path) -> float:
 
 
 class Attribute:
-    """A sysfs attribute kept open and re-read with pread at offset 0, as a sampler needs 50 times a
+    """A sysfs attribute kept open and re-read with pread at offset 0, as a sampler needs 100 times a
     second: about 9 us a read instead of 140 us for open/read/close (scripts/bench_sampling.py).
     When the device goes away the kernel fails the read (ENODEV), which is a SensorFault."""
 
