@@ -117,14 +117,14 @@ def test_save_a_baseline_then_pass_then_fail_as_that_test_on_a_regression(bench)
     saved = json.loads(path.read_text())
     assert list(saved["cases"]) == ["efficientvit_m0-cpu-synthetic"]
 
-    # the flow, not the noise: a generous tolerance, since this machine may be shared
-    result = run(bench, one, "--e3p-baseline=baselines/cpu.json", "--e3p-tolerance=energy=300%")
+    # the flow, not the noise (a loaded CI machine swings the estimate several-fold): gate off
+    result = run(bench, one, "--e3p-baseline=baselines/cpu.json", "--e3p-tolerance=energy=off")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*baseline (mJ/img)*change*verdict*"])
 
-    # pretend the baseline cost a tenth: every round now looks +900%
+    # a baseline of 1 mJ/img: every round of this run (hundreds of mJ/img) is far above it
     case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
-    case["energy_mj_per_image_samples"] = [v / 10 for v in case["energy_mj_per_image_samples"]]
+    case["energy_mj_per_image_samples"] = [1.0 + 0.01 * i for i in range(5)]
     path.write_text(json.dumps(saved))
     result = run(bench, one, "--e3p-baseline=baselines/cpu.json")
     result.assert_outcomes(failed=1)
@@ -141,7 +141,7 @@ def test_a_marker_sets_a_benchmarks_tolerance(pytester):
         test_bench='''
 import pytest
 
-@pytest.mark.e3p(energy_tolerance=100.0)  # +10,000%: far above the +900% made below
+@pytest.mark.e3p(energy_tolerance=1e7)  # +10^9 %: far above any energy against the 1 mJ baseline below
 def test_energy(e3p):
     e3p.measure()
 '''
@@ -149,9 +149,12 @@ def test_energy(e3p):
     run(pytester, "--e3p-models=efficientvit_m0", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
     saved = json.loads((pytester.path / "b.json").read_text())
     case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
-    case["energy_mj_per_image_samples"] = [v / 10 for v in case["energy_mj_per_image_samples"]]
+    case["energy_mj_per_image_samples"] = [1.0 + 0.01 * i for i in range(5)]
     (pytester.path / "b.json").write_text(json.dumps(saved))
     run(pytester, "--e3p-models=efficientvit_m0", "--e3p-baseline=b.json").assert_outcomes(passed=1)
+    # the same baseline fails the run's default 5 % where the marker does not apply
+    (pytester.path / "test_bench.py").write_text("def test_energy(e3p):\n    e3p.measure()\n")
+    run(pytester, "--e3p-models=efficientvit_m0", "--e3p-baseline=b.json").assert_outcomes(failed=1)
 
 
 def test_a_baseline_of_another_device_or_a_corrupt_one_is_refused_before_measuring(bench):
