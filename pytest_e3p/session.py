@@ -89,6 +89,7 @@ class E3PSession:
         if options.screen == "pareto":
             self._screen()
         self._weights_warned = False
+        self._versions = self.environment()
         self.results: dict[str, results.CaseResult] = {}
         self.checks: dict[str, list[Check]] = {}
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -146,6 +147,7 @@ class E3PSession:
         return {"name": self.device.name, "kind": self.device.kind, "identity": self.device.identity}
 
     def environment(self) -> dict[str, str]:
+        """Versions that make results comparable (recorded per file and per case)."""
         import timm
 
         return {"torch": torch.__version__, "timm": timm.__version__, "pytest_e3p": __version__, "python": platform.python_version()}
@@ -217,7 +219,7 @@ class E3PSession:
             boundary=info.boundary if info else self.sensor_note,
             total_rail=info.total_rail if info else None,
             sam_alpha=self.options.sam_alpha,
-            versions=self.environment(),
+            versions=self._versions,
         )
 
     def record(self, result: results.CaseResult, tolerances: Tolerances | None = None) -> list[Check]:
