@@ -276,3 +276,19 @@ def pytest_terminal_summary(terminalreporter):
     result = run(bench, MODELS)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["hook saw: ['efficientvit_m0-cpu-synthetic']"])
+
+
+def test_pareto_screening_decides_which_cases_are_measured_and_prints_why(bench):
+    result = run(bench, "--e3p-models=levit_128s,levit_192,levit_conv_192", "--e3p-screen=pareto", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_energy?levit_128s-cpu-synthetic? PASSED*",
+            "*test_energy?levit_conv_192-cpu-synthetic? PASSED*",
+            "*E3P stage 1: NetScore screening (device-agnostic)*",
+            "levit_192.fb_dist_in1k*dropped*dominated by levit_conv_192.fb_dist_in1k",
+        ]
+    )
+    assert "levit_192-cpu-synthetic" not in result.stdout.str()
+    screening = json.loads((bench.path / ".e3p/results.json").read_text())["screening"]
+    assert {r["model"]: r["kept"] for r in screening} == {"levit_128s.fb_dist_in1k": True, "levit_192.fb_dist_in1k": False, "levit_conv_192.fb_dist_in1k": True}
