@@ -54,7 +54,6 @@ class SteadyState:
     rounds: list[Round]
     sensor: SensorInfo | None
     idle_power_w: float | None = None
-    warmup_batches: int = 0
 
     @property
     def latency_ms_per_image_samples(self) -> list[float]:
@@ -146,4 +145,4 @@ def run_protocol(
         else:
             rounds.append(Round(calls * images_per_call, t1 - t0, None))
         per_round = max(per_round, calls)
-    return SteadyState(rounds, info, idle, batches)
+    return SteadyState(rounds, info, idle)

@@ -15,6 +15,7 @@ from .results import FAILED, OK
 
 SESSION_KEY = pytest.StashKey["Any"]()
 RUNNER_KEY = pytest.StashKey["Any"]()
+_FINISH_LINES = pytest.StashKey[list]()  # what the end of the run wrote, for the summary
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -123,11 +124,9 @@ def pytest_runtest_call(item: pytest.Item):
             if r.status == OK:
                 first_line = next(iter(str(exc).strip().splitlines()), "")
                 r.status, r.reason = FAILED, f"{type(exc).__name__}: {first_line}"
-            runner.finalize()
             _record(item, runner)
         raise
     if runner is not None and (runner.measured or runner.evaluated):
-        runner.finalize()
         regressions = _record(item, runner)
         if regressions:
             pytest.fail("E3P regression: " + "; ".join(c.describe() for c in regressions), pytrace=False)
@@ -135,8 +134,10 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def _record(item: pytest.Item, runner) -> list:
+    """Finish the case's result (SAM and its notes), keep it, and return its regressions."""
     from .baseline import REGRESSED, IncompatibleBaseline
 
+    runner.finalize()
     session = runner.session
     item.config.hook.pytest_e3p_case_result(config=item.config, result=runner.result)
     try:
@@ -165,9 +166,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
         session.config.stash[_FINISH_LINES].append(f"report written to {written}")
-
-
-_FINISH_LINES = pytest.StashKey[list]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

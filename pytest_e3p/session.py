@@ -66,7 +66,8 @@ class LoadedModel:
 class E3PSession:
     def __init__(self, options: Options, cache: Any = None, progress: Callable[[str], None] | None = None):
         self.options = options
-        self.cache = cache
+        # pytest's cache across runs; a dict within this run when it is off (-p no:cacheprovider)
+        self.cache = cache if cache is not None else {}
         self.progress = progress or (lambda line: None)
         try:
             self.device: Device = resolve(options.device)
