@@ -3,8 +3,11 @@ pass (data loading included), as the paper's RTX protocol measured one pass over
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -27,14 +30,42 @@ class EvalResult:
         return self.images / self.duration_s if self.duration_s > 0 else float("nan")
 
 
-def default_workers() -> int:
-    """Loader processes: enough to decode ahead of the model, leaving it most of the cores."""
-    import os
+def default_workers(torch_device: str) -> int:
+    """Loader processes for the accuracy pass.
 
+    On an accelerator, half the CPUs decode ahead while the device computes. On a CPU device the
+    model already uses every core, and a decoder process beside it preempts the model's threads
+    mid-operation (on 2 cores the pass ran at 0.49 of steady state); so there it is 0: each batch is
+    decoded between forward passes by a thread per core (`ThreadedBatches`), which reaches the bound
+    that sharing the cores sets (scripts/bench_eval.py prints both)."""
+    if torch_device == "cpu":
+        return 0
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+class ThreadedBatches(Dataset):
+    """Loads each batch's images on a pool of threads (PIL releases the GIL while it decodes and
+    resizes). DataLoader calls `__getitems__` with a whole batch's indices when it runs in-process."""
+
+    def __init__(self, dataset: Dataset, threads: int):
+        self.dataset = dataset
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="e3p-decode")
+        weakref.finalize(self, self._pool.shutdown, wait=False)  # no idle threads left behind
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        return list(self._pool.map(self.dataset.__getitem__, indices))
+
+
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """Worker processes when num_workers > 0; otherwise in-process, a thread per CPU."""
+    if num_workers == 0:
+        dataset = ThreadedBatches(dataset, os.cpu_count() or 1)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -54,8 +85,12 @@ def evaluate(
     sensor: EnergySensor | None = None,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int, float], None] | None = None,
+    prepare: Callable[[torch.Tensor, torch.dtype], torch.Tensor] | None = None,
 ) -> EvalResult:
-    """One pass over `loader`; progress(done, total, elapsed_s) is called after each batch."""
+    """One pass over `loader`; progress(done, total, elapsed_s) is called after each batch.
+
+    `prepare(batch_on_device, dtype)` turns loader output into model input (EvalTransform.normalize
+    for uint8 batches); without it batches are only cast to `dtype`."""
     total = len(loader.dataset)
     seen = 0
     # Hit counts stay on the device and labels are checked on the host, so the loop never waits for
@@ -66,7 +101,8 @@ def evaluate(
     t0 = time.monotonic()
     with torch.inference_mode():
         for images, labels in loader:
-            logits = model(images.to(torch_device, dtype=dtype, non_blocking=True))
+            images = images.to(torch_device, non_blocking=True)
+            logits = model(prepare(images, dtype) if prepare else images.to(dtype))
             classes = logits.shape[1]  # a shape: no wait for the device
             if int(labels.max()) >= classes or int(labels.min()) < 0:  # host labels: no wait either
                 raise DatasetError(f"labels out of range for a {classes}-class model (max label {int(labels.max())}): use a checkpoint trained on this dataset")

@@ -44,7 +44,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
     model, weights = build_model(name, PRETRAINED, num_classes=10)
     log(f"{name.full}: weights {weights.source} ({weights.detail})")
     transform = data.eval_transform(spec, model)
-    train_all = data.open_cifar10(spec.path, "train", transform)
+    train_all = data.open_cifar10(spec.path, "train", transform.per_image)
     order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     if cfg.limit:
         order = order[: cfg.limit]
@@ -59,7 +59,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
     step = 0
     while step < cfg.steps:
         for images, labels in loader:
-            images, labels = images.to(cfg.device), labels.to(cfg.device)
+            images, labels = transform.normalize(images.to(cfg.device)), labels.to(cfg.device)
             loss = loss_fn(model(images), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -69,7 +69,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 model.eval()
                 sync = (lambda: torch.cuda.synchronize()) if cfg.device.startswith("cuda") else (lambda: None)
-                ev = evaluate(model, val_loader, cfg.device, sync)
+                ev = evaluate(model, val_loader, cfg.device, sync, prepare=transform.normalize)
                 model.train()
                 log(f"step {step}/{cfg.steps}: loss {loss.item():.4f}, validation top-1 {ev.top1:.2f}% on {ev.images} images")
             if step >= cfg.steps:

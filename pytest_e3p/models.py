@@ -94,13 +94,24 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, a non-tensor payload
-        raise WeightsError(f"checkpoint {path} cannot be read as a weights-only torch file: {exc}") from None
+        raise WeightsError(
+            f"checkpoint {path} cannot be read as a weights-only torch file ({_load_error(exc)}); "
+            "save a state dict with torch.save(model.state_dict(), path)"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"checkpoint {path} holds no state dict of tensors")
     return obj
+
+
+def _load_error(exc: Exception) -> str:
+    """The cause in torch.load's error, without its advice to load untrusted pickles unsafely."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n", 1)[0]
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _num_classes_of(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> int | None:

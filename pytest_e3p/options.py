@@ -72,7 +72,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("weights", "--e3p-weights", "pretrained", _choice("pretrained", "random"), "pretrained (timm/Hugging Face cache) or random"),
     ("checkpoints", "--e3p-checkpoints", "", _path, "folder of fine-tuned checkpoints: DIR/<arch>_<dataset>.pth"),
     ("limit", "--e3p-limit", "0", int, "evaluate N evenly spaced images of the dataset (0: all)"),
-    ("workers", "--e3p-workers", "-1", int, "data-loading processes for the accuracy pass (-1: half the CPUs)"),
+    ("workers", "--e3p-workers", "-1", int, "data-loading processes for the accuracy pass (-1: 0 on a CPU device, where batches are decoded by threads between forward passes; half the CPUs on an accelerator)"),
     ("results", "--e3p-results", ".e3p/results.json", _path, "where the results JSON is written"),
     ("require_sensor", "--e3p-require-sensor", "false", _flag, "fail when no real power sensor can be read (no estimate)"),
     ("w_per_core", "--e3p-estimate-w-per-core", "10", _positive_float, "assumed watts per busy core of the CPU energy estimate"),

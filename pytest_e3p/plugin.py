@@ -83,7 +83,13 @@ def e3p_session(request: pytest.FixtureRequest):
 @pytest.fixture
 def e3p_model(e3p_case, e3p_session):
     """The case's model, built with its weights, on the device, in eval mode (a LoadedModel)."""
-    return e3p_session.load_model(e3p_case)
+    from .models import WeightsError
+
+    try:
+        return e3p_session.load_model(e3p_case)
+    except WeightsError as exc:  # a bad checkpoint: its message names the file and the fix
+        message = str(exc)
+    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
 
 
 @pytest.fixture
@@ -172,7 +178,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     e3p = config.stash.get(SESSION_KEY, None)
     if e3p is None:
         return
-    from .report import footnotes, rails_table, ranking_tables, stage1_table
+    from .report import eval_pass_table, footnotes, rails_table, ranking_tables, stage1_table
 
     tr = terminalreporter
     if e3p.stage1:
@@ -188,9 +194,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for title, table in ranking_tables(e3p.results.values(), checks):
         tr.write_sep("=", title)
         tr.write_line(table)
-    rails = rails_table(e3p.results.values())
-    if rails:
-        tr.write_line(rails)
+    for extra in (rails_table(e3p.results.values()), eval_pass_table(e3p.results.values())):
+        if extra:
+            tr.write_line(extra)
     if e3p.baseline is not None:
         missing = sorted(set(e3p.baseline.cases) - set(e3p.results))
         if missing:

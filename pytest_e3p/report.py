@@ -105,6 +105,8 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     for r in cases:
         if r.status != OK:
             notes.append(f"{r.case_id}: {r.status}: {r.reason}")
+        elif r.top1 is None and r.reason:
+            notes.append(f"{r.case_id}: top-1 unavailable: {r.reason}")
     return notes
 
 
@@ -143,3 +145,29 @@ def rails_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
     rows = [[r.model] + [_num(r.rails_mj_per_image.get(n), ".4g") for n in names] for r in with_rails]
     note = f"the total used for SAM is {total}" if total and total != "sum" else "the total used for SAM is the sum of the rails"
     return f"per-rail energy (mJ/img); {note}\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
+    """The measured accuracy passes, data loading included, beside the steady-state figures of the
+    same cases; None when no case evaluated a dataset."""
+    passes = [r for r in cases if r.eval_images]
+    if not passes:
+        return None
+    rows = []
+    for r in passes:
+        per_image_ms = 1e3 * r.eval_duration_s / r.eval_images
+        energy = None if r.eval_energy_mj is None else r.eval_energy_mj / r.eval_images
+        energy_text = "unavailable" if energy is None else (f"~{energy:.4g} (est.)" if r.energy_kind == "estimate" else f"{energy:.4g}")
+        steady = r.latency_ms_per_image
+        rows.append([
+            r.model,
+            f"{r.eval_images}" + (" (subset)" if r.eval_subset else ""),
+            _num(r.eval_duration_s, ".3g"),
+            _num(per_image_ms, ".3g"),
+            _num(steady, ".3g"),
+            "-" if not steady else f"{steady / per_image_ms:.2f}",
+            energy_text,
+            energy_cell(r),
+        ])
+    headers = ["model", "images", "pass (s)", "pass (ms/img)", "steady (ms/img)", "pass/steady throughput", "pass energy (mJ/img)", "steady energy (mJ/img)"]
+    return "accuracy pass, data loading included\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)

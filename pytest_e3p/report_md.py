@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .metrics import kendall_tau, pareto_front, ranks
-from .report import group_cases, rails_table, ranking_rows
+from .report import eval_pass_table, group_cases, rails_table, ranking_rows
 from .results import OK, CaseResult, ResultsFile, write_atomic
 
 from tabulate import tabulate
@@ -88,9 +88,9 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
             lines += [f"### {device}: stage 2 ranking by SAM", ""]
             headers, rows = ranking_rows(group)
             lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
-            rails = rails_table(group, fmt="github")
-            if rails:
-                lines += [rails, ""]
+            for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github")):
+                if extra:
+                    lines += [extra, ""]
             usable = [c for c in group if _usable(c)]
             if usable:
                 winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=lambda c: c.energy_mj_per_image)

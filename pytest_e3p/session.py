@@ -185,7 +185,8 @@ class E3PSession:
         ckpt = None
         if self.options.checkpoints is not None:
             candidate = checkpoint_path(self.options.checkpoints, case.model, case.dataset.name)
-            ckpt = candidate if candidate.exists() or classes not in (None, 1000) else None
+            # A missing checkpoint is not fatal: energy and latency stay valid, top-1 says why not.
+            ckpt = candidate if candidate.exists() else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the weights fallback is reported once, by us
             net, weights = build_model(case.model, self.options.weights, ckpt, classes if classes != 1000 else None)
@@ -311,21 +312,24 @@ class CaseRunner:
         self.evaluated = True
         if not case.dataset.has_labels:
             return self._reference_top1("the synthetic dataset has no labels")
-        if self.loaded.weights.source == RANDOM:
-            return self._reference_top1("random weights (pretrained ones unavailable)")
         if self.loaded.num_classes != data.num_classes(case.dataset) or (
             case.dataset.kind != data.IMAGENET and self.loaded.weights.source != CHECKPOINT
         ):
             r.top1_source = results.NO_TOP1
-            r.reason = (
-                f"{case.dataset.name} needs a fine-tuned checkpoint: --e3p-checkpoints DIR with "
-                f"{case.model.arch}_{case.dataset.name}.pth (see `python -m pytest_e3p finetune`)"
+            where = (
+                f"{checkpoint_path(s.options.checkpoints, case.model, case.dataset.name)} does not exist"
+                if s.options.checkpoints is not None
+                else f"--e3p-checkpoints DIR with {case.model.arch}_{case.dataset.name}.pth"
             )
+            r.reason = f"{case.dataset.name} needs a fine-tuned checkpoint: {where} (see `python -m pytest_e3p finetune`)"
             return r
+        if self.loaded.weights.source == RANDOM:
+            return self._reference_top1("random weights (pretrained ones unavailable)")
         model = self.loaded.module
-        dataset = data.open_dataset(case.dataset, data.eval_transform(case.dataset, model))
+        transform = data.eval_transform(case.dataset, model)
+        dataset = data.open_dataset(case.dataset, transform.per_image)
         subset = data.limited(dataset, s.options.limit or None)
-        workers = s.options.workers if s.options.workers >= 0 else default_workers()
+        workers = s.options.workers if s.options.workers >= 0 else default_workers(s.device.torch_device)
         loader = make_loader(subset, s.protocol.batch_size, workers, pin_memory=s.device.torch_device.startswith("cuda"))
         last = [time.monotonic()]
 
@@ -336,7 +340,7 @@ class CaseRunner:
                 s.progress(f"[e3p] {case.id}: {done}/{total} images, {rate:.1f} img/s, {(total - done) / rate:.0f} s left")
 
         try:
-            ev = evaluate(model, loader, s.device.torch_device, s.device.synchronize, s.sensor, s.dtype, progress)
+            ev = evaluate(model, loader, s.device.torch_device, s.device.synchronize, s.sensor, s.dtype, progress, transform.normalize)
         except SensorFault as exc:
             r.status, r.reason = results.INVALID, f"sensor fault during the accuracy pass: {exc}"
             s.reopen_sensor()

@@ -52,7 +52,7 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
     result = pytester.runpytest(
         "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=synthetic,folder={folder}", f"--e3p-checkpoints={ckpts}",
         "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0",
-        "--e3p-workers=0", "-p", "no:cacheprovider",
+        "--e3p-workers=1", "-p", "no:cacheprovider",  # a loader process (the GPU default); the next run decodes in-process
     )
     result.assert_outcomes(passed=2)
     cases = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]
@@ -67,11 +67,12 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
     # --e3p-limit: a documented subset, said so in the results
     result = pytester.runpytest(
         "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-limit=5",
-        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "--e3p-workers=0", "-p", "no:cacheprovider",
+        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-cpu-folder"]
     assert case["eval_images"] == 5 and case["eval_subset"] == "5 of 12 images, evenly spaced (--e3p-limit)"
+    result.stdout.fnmatch_lines(["accuracy pass, data loading included", "test_vit* 5 (subset) *"])
 
 
 def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
@@ -85,6 +86,26 @@ def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-cpu-cifar10"]
     assert case["top1"] is None and case["sam"] is None
     assert case["energy_mj_per_image"] is not None  # energy and latency stay valid
+
+
+def test_a_missing_checkpoint_costs_top1_only_and_a_corrupt_one_fails_its_case_alone(pytester, tmp_path):
+    folder = make.image_folder(tmp_path / "data", per_class=2)
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    (ckpts / "test_vit_folder.pth").write_bytes(b"not a checkpoint")  # test_vit's is corrupt, test_vit2's is missing
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
+    result = pytester.runpytest(
+        "--device=cpu", "--e3p-models=test_vit,test_vit2", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}",
+        "--e3p-batch-size=2", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        f"checkpoint {ckpts / 'test_vit_folder.pth'} cannot be read as a weights-only torch file (*); save a state dict with torch.save(*",
+        f"*top-1 unavailable: folder needs a fine-tuned checkpoint: {ckpts / 'test_vit2_folder.pth'} does not exist*",
+    ])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit2-cpu-folder"]
+    assert case["top1"] is None and case["energy_mj_per_image"] is not None
 
 
 def test_finetune_command_runs_the_recipe_and_writes_a_checkpoint_the_suite_loads(tmp_path, capsys):

@@ -102,3 +102,18 @@ def test_cifar_transform_resizes_to_the_input_size_with_imagenet_normalisation(t
     x = t(data.open_cifar10(tmp_path)[0][0])
     assert x.shape == (3, 224, 224)
     assert -2.2 < float(x.min()) and float(x.max()) < 2.7  # normalised, not [0, 1]
+
+
+def test_in_process_threaded_loading_keeps_images_and_labels_in_order(tmp_path):
+    from pytest_e3p.accuracy import default_workers, make_loader
+
+    model = timm.create_model("test_vit", pretrained=False)
+    transform = data.eval_transform(data.DatasetSpec("folder", tmp_path), model)
+    ds = data.limited(data.open_folder(make.image_folder(tmp_path, per_class=5), transform.per_image), 7)
+    expected = [ds[i] for i in range(len(ds))]
+    batches = list(make_loader(ds, 3, num_workers=0))  # a decode thread per CPU
+    assert [len(labels) for _, labels in batches] == [3, 3, 1]
+    assert torch.equal(torch.cat([x for x, _ in batches]), torch.stack([x for x, _ in expected]))
+    assert torch.cat([labels for _, labels in batches]).tolist() == [label for _, label in expected]
+    assert batches[0][0].dtype == torch.uint8  # normalised on the device, not in the loader
+    assert default_workers("cpu") == 0 and default_workers("cuda:0") >= 1
