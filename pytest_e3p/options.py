@@ -73,6 +73,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("checkpoints", "--e3p-checkpoints", "", _path, "folder of fine-tuned checkpoints: DIR/<arch>_<dataset>.pth"),
     ("limit", "--e3p-limit", "0", int, "evaluate N evenly spaced images of the dataset (0: all)"),
     ("workers", "--e3p-workers", "-1", int, "data-loading processes for the accuracy pass (-1: 0 on a CPU device, where batches are decoded by threads between forward passes; half the CPUs on an accelerator)"),
+    ("progress_s", "--e3p-progress-s", "10", _non_negative_float, "seconds between progress lines of a long accuracy pass (images done, rate, time left)"),
     ("results", "--e3p-results", ".e3p/results.json", _path, "where the results JSON is written"),
     ("require_sensor", "--e3p-require-sensor", "false", _flag, "fail when no real power sensor can be read (no estimate)"),
     ("w_per_core", "--e3p-estimate-w-per-core", "10", _positive_float, "assumed watts per busy core of the CPU energy estimate"),
@@ -104,6 +105,7 @@ class Options:
     checkpoints: Path | None
     limit: int
     workers: int
+    progress_s: float
     results: Path | None
     require_sensor: bool
     w_per_core: float

@@ -47,6 +47,26 @@ class _PytestCache:
         self._cache.set(key, value)
 
 
+def _live_writer(config: pytest.Config):
+    """A line to the terminal now, even from inside a test: output capture is suspended around it,
+    as pytest's own live logging does, so the line is neither swallowed nor held until the end.
+    The plugins are looked up at each write: the session can be created before the terminal
+    reporter is registered."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if capman is None:
+            reporter.write_line(line)
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return write
+
+
 def _session(config: pytest.Config):
     """The run's E3PSession, created on first use."""
     session = config.stash.get(SESSION_KEY, None)
@@ -54,9 +74,8 @@ def _session(config: pytest.Config):
         from .session import E3PSession, SetupError
 
         options = opts.read_options(config)
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
         cache = _PytestCache(config.cache) if getattr(config, "cache", None) is not None else None
-        progress = (lambda line: reporter.write_line(line)) if reporter is not None else None
+        progress = _live_writer(config)
         try:
             session = E3PSession(options, cache, progress)
         except SetupError as exc:

@@ -334,7 +334,7 @@ class CaseRunner:
         last = [time.monotonic()]
 
         def progress(done: int, total: int, elapsed: float) -> None:
-            if time.monotonic() - last[0] >= 10.0 and done < total:
+            if time.monotonic() - last[0] >= s.options.progress_s and done < total:
                 last[0] = time.monotonic()
                 rate = done / elapsed
                 s.progress(f"[e3p] {case.id}: {done}/{total} images, {rate:.1f} img/s, {(total - done) / rate:.0f} s left")

@@ -74,6 +74,14 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
     assert case["eval_images"] == 5 and case["eval_subset"] == "5 of 12 images, evenly spaced (--e3p-limit)"
     result.stdout.fnmatch_lines(["accuracy pass, data loading included", "test_vit* 5 (subset) *"])
 
+    # progress lines while a pass runs: images done, rate, time left; the test outcome line survives
+    result = pytester.runpytest(
+        "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-progress-s=0",
+        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["[[]e3p[]] test_vit-cpu-folder: 4/12 images, * img/s, * s left", "[[]e3p[]] test_vit-cpu-folder: 8/12 images, *"])
+
 
 def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
     make.cifar_tree(tmp_path)

@@ -292,3 +292,14 @@ def test_pareto_screening_decides_which_cases_are_measured_and_prints_why(bench)
     assert "levit_192-cpu-synthetic" not in result.stdout.str()
     screening = json.loads((bench.path / ".e3p/results.json").read_text())["screening"]
     assert {r["model"]: r["kept"] for r in screening} == {"levit_128s.fb_dist_in1k": True, "levit_192.fb_dist_in1k": False, "levit_conv_192.fb_dist_in1k": True}
+
+
+def test_missing_pretrained_weights_are_said_once_live_and_the_run_goes_on(bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [a for a in FAST if a != "--e3p-weights=random"]
+    result = bench.runpytest("--device=cpu", *args, MODELS)
+    result.assert_outcomes(passed=2)
+    lines = [line for line in result.outlines if "using random weights: energy and latency stay valid" in line]
+    assert len(lines) == 1 and lines[0].startswith("[e3p] ")  # printed while the run goes, once
+    assert result.outlines.index(lines[0]) < next(i for i, line in enumerate(result.outlines) if "E3P stage 2" in line)
