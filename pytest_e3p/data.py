@@ -15,6 +15,7 @@ images every run, spread over all classes, so a quick run is a fair sample.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -260,13 +261,20 @@ class EvalTransform:
     std: tuple[float, ...]
 
     def normalize(self, batch: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        x = batch.to(torch.float32).div_(255)
-        x = x.sub_(torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1))
-        x = x.div_(torch.tensor(self.std, device=x.device).view(1, -1, 1, 1))
-        return x.to(dtype)
+        mean, std = _channel_stats(self.mean, self.std, str(batch.device))
+        return batch.to(torch.float32).div_(255).sub_(mean).div_(std).to(dtype)
 
     def __call__(self, img) -> torch.Tensor:
         return self.normalize(self.per_image(img)[None])[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a host-to-device copy inside the loop would wait for the queued batches.
+    def column(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    return column(mean), column(std)
 
 
 def eval_transform(spec: DatasetSpec, model: torch.nn.Module) -> EvalTransform:
