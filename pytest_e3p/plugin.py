@@ -122,6 +122,15 @@ def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
     """The case runner: e3p.measure(benchmark), e3p.evaluate(), e3p.result."""
     from .session import CaseRunner
 
+    # Results and baselines hold one measurement per case: a second benchmark of the same case would
+    # silently replace the first, so it is stopped before it measures anything.
+    owner = e3p_session.owners.setdefault(e3p_case.id, request.node.nodeid)
+    if owner != request.node.nodeid:
+        pytest.fail(
+            f"case {e3p_case.id} is already measured in this run by {owner}; results and baselines keep one "
+            "measurement per case: select one of the two with -k, or run each in its own run with its own --e3p-results",
+            pytrace=False,
+        )
     runner = CaseRunner(e3p_session, e3p_case, e3p_model)
     request.node.stash[RUNNER_KEY] = runner
     return runner

@@ -92,6 +92,7 @@ class E3PSession:
         self._weights_warned = False
         self._versions = self.environment()
         self.results: dict[str, results.CaseResult] = {}
+        self.owners: dict[str, str] = {}  # case id -> the test that measures it in this run
         self.checks: dict[str, list[Check]] = {}
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

@@ -303,3 +303,14 @@ def test_missing_pretrained_weights_are_said_once_live_and_the_run_goes_on(bench
     lines = [line for line in result.outlines if "using random weights: energy and latency stay valid" in line]
     assert len(lines) == 1 and lines[0].startswith("[e3p] ")  # printed while the run goes, once
     assert result.outlines.index(lines[0]) < next(i for i, line in enumerate(result.outlines) if "E3P stage 2" in line)
+
+
+def test_a_second_benchmark_of_the_same_case_is_stopped_not_silently_merged(pytester):
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n\ndef test_again(e3p):\n    e3p.measure()\n")
+    result = run(pytester, "--e3p-models=efficientvit_m0")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "case efficientvit_m0-cpu-synthetic is already measured in this run by test_bench.py::test_energy[[]efficientvit_m0-cpu-synthetic[]]; *-k*",
+    ])
+    cases = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]
+    assert list(cases) == ["efficientvit_m0-cpu-synthetic"] and cases["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
