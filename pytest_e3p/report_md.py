@@ -89,8 +89,9 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
             headers, rows = ranking_rows(group)
             lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
             for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github")):
-                if extra:
-                    lines += [extra, ""]
+                if extra:  # caption line, then the table as its own block
+                    caption, table = extra.split("\n", 1)
+                    lines += [f"*{caption}*", "", table, ""]
             usable = [c for c in group if _usable(c)]
             if usable:
                 winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=lambda c: c.energy_mj_per_image)

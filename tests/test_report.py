@@ -92,3 +92,18 @@ def test_jetson_rails_are_broken_down_beside_the_total(tmp_path):
     row = next(l for l in section.splitlines() if l.startswith("| a.tag"))
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
     assert cells["VDD_IN (total)"] == "200" and cells["VDD_SYS_GPU"] == "120" and cells["VDD_SYS_CPU"] == "30"
+
+
+def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
+    from pytest_e3p.report import eval_pass_table
+
+    a = case("a", "rtx3050", "imagenet", 200.0, 90.0, 70.0)  # steady: 1 ms and 200 mJ per image
+    a.eval_images, a.eval_duration_s, a.eval_energy_mj, a.eval_subset = 1000, 1.25, 250_000.0, "1000 of 50000 images"
+    b = case("b", "rtx3050", "imagenet", 300.0, 80.0, 60.0)  # no labelled pass: not in the table
+    table = eval_pass_table([a, b])
+    row = table.splitlines()[3]
+    assert row.split()[:6] == ["a.tag", "1000", "(subset)", "1.25", "1.25", "1"]
+    assert row.split()[6:] == ["0.80", "250", "200"]  # throughput ratio 1 / 1.25; energy per image
+    assert len(table.splitlines()) == 4
+    text = write_report([file_of([a, b], "rtx3050")], tmp_path).read_text()
+    assert "*accuracy pass, data loading included*\n\n| model" in text
