@@ -6,6 +6,8 @@ every model x device x dataset of the run, so each combination is its own test i
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any
 
 import pytest
@@ -58,10 +60,7 @@ def _live_writer(config: pytest.Config):
         if reporter is None:
             return
         capman = config.pluginmanager.get_plugin("capturemanager")
-        if capman is None:
-            reporter.write_line(line)
-            return
-        with capman.global_and_fixture_disabled():
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             reporter.write_line(line)
 
     return write

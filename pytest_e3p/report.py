@@ -17,11 +17,15 @@ def _num(value: float | None, fmt: str = ".3g") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def energy_cell(r: CaseResult) -> str:
-    if r.energy_mj_per_image is None:
+def _energy_text(energy_mj: float | None, kind: str) -> str:
+    if energy_mj is None:
         return "unavailable"
-    text = _num(r.energy_mj_per_image, ".4g")
-    return f"~{text} (est.)" if r.energy_kind == "estimate" else text
+    text = _num(energy_mj, ".4g")
+    return f"~{text} (est.)" if kind == "estimate" else text
+
+
+def energy_cell(r: CaseResult) -> str:
+    return _energy_text(r.energy_mj_per_image, r.energy_kind)
 
 
 def rank_key(r: CaseResult) -> tuple:
@@ -157,7 +161,6 @@ def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
     for r in passes:
         per_image_ms = 1e3 * r.eval_duration_s / r.eval_images
         energy = None if r.eval_energy_mj is None else r.eval_energy_mj / r.eval_images
-        energy_text = "unavailable" if energy is None else (f"~{energy:.4g} (est.)" if r.energy_kind == "estimate" else f"{energy:.4g}")
         steady = r.latency_ms_per_image
         rows.append([
             r.model,
@@ -166,7 +169,7 @@ def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
             _num(per_image_ms, ".3g"),
             _num(steady, ".3g"),
             "-" if not steady else f"{steady / per_image_ms:.2f}",
-            energy_text,
+            _energy_text(energy, r.energy_kind),
             energy_cell(r),
         ])
     headers = ["model", "images", "pass (s)", "pass (ms/img)", "steady (ms/img)", "pass/steady throughput", "pass energy (mJ/img)", "steady energy (mJ/img)"]

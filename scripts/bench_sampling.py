@@ -1,7 +1,7 @@
 """Sampling backends: integration error against a known power trace, and the sampler's overhead.
 
-1. A helper process (as the kernel driver is) rewrites a TX2 rail file (in_power0_input, mW) every millisecond following a trace;
-   the exact energy of what was written is summed from the writes themselves. The Jetson backend
+1. A helper process (as the kernel driver is) rewrites a TX2 rail file (in_power0_input, mW) every
+   millisecond following a trace; the exact energy of what was written is summed from the writes. The Jetson backend
    samples the file at its default rate over a 2 s window; the error is printed per trace.
 2. The sampler's own CPU use, and a small model's throughput with and without it (6-rail tree):
    with the model on every core (the worst case, a CPU-only run) and on all but one (as on a Jetson,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
