@@ -102,7 +102,8 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
         notes.append("top-1 from 'reference': timm's published ImageNet-1k accuracy of these weights, not measured in this run")
     untrained = [r for r in cases if r.weights == "random"]
     if untrained:
-        notes.append(f"weights: {len(untrained)} model(s) ran with random weights ({untrained[0].weights_detail})")
+        # One line for all: the reason is usually the same (offline), and the detail names one model as its example.
+        notes.append(f"weights: {len(untrained)} of {len(cases)} case(s) ran with random weights, e.g. {untrained[0].weights_detail}")
     idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
     if idle:
         notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")

@@ -107,3 +107,14 @@ def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
     assert len(table.splitlines()) == 4
     text = write_report([file_of([a, b], "rtx3050")], tmp_path).read_text()
     assert "*accuracy pass, data loading included*\n\n| model" in text
+
+
+def test_random_weights_are_counted_over_all_cases_and_named_as_an_example():
+    from pytest_e3p.report import footnotes
+
+    a, b, c = (case(m, "cpu", "synthetic", 200.0, 80.0, 60.0) for m in ("a", "b", "c"))
+    c.weights = "pretrained"
+    for r in (a, b):
+        r.weights, r.weights_detail = "random", f"pretrained weights for {r.model} are not in the Hugging Face cache"
+    notes = [n for n in footnotes([a, b, c]) if n.startswith("weights:")]
+    assert notes == ["weights: 2 of 3 case(s) ran with random weights, e.g. pretrained weights for a.tag are not in the Hugging Face cache"]
