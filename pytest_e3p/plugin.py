@@ -7,7 +7,6 @@ every model x device x dataset of the run, so each combination is its own test i
 from __future__ import annotations
 
 import contextlib
-
 from typing import Any
 
 import pytest

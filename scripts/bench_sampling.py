@@ -1,8 +1,9 @@
 """Sampling backends: integration error against a known power trace, and the sampler's overhead.
 
 1. A helper process (as the kernel driver is) rewrites a TX2 rail file (in_power0_input, mW) every
-   millisecond following a trace; the exact energy of what was written is summed from the writes. The Jetson backend
-   samples the file at its default rate over a 2 s window; the error is printed per trace.
+   millisecond following a trace; the exact energy of what was written is summed from the writes.
+   The Jetson backend samples the file at its default rate over a 2 s window; the error is printed
+   per trace.
 2. The sampler's own CPU use, and a small model's throughput with and without it (6-rail tree):
    with the model on every core (the worst case, a CPU-only run) and on all but one (as on a Jetson,
    where the GPU computes and the sampler has a core to itself).
@@ -192,6 +193,7 @@ def main() -> None:
         med, lo, hi = median_interval(ratios)
         print(f"     throughput with / without the {args.rate_hz:g} Hz sampler: median {med:.4f} over {len(ratios)} alternating pairs, 95% interval {lo:.4f}-{hi:.4f}")
         print(f"     cost {1 - med:+.2%} (interval {1 - hi:+.2%} to {1 - lo:+.2%}); single pairs ranged {min(ratios):.3f}-{max(ratios):.3f}")
+
 
 if __name__ == "__main__":
     main()
