@@ -1,23 +1,24 @@
-"""Baselines and the regression gate (METHOD.md, "Deciding a regression").
+"""Baselines and the regression gate: tolerances, what makes two results comparable, merging runs
+into a baseline, and comparing a run with it.
 
-A case regresses on a metric when it is worse than its baseline by more than the tolerance **and**
-the difference is significant on the round samples: a one-sided Mann-Whitney U test at alpha = 0.01.
-Energy and latency compare the medians of the rounds (relative tolerance); top-1 is one
-deterministic number per case and compares in percentage points. Improvements are reported, never
-failed. Only like is compared with like: a baseline from another device, precision, batch size,
-image size, weights or energy source kind (a measurement against an estimate) is refused.
+The decision itself (pass values, between-run noise, the t test) is in gate.py. Energy and latency
+compare pass values against a tolerance relative to the baseline; top-1 is one deterministic number
+per case and compares in percentage points. Improvements are reported, never failed. Only like is
+compared with like: a baseline from another device, precision, batch size, image size, weights,
+thread count or energy source kind (a measurement against an estimate) is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
+import math
 from dataclasses import dataclass, field
 
+from . import gate
+from .gate import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
 from .results import OK, CaseResult, ResultsFile
 
-ALPHA = 0.01
-REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE = "regressed", "improved", "unchanged", "inconclusive"
+__all__ = ["IMPROVED", "INCONCLUSIVE", "REGRESSED", "UNCHANGED"]
 METRICS = ("energy", "latency", "top1")
 
 
@@ -62,10 +63,23 @@ def parse_tolerances(text: str) -> Tolerances:
             raise ToleranceError(f"cannot read tolerance {part!r}: {raw!r} is not a number or a percentage") from None
         if metric == "top1" and raw.endswith("%"):
             value *= 100.0  # top1 tolerances are percentage points: "0.5%" and "0.5" both mean 0.5 points
-        if value < 0:
-            raise ToleranceError(f"tolerance {part!r} is negative")
-        values[metric] = value
+        values[metric] = check_tolerance(metric, value, part, percent=raw.endswith("%"))
     return Tolerances(**values)
+
+
+def check_tolerance(metric: str, value: object, source: str, percent: bool = False) -> float:
+    """A tolerance that can gate: finite, not negative, and not a fraction above 1 written without %
+    (energy=5 would mean 500% and switch the gate off). `source` names where it came from."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ToleranceError(f"tolerance {source}: {value!r} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ToleranceError(f"tolerance {source}: must be a finite number (nan and inf would switch the gate off)")
+    if value < 0:
+        raise ToleranceError(f"tolerance {source} is negative")
+    if metric != "top1" and not percent and value > 1:
+        raise ToleranceError(f"tolerance {source}: {value:g} would mean {value:.0%}; write {value:g}% for {value:g} percent, or a fraction such as {value / 100:g}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class Check:
     p_value: float | None
     verdict: str
     note: str = ""
+    noise: float | None = None  # the smallest relative change significant at ALPHA (gate.Noise.threshold)
+    baseline_runs: int = 1
 
     @property
     def change(self) -> float:
@@ -89,36 +105,29 @@ class Check:
         return self.current / self.baseline - 1.0
 
     def describe(self) -> str:
+        """One plain line: "energy +13.4% vs baseline (tolerance 5%, noise +/-6.0%, p=0.004)"."""
         if self.metric == "top1":
-            change, tol = f"{self.change:+.2f} pt", f"{self.tolerance:g} pt"
+            head = f"top-1 {self.change:+.2f} points vs baseline ({self.current:.2f}% vs {self.baseline:.2f}%; tolerance {self.tolerance:g} points)"
         else:
-            change, tol = f"{self.change:+.1%}", f"{self.tolerance:.0%}"
-        p = f", p={self.p_value:.3g}" if self.p_value is not None else ""
-        relation = ">" if self.verdict == REGRESSED else "vs"
-        text = f"{self.metric} {self.current:.4g} {self.unit} vs baseline {self.baseline:.4g} ({change}{p} {relation} tolerance {tol})"
-        return f"{text}; {self.note}" if self.note else text
+            parts = [f"tolerance {self.tolerance:.0%}"]
+            if self.noise is not None:
+                parts.append(f"noise +/-{self.noise:.1%}")
+            if self.p_value is not None:
+                parts.append(f"p={self.p_value:.2g}")
+            runs = f"; baseline of {self.baseline_runs} run{'s' if self.baseline_runs != 1 else ''}"
+            head = f"{self.metric} {self.change:+.1%} vs baseline ({', '.join(parts)}{runs}): {self.current:.4g} vs {self.baseline:.4g} {self.unit}"
+        return f"{head}; {self.note}" if self.note else head
 
 
-def _mann_whitney_p(worse: list[float], better: list[float]) -> float:
-    """P-value that `worse` is stochastically greater than `better` (one-sided U test)."""
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(worse, better, alternative="greater").pvalue)
-
-
-def decide(metric: str, unit: str, base: list[float], cur: list[float], tolerance: float, alpha: float = ALPHA) -> Check:
-    """The gate for a lower-is-better metric with round samples (energy, latency)."""
-    b, c = statistics.median(base), statistics.median(cur)
-    change = c / b - 1.0
-    if min(len(base), len(cur)) < 3:
-        return Check(metric, unit, b, c, tolerance, None, INCONCLUSIVE, f"too few rounds to test ({len(base)} vs {len(cur)})")
-    if change > tolerance:
-        p = _mann_whitney_p(cur, base)
-        return Check(metric, unit, b, c, tolerance, p, REGRESSED if p < alpha else INCONCLUSIVE, "" if p < alpha else "not significant")
-    if change < -tolerance:
-        p = _mann_whitney_p(base, cur)
-        return Check(metric, unit, b, c, tolerance, p, IMPROVED if p < alpha else UNCHANGED)
-    return Check(metric, unit, b, c, tolerance, None, UNCHANGED)
+def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[float], tolerance: float) -> Check:
+    """The gate for a lower-is-better metric on pass values (gate.py has the rule)."""
+    d = gate.decide(base_runs, current, tolerance)
+    base_value = math.exp(sum(sum(math.log(v) for v in r) / len(r) for r in base_runs) / len(base_runs))
+    current_value = base_value * (1.0 + d.change)
+    note = d.note
+    if d.verdict in (gate.REGRESSED, gate.INCONCLUSIVE) and not d.noise.between_runs and d.change > tolerance:
+        note = "; ".join(n for n in (note, "the baseline holds 1 run, so between-run noise is not measured (save more runs: --e3p-baseline-runs)") if n)
+    return Check(metric, unit, base_value, current_value, tolerance, d.p_value, d.verdict, note, d.noise.threshold, len(base_runs))
 
 
 def decide_top1(base: float, cur: float, tolerance: float) -> Check:
@@ -135,6 +144,7 @@ def case_conditions(case: CaseResult) -> dict[str, object]:
         "precision": case.precision,
         "batch size": case.batch_size,
         "image size": list(case.image_size),
+        "threads": case.threads,
         "energy kind": case.energy_kind,
         "energy boundary": case.boundary,  # VDD_IN vs a sum of rails; an estimate's assumptions
     }
@@ -146,6 +156,18 @@ def case_incompatibility(base: CaseResult, cur: CaseResult) -> str | None:
         if b != c:
             extra = " (an estimate is never compared with a measurement)" if key == "energy kind" else ""
             return f"{key} differs: baseline {b}, this run {c}{extra}"
+    return None
+
+
+# Run-wide conditions checked when a baseline is loaded, before anything is measured.
+PROTOCOL_CONDITIONS = ("batch_size", "precision", "threads", "allocator", "energy_kind")
+
+
+def protocol_incompatibility(base: dict, cur: dict) -> str | None:
+    for key in PROTOCOL_CONDITIONS:
+        if key in base and key in cur and base[key] != cur[key]:
+            extra = " (an estimate is never compared with a measurement)" if key == "energy_kind" else ""
+            return f"{key.replace('_', ' ')} differs: baseline {base[key]}, this run {cur[key]}{extra}"
     return None
 
 
@@ -166,13 +188,64 @@ def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances) -> list[Che
     if why:
         raise IncompatibleBaseline(f"{cur.case_id}: {why}")
     checks = []
-    if tol.energy is not None and base.energy_mj_per_image_samples and cur.energy_mj_per_image_samples:
-        checks.append(decide("energy", "mJ/img", base.energy_mj_per_image_samples, cur.energy_mj_per_image_samples, tol.energy))
-    if tol.latency is not None and base.latency_ms_per_image_samples and cur.latency_ms_per_image_samples:
-        checks.append(decide("latency", "ms/img", base.latency_ms_per_image_samples, cur.latency_ms_per_image_samples, tol.latency))
+    for metric, unit, limit in (("energy", "mJ/img", tol.energy), ("latency", "ms/img", tol.latency)):
+        base_runs, current = base.runs(metric), cur.pass_values(metric)
+        if limit is not None and base_runs and current:
+            checks.append(decide(metric, unit, base_runs, current, limit))
     if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == "measured":
         checks.append(decide_top1(base.top1, cur.top1, tol.top1))
     return checks
+
+
+def gate_feasibility(base: CaseResult | None, passes: int) -> str | None:
+    """Said at the start when the rule could never flag this case's energy."""
+    return gate.feasibility(base.runs("energy") if base else None, passes)
+
+
+def supported_tolerance_note(base: CaseResult, passes: int, tolerance: float) -> str | None:
+    """When a baseline's own noise is wider than the tolerance: the tolerance its data support."""
+    runs = base.runs("energy")
+    if len(runs) < 2:
+        return None
+    supported = gate.supported_tolerance(runs, passes)
+    if supported is None or supported <= tolerance:
+        return None
+    return (
+        f"{base.case_id}: its baseline's between-run noise (+/-{supported:.1%} at p<{gate.ALPHA:g} over {len(runs)} runs) is wider "
+        f"than the energy tolerance {tolerance:.0%}: a regression below about {supported:.0%} cannot be told from noise on this device "
+        f"(a tolerance of {math.ceil(supported * 100):.0f}% is what the data support; reduce the noise, or save more runs)"
+    )
+
+
+def merge_runs(old: ResultsFile | None, new: ResultsFile, keep_runs: int) -> tuple[ResultsFile, list[str]]:
+    """The baseline to write: `new`, with each case's earlier runs from `old` (newest kept, up to
+    `keep_runs` in all), and the cases of `old` that this run did not run kept as they were.
+
+    Returns the file and lines saying what was kept or dropped."""
+    lines: list[str] = []
+    merged = dataclasses.replace(new, cases=dict(new.cases))
+    if old is None:
+        return merged, lines
+    why = device_incompatibility(old, new.device) or protocol_incompatibility(old.protocol, new.protocol)
+    if why:
+        lines.append(f"the previous baseline was not kept ({why})")
+        return merged, lines
+    added = 0
+    for cid, case in new.cases.items():
+        before = old.cases.get(cid)
+        if before is None or case_incompatibility(before, case) or keep_runs <= 1:
+            continue
+        earlier = [*before.earlier_runs, before.own_run()][-(keep_runs - 1):]
+        merged.cases[cid] = dataclasses.replace(case, earlier_runs=earlier)
+        added = max(added, len(earlier))
+    kept = sorted(set(old.cases) - set(new.cases))
+    for cid in kept:
+        merged.cases[cid] = old.cases[cid]
+    if kept:
+        lines.append(f"kept from the previous baseline (not run now): {', '.join(kept)}")
+    if added:
+        lines.append(f"baseline holds up to {added + 1} run(s) per case (--e3p-baseline-runs {keep_runs})")
+    return merged, lines
 
 
 @dataclass

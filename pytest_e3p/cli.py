@@ -1,16 +1,20 @@
 """`python -m pytest_e3p COMMAND`: the parts of the pipeline that need no benchmark run.
 
     screen    stage 1 on its own: params, GMACs, NetScore, Pareto screening
-    sensors   which power sensors this machine has, their boundary, unit and update period
-    compare   a results file against a baseline; exit 1 on a regression
+    sensors   which power sensors this machine has (boundary, unit, update period) and their power now
+    compare   a results file against a baseline; exit 1 on a regression, 2 on an error
     report    Markdown report with plots from one or more results files
     finetune  the paper's CIFAR-10 fine-tuning recipe, writing a checkpoint the suite loads
+    history   the runs kept by --e3p-history (and pruning them)
+    dashboard a static site of the history: trends, steps, regressions
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from . import dashboard, history
 
 
 def _screen(args: argparse.Namespace) -> int:
@@ -33,42 +37,93 @@ def _screen(args: argparse.Namespace) -> int:
 
 
 def _sensors(args: argparse.Namespace) -> int:
-    from .sensors import SamplingSensor, SensorUnavailable, measure_update_period_s
+    from functools import partial
+
+    from .sensors import SamplingSensor, SensorFault, SensorUnavailable
     from .sensors.estimate import CpuTimeEstimate
     from .sensors.jetson import open_jetson_sensor
-    from .sensors.nvml import open_nvml_sensor
+    from .sensors.nvml import gpu_count, open_nvml_sensor
     from .sensors.rapl import RaplSensor
 
-    found = 0
-    for label, opener in (("NVIDIA GPU (NVML)", lambda: open_nvml_sensor(rate_hz=args.sample_hz)), ("Jetson INA3221 rails", lambda: open_jetson_sensor(args.sample_hz)), ("CPU (RAPL)", RaplSensor)):
+    openers: list[tuple[str, object]] = []
+    try:
+        openers += [(f"NVIDIA GPU {i} (NVML)", partial(open_nvml_sensor, index=i, rate_hz=args.sample_hz)) for i in range(gpu_count())]
+    except SensorUnavailable as exc:
+        print(f"NVIDIA GPU (NVML): unavailable: {exc}")
+    openers += [("Jetson INA3221 rails", partial(open_jetson_sensor, args.sample_hz)), ("CPU (RAPL)", RaplSensor)]
+
+    found, faults = 0, 0
+    for label, opener in openers:
         try:
             sensor = opener()
         except SensorUnavailable as exc:
             print(f"{label}: unavailable: {exc}")
             continue
         found += 1
-        with sensor:
-            period = measure_update_period_s(sensor)
         info = sensor.info
+        try:
+            with sensor:
+                period, w = _probe(sensor, args.window_s)
+        except SensorFault as exc:
+            print(f"{label}: {info.name}, boundary: {info.boundary}: reading failed: {exc}")
+            faults += 1
+            continue
         measured = f"{period * 1000:.1f} ms measured" if period else "no change seen in 3 s (idle, or a stuck sensor)"
         sampled = f", sampled every {sensor.period_s * 1000:.1f} ms" if isinstance(sensor, SamplingSensor) else ""
         print(f"{label}: {info.name}, boundary: {info.boundary}, unit: {info.unit}, update period: {measured}{sampled}")
         if info.rails:
             print(f"  rails: {', '.join(info.rails)}; total: {info.total_rail or 'sum of rails'}")
+        if info.outside_rails:
+            print(f"  outside the boundary, not in the total (carrier board): {', '.join(info.outside_rails)}")
+        total_is = f" ({info.total_rail})" if info.total_rail not in (None, "sum") else (" (sum of the rails)" if info.rails else "")
+        print(f"  power over {w.duration_s:.2f} s: total {w.power_w:.3f} W{total_is}")
+        for rail in sorted(info.rails, key=lambda r: r != info.total_rail):  # the total first
+            rail_w = w.rails_mj.get(rail, float("nan")) / 1000.0 / w.duration_s
+            print(f"    {rail}: {rail_w:.3f} W" + (" (the total)" if rail == info.total_rail else ""))
     if not found:
         est = CpuTimeEstimate()
         print(f"no power sensor on this machine: --device cpu will report a labelled estimate ({est.info.boundary})")
-    return 0
+    return 1 if faults else 0
+
+
+def _probe(sensor, window_s: float):
+    """The sensor's update period, then its power over one window, through its normal read path."""
+    import time
+
+    from .sensors import measure_update_period_s, window
+
+    period = measure_update_period_s(sensor)
+    start = sensor.read()
+    time.sleep(window_s)
+    return period, window(start, sensor.read())
+
+
+COMPARE_EXIT_CODES = """exit status:
+  0  no case regressed
+  1  at least one case regressed (cases that could not be compared are listed too)
+  2  error, one line on stderr: a file unreadable, corrupt, not UTF-8 or not a pytest-e3p
+     results file; a bad --tolerance; a baseline of another device; or, with no regression,
+     a case whose conditions differ from the baseline's (batch size, precision, boundary...)"""
+
+
+def _load_results(path: str):
+    """A results file, or ResultsFileError with one line saying what is wrong with it."""
+    from .results import ResultsFileError, load
+
+    try:
+        return load(path)
+    except UnicodeDecodeError as exc:
+        raise ResultsFileError(f"{path} is not a pytest-e3p results file (not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
 
 
 def _compare(args: argparse.Namespace) -> int:
     from .baseline import IncompatibleBaseline, ToleranceError, compare_files, parse_tolerances
     from .report import comparison_table
-    from .results import ResultsFileError, load
+    from .results import ResultsFileError
 
     try:
         tol = parse_tolerances(args.tolerance)
-        base, cur = load(args.baseline), load(args.results)
+        base, cur = _load_results(args.baseline), _load_results(args.results)
         cmp = compare_files(base, cur, tol)
     except (ResultsFileError, ToleranceError, IncompatibleBaseline) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -77,19 +132,23 @@ def _compare(args: argparse.Namespace) -> int:
     for cid, checks in cmp.regressions.items():
         for c in checks:
             print(f"REGRESSION {cid}: {c.describe()}")
-    return 1 if cmp.failed else 0
+    for why in cmp.refused.values():
+        print(f"error: not compared: {why}", file=sys.stderr)
+    if cmp.regressions:
+        return 1
+    return 2 if cmp.refused else 0
 
 
 def _report(args: argparse.Namespace) -> int:
     import time
 
     from .report_md import ReportError, write_report
-    from .results import ResultsFileError, load
+    from .results import ResultsFileError
 
     files, problems = [], []
     for path in args.results:
         try:
-            files.append(load(path))
+            files.append(_load_results(path))
         except ResultsFileError as exc:
             problems.append(str(exc))
     for p in problems:
@@ -110,7 +169,8 @@ def _report(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(model=args.model, dataset=args.dataset, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.eval_every, device=args.device, limit=args.limit)
+    device = args.device or ("cuda" if _cuda() else "cpu")
+    cfg = FinetuneConfig(model=args.model, dataset=args.dataset, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.eval_every, device=device, limit=args.limit)
     try:
         path = finetune(cfg)
     except Exception as exc:  # the commands below report their own bad input as one line
@@ -125,7 +185,8 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    # Help strings go through %-formatting: a literal percent sign must be written %%.
     parser = argparse.ArgumentParser(prog="python -m pytest_e3p", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -135,14 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", default="", help="comma list of models always kept")
     p.set_defaults(run=_screen)
 
-    p = sub.add_parser("sensors", help="list the power sensors of this machine")
-    p.add_argument("--sample-hz", type=float, default=100.0)
+    p = sub.add_parser("sensors", help="list the power sensors of this machine and read each once",
+                       description="List the power sensors of this machine (boundary, unit, update period) and print the "
+                       "power of each rail, zone or GPU and the total, in watts, over one short window.")
+    p.add_argument("--sample-hz", type=_positive_float, default=100.0, help="sampling rate of the sampling sensors (default 100)")
+    p.add_argument("--window-s", type=_positive_float, default=1.0, help="length of the window the power is read over (default 1 s)")
     p.set_defaults(run=_sensors)
 
-    p = sub.add_parser("compare", help="compare a results file with a baseline; exit 1 on a regression")
+    p = sub.add_parser("compare", help="compare a results file with a baseline; exit 1 on a regression, 2 on an error",
+                       description="Compare a results file with a baseline, case by case.",
+                       epilog=COMPARE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("baseline")
     p.add_argument("results")
-    p.add_argument("--tolerance", default="energy=5%", help="e.g. energy=5%%,latency=10%%,top1=0.5")
+    p.add_argument("--tolerance", default="energy=5%", help="e.g. energy=5%%,latency=10%%,top1=0.5 (default energy=5%%)")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("report", help="Markdown report and plots from results files")
@@ -161,11 +227,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--limit", type=int, default=0, help="use only N training images (quick trials)")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    # No default computed here: finding out whether CUDA exists imports torch, which --help must not wait for.
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where available)")
     p.set_defaults(run=_finetune)
+    history.add_cli(sub)
+    dashboard.add_cli(sub)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.run(args)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
+    return value
 
 
 def _cuda() -> bool:

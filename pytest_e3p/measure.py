@@ -3,7 +3,8 @@
 Idle power first, with the device idle. Then warm-up, then rounds: each round is a window that
 lasts at least max(min_round_s, 10 sensor update periods), synchronised with the accelerator at both
 edges and timed with a monotonic clock. Each round gives one sample of energy per image and latency
-per image; the result is their median.
+per image; a pass's value is their median. A run measures every case in several passes (the session
+orders them: pass 1 over all cases, then pass 2, ...), so the gate sees between-pass noise.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .sensors import EnergySensor, SensorFault, SensorInfo, window
 @dataclass(frozen=True)
 class Protocol:
     batch_size: int = 64  # the paper's
-    rounds: int = 15
+    rounds: int = 5  # per pass
+    passes: int = 3
     min_round_s: float = 1.0
     warmup_s: float = 2.0
     idle_s: float = 1.0  # 0 skips the idle measurement
@@ -90,6 +92,29 @@ def measure_idle_power_w(sensor: EnergySensor, idle_s: float) -> float:
     return window(start, sensor.read()).power_w
 
 
+def slowed(forward: Callable[[], Any], synchronize: Callable[[], None], batch_s: float, fraction: float, device: str = "cpu") -> Callable[[], Any]:
+    """`forward` plus matrix products taking about `fraction` of its time (`batch_s`): the
+    known slow-down that scripts/bench_gate.py checks the gate catches (--e3p-slowdown)."""
+    import torch
+
+    a = torch.randn(256, 256, device=device)
+    unit_s = math.inf
+    for _ in range(5):
+        t0 = time.monotonic()
+        torch.mm(a, a)
+        synchronize()
+        unit_s = min(unit_s, time.monotonic() - t0)
+    reps = max(1, round(fraction * batch_s / max(unit_s, 1e-9)))
+
+    def forward_and_extra() -> Any:
+        out = forward()
+        for _ in range(reps):
+            torch.mm(a, a)
+        return out
+
+    return forward_and_extra
+
+
 def run_protocol(
     forward: Callable[[], Any],
     images_per_call: int,
@@ -97,8 +122,10 @@ def run_protocol(
     sensor: EnergySensor | None,
     protocol: Protocol,
     measure_idle: bool = True,
+    slowdown: float = 0.0,
+    device: str = "cpu",
 ) -> SteadyState:
-    """Run `forward` (one batch) under the protocol and return the rounds.
+    """Run `forward` (one batch) under the protocol and return the rounds of one pass.
 
     The sensor must be started. SensorFault propagates: a window the sensor broke in is invalid."""
     info = sensor.info if sensor else None
@@ -117,6 +144,8 @@ def run_protocol(
         batch_s = min(batch_s, time.monotonic() - t0)
         batches += 1
 
+    if slowdown > 0:
+        forward = slowed(forward, synchronize, batch_s, slowdown, device)
     round_s = protocol.round_s(info)
     per_round = max(1, math.ceil(round_s / max(batch_s, 1e-9)))
     rounds = []

@@ -6,6 +6,7 @@ Every `--e3p-x-y` flag has an ini twin `e3p_x_y` for `[tool.pytest.ini_options]`
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, fields
@@ -13,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -23,16 +31,28 @@ def _positive_int(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _finite(text)
     if value <= 0:
         raise ValueError("must be positive")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite(text)
     if value < 0:
         raise ValueError("must be 0 or more")
+    return value
+
+
+def _threads(text: str) -> int | None:
+    """None means auto: torch's own default (recorded either way)."""
+    return None if text == "auto" else _positive_int(text)
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise ValueError("must be a fraction from 0 to 1 (0.1 = 10%)")
     return value
 
 
@@ -64,10 +84,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("models", "--e3p-models", "paper13", str, "paper13, candidates, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     ("batch_size", "--e3p-batch-size", "auto", _batch_size, "images per batch; auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU"),
-    ("rounds", "--e3p-rounds", "15", _positive_int, "measured rounds per case; 15 lets the gate catch +10% at 5% round noise (scripts/bench_gate.py)"),
+    ("passes", "--e3p-passes", "3", _positive_int, "passes over all cases (pass 1 over every case, then pass 2, ...); the gate weighs a change against the spread between passes and runs"),
+    ("rounds", "--e3p-rounds", "5", _positive_int, "measured rounds per pass; a pass's value is the median of its rounds"),
     ("min_round_s", "--e3p-min-round-s", "1.0", _positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
     ("warmup_s", "--e3p-warmup-s", "2.0", _non_negative_float, "warm-up before the rounds, seconds"),
     ("idle_s", "--e3p-idle-s", "1.0", _non_negative_float, "idle-power window before each case, seconds (0: skip)"),
+    ("threads", "--e3p-threads", "auto", _threads, "torch intra-op threads (auto: torch's default); recorded, and a baseline of another count is refused"),
+    ("malloc", "--e3p-malloc", "fixed", _choice("fixed", "default"), "fixed: pin glibc malloc's mmap and trim thresholds for the run (its adaptive threshold moved CPU latency by up to 30% between identical runs); default: leave malloc alone"),
     ("precision", "--e3p-precision", "fp32", _choice("fp32", "fp16", "bf16"), "fp32 (the paper's), fp16 or bf16"),
     ("weights", "--e3p-weights", "pretrained", _choice("pretrained", "random"), "pretrained (timm/Hugging Face cache) or random"),
     ("checkpoints", "--e3p-checkpoints", "", _path, "folder of fine-tuned checkpoints: DIR/<arch>_<dataset>.pth"),
@@ -84,7 +107,10 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("screen_keep", "--e3p-screen-keep", "", str, "comma list of models the screening always keeps"),
     ("baseline", "--e3p-baseline", "", _path, "compare each case with this baseline file; regressions fail"),
     ("save_baseline", "--e3p-save-baseline", "", _path, "write this run as a baseline (only when the run passes)"),
+    ("baseline_runs", "--e3p-baseline-runs", "5", _positive_int, "runs a baseline keeps per case: --e3p-save-baseline adds this run to a compatible existing baseline and drops the oldest beyond this count (1: replace it)"),
+    ("slowdown", "--e3p-slowdown", "0", _fraction, "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)"),
     ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
+    ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by `python -m pytest_e3p history|dashboard`)"),
     ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
 ]
@@ -96,10 +122,13 @@ class Options:
     models: str
     datasets: str
     batch_size: int | None  # None: the device's default
+    passes: int
     rounds: int
     min_round_s: float
     warmup_s: float
     idle_s: float
+    threads: int | None
+    malloc: str
     precision: str
     weights: str
     checkpoints: Path | None
@@ -116,7 +145,10 @@ class Options:
     screen_keep: str
     baseline: Path | None
     save_baseline: Path | None
+    baseline_runs: int
+    slowdown: float
     tolerance: str
+    history: Path | None
     report: Path | None
     reference_model: str
 
@@ -132,9 +164,11 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("e3p", "pytest-e3p: energy-efficiency benchmarks of Vision Transformers")
     for name, flag, default, parse, help_text in SPEC:
         if parse is _flag:
-            group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=help_text)
+            group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=help_text.replace("%", "%%"))
         else:
-            group.addoption(flag, action="store", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=f"{help_text} (default: {default or 'none'})")
+            # argparse %-formats help texts: a bare % (energy=5%) would crash `pytest --help`
+            text = f"{help_text} (default: {default or 'none'})".replace("%", "%%")
+            group.addoption(flag, action="store", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=text)
         parser.addini(ini_name(flag), help=help_text, default=default)
 
 
@@ -153,20 +187,31 @@ def read_options(config: pytest.Config) -> Options:
     values = {}
     for name, flag, _default, parse, _help in SPEC:
         raw = config.getoption(f"e3p_{name}")
+        where = flag
         if raw is None:
             raw = config.getini(ini_name(flag))
+            where = f"ini option {ini_name(flag)}"
         try:
             values[name] = parse(str(raw).strip())
         except ValueError as exc:
-            raise pytest.UsageError(f"{flag}={raw!r}: {exc}") from None
+            raise pytest.UsageError(f"{where}={raw!r}: {exc}") from None
     opts = Options(**values)
     for path_name in ("results", "save_baseline"):
         target = getattr(opts, path_name)
         if target is not None:
             check_writable(target, "--e3p-" + path_name.replace("_", "-"))
+    if opts.report is not None:
+        check_writable_folder(opts.report, "--e3p-report")
     if opts.limit < 0:
         raise pytest.UsageError(f"--e3p-limit={opts.limit}: must be 0 (all images) or a positive count")
     return opts
+
+
+def check_writable_folder(path: Path, flag: str) -> None:
+    """The report folder: a folder (or one that can be made), not a file."""
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{flag}={path}: is a file; give a folder for report.md and its plots")
+    check_writable(path / "report.md", flag)
 
 
 def check_writable(path: Path, flag: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs, options as opts
-from .results import FAILED, OK
+from .results import FAILED, OK, MeasurementError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 RUNNER_KEY = pytest.StashKey["Any"]()
@@ -28,7 +28,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e3p(energy_tolerance=None, latency_tolerance=None, top1_tolerance=None): per-benchmark regression tolerances")
+    config.addinivalue_line("markers", "e3p(energy_tolerance=None, latency_tolerance=None, top1_tolerance=None): per-benchmark regression tolerances (fractions such as 0.08, or strings such as '8%'; top1 in points)")
     # Validate at once when the user asked for pytest-e3p, so bad input is a usage error before
     # anything runs; other projects with the plugin installed pay nothing.
     if opts.explicitly_set(config) and not hasattr(config, "workerinput"):
@@ -129,17 +129,66 @@ def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
             "measurement per case: select one of the two with -k, or run each in its own run with its own --e3p-results",
             pytrace=False,
         )
+    if not e3p_session.early_done and e3p_session.protocol.passes > 1:
+        e3p_session.run_early_passes(_cases_of(request.session))
     runner = CaseRunner(e3p_session, e3p_case, e3p_model)
     request.node.stash[RUNNER_KEY] = runner
     return runner
 
 
+def _cases_of(session: pytest.Session) -> list:
+    """The cases the selected benchmarks will measure, in their order, each once."""
+    seen: dict[str, Any] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "e3p" in getattr(item, "fixturenames", ()) and "e3p_case" in callspec.params:
+            case = callspec.params["e3p_case"]
+            seen.setdefault(case.id, case)
+    return list(seen.values())
+
+
+MARKER_KEYWORDS = {"energy_tolerance": "energy", "latency_tolerance": "latency", "top1_tolerance": "top1"}
+
+
 def _tolerances(item: pytest.Item, session):
+    """The run's tolerances with the benchmark's `e3p` marker applied; a usage error for a marker
+    keyword or value that would silently keep (or switch off) the gate."""
+    from .baseline import ToleranceError, check_tolerance, parse_tolerances
+
     marker = item.get_closest_marker("e3p")
     if marker is None:
         return session.tolerances
-    kw = marker.kwargs
-    return session.tolerances.with_overrides(energy=kw.get("energy_tolerance"), latency=kw.get("latency_tolerance"), top1=kw.get("top1_tolerance"))
+    unknown = sorted(set(marker.kwargs) - set(MARKER_KEYWORDS))
+    if unknown or marker.args:
+        what = ", ".join(unknown) if unknown else f"positional arguments {marker.args!r}"
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.e3p takes only {', '.join(sorted(MARKER_KEYWORDS))} as keywords, not {what}")
+    values = {}
+    for key, metric in MARKER_KEYWORDS.items():
+        value = marker.kwargs.get(key)
+        if value is not None:
+            try:
+                if isinstance(value, str):  # "8%" reads as on the command line
+                    values[metric] = getattr(parse_tolerances(f"{metric}={value}"), metric)
+                else:
+                    values[metric] = check_tolerance(metric, value, f"@pytest.mark.e3p({key}={value!r})")
+            except ToleranceError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+    return session.tolerances.with_overrides(**values)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Markers are checked before anything is measured; feasibility of the gate is said once."""
+    e3p = config.stash.get(SESSION_KEY, None)
+    if e3p is None:
+        return
+    for item in items:
+        if "e3p_case" in getattr(item, "fixturenames", ()):
+            _tolerances(item, e3p)
+    write = _live_writer(config)
+    for note in e3p.gate_notes():
+        write(f"[e3p] {note}")
+    if e3p.options.slowdown:
+        write(f"[e3p] --e3p-slowdown {e3p.options.slowdown:g}: every measured forward pass does extra work (for testing the gate only)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,6 +199,11 @@ def pytest_runtest_call(item: pytest.Item):
         outcome = yield
     except pytest.skip.Exception:
         raise
+    except MeasurementError as exc:
+        if runner is not None:
+            _record(item, runner)
+        message = str(exc)
+        pytest.fail(message, pytrace=False)
     except BaseException as exc:
         if runner is not None:
             r = runner.result
@@ -196,8 +250,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if e3p.options.report is not None and e3p.results:
         from .report_md import write_report
 
-        written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
-        session.config.stash[_FINISH_LINES].append(f"report written to {written}")
+        try:
+            written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
+        except OSError as exc:  # one line; the tables are still printed
+            session.config.stash[_FINISH_LINES].append(f"report NOT written to {e3p.options.report}: {exc.strerror or exc}")
+        else:
+            session.config.stash[_FINISH_LINES].append(f"report written to {written}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

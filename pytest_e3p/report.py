@@ -28,6 +28,14 @@ def energy_cell(r: CaseResult) -> str:
     return _energy_text(r.energy_mj_per_image, r.energy_kind)
 
 
+def spread_cell(r: CaseResult) -> str:
+    """The coefficient of variation of the case's pass values; "unstable" when it (or its noise
+    against the baseline) is wider than the energy tolerance."""
+    cv = r.energy_spread if r.energy_spread is not None else r.latency_spread
+    text = "-" if cv is None else f"+/-{cv:.1%}"
+    return f"{text} unstable" if r.unstable else text
+
+
 def rank_key(r: CaseResult) -> tuple:
     """Best SAM first; lowest energy where SAM is unavailable; then fastest."""
     return (
@@ -49,9 +57,9 @@ def group_cases(cases: Iterable[CaseResult]) -> dict[tuple[str, str], list[CaseR
 
 def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[str]]]:
     alpha = cases[0].sam_alpha if cases else 5.0
-    headers = ["#", "model", "params (M)", "GMACs", "NetScore", "top-1 (%)", "top-1 from", "latency (ms/img)", "energy (mJ/img)", "power (W)", f"SAM{alpha:g}"]
+    headers = ["#", "model", "params (M)", "GMACs", "NetScore", "top-1 (%)", "top-1 from", "latency (ms/img)", "energy (mJ/img)", "spread", "power (W)", f"SAM{alpha:g}"]
     if checks is not None:
-        headers += ["baseline (mJ/img)", "change", "verdict"]
+        headers += ["baseline (mJ/img)", "change", "noise", "verdict"]
     rows = []
     for i, r in enumerate(cases, 1):
         row = [
@@ -64,6 +72,7 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             r.top1_source,
             _num(r.latency_ms_per_image, ".3g"),
             energy_cell(r),
+            spread_cell(r),
             _num(r.power_w, ".3g"),
             _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == "estimate" else ""),
         ]
@@ -71,11 +80,12 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             energy = next((c for c in checks.get(r.case_id, []) if c.metric == "energy"), None)
             verdicts = [c for c in checks.get(r.case_id, []) if c.verdict == REGRESSED]
             if r.case_id not in checks:
-                row += ["-", "-", "new" if r.status == OK else "-"]
+                row += ["-", "-", "-", "new" if r.status == OK else "-"]
             else:
                 row += [
                     _num(energy.baseline, ".4g") if energy else "-",
                     f"{energy.change:+.1%}" if energy else "-",
+                    f"+/-{energy.noise:.1%}" if energy and energy.noise is not None else "-",
                     ", ".join(f"{c.metric} regressed" for c in verdicts) or (energy.verdict if energy else "unchanged"),
                 ]
         rows.append(row)
@@ -104,6 +114,13 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     if untrained:
         # One line for all: the reason is usually the same (offline), and the detail names one model as its example.
         notes.append(f"weights: {len(untrained)} of {len(cases)} case(s) ran with random weights, e.g. {untrained[0].weights_detail}")
+    passes = max((r.passes for r in cases), default=1)
+    notes.append(
+        f"spread: coefficient of variation of the {passes} pass values of each case; noise: the smallest change the gate "
+        "calls significant (p<0.01) against the baseline's passes and runs; unstable: either is wider than the energy tolerance"
+    )
+    if any(r.unstable for r in cases):
+        notes.append("unstable cases: their energy differences from other cases and from the baseline are within noise; no ranking or regression conclusion rests on them")
     idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
     if idle:
         notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")
@@ -129,14 +146,15 @@ def comparison_table(cmp: Comparison, fmt: str = "simple") -> str:
     for cid, checks in sorted(cmp.checks.items()):
         for c in checks:
             change = f"{c.change:+.2f} pt" if c.metric == "top1" else f"{c.change:+.1%}"
-            rows.append([cid, c.metric, f"{c.baseline:.4g}", f"{c.current:.4g}", change, "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict])
+            noise = "-" if c.noise is None else f"+/-{c.noise:.1%}"
+            rows.append([cid, c.metric, f"{c.baseline:.4g} {c.unit}", f"{c.current:.4g} {c.unit}", change, noise, "-" if c.p_value is None else f"{c.p_value:.2g}", c.verdict])
     for cid in cmp.new:
-        rows.append([cid, "-", "-", "-", "-", "-", "new (not in baseline)"])
+        rows.append([cid, "-", "-", "-", "-", "-", "-", "new (not in baseline)"])
     for cid in cmp.missing:
-        rows.append([cid, "-", "-", "-", "-", "-", "in baseline, not run"])
+        rows.append([cid, "-", "-", "-", "-", "-", "-", "in baseline, not run"])
     for cid, why in cmp.refused.items():
-        rows.append([cid, "-", "-", "-", "-", "-", f"refused: {why}"])
-    return tabulate(rows, headers=["case", "metric", "baseline", "current", "change", "p", "verdict"], tablefmt=fmt, disable_numparse=True)
+        rows.append([cid, "-", "-", "-", "-", "-", "-", f"refused: {why}"])
+    return tabulate(rows, headers=["case", "metric", "baseline", "current", "change", "noise", "p", "verdict"], tablefmt=fmt, disable_numparse=True)
 
 
 def rails_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:

@@ -12,13 +12,14 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA = "pytest-e3p/results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: passes, pass values and the earlier runs a baseline holds
 
 OK, INVALID, FAILED = "ok", "invalid", "failed"
 MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = "measured", "reference", "unavailable"
@@ -26,6 +27,10 @@ MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = "measured", "reference", "unavailable"
 
 class ResultsFileError(Exception):
     """A file that is missing, corrupt, not a results file, or of another schema version."""
+
+
+class MeasurementError(Exception):
+    """A case that could not be measured (an earlier pass failed); the message says why."""
 
 
 @dataclass
@@ -52,8 +57,22 @@ class CaseResult:
     boundary: str = ""  # what the energy covers
     energy_mj_per_image_samples: list[float] = field(default_factory=list)
     latency_ms_per_image_samples: list[float] = field(default_factory=list)
-    energy_mj_per_image: float | None = None  # median of the rounds
-    latency_ms_per_image: float | None = None  # median of the rounds
+    energy_mj_per_image: float | None = None  # median of the pass values
+    latency_ms_per_image: float | None = None  # median of the pass values
+    # the gate's samples: one value per pass (the median of its rounds), in the order measured
+    passes: int = 1
+    energy_mj_per_image_passes: list[float] = field(default_factory=list)
+    latency_ms_per_image_passes: list[float] = field(default_factory=list)
+    energy_spread: float | None = None  # coefficient of variation of the pass values
+    latency_spread: float | None = None
+    unstable: bool = False  # the spread is wider than the energy tolerance
+    # in a baseline: earlier runs of this case, oldest first, each {"created", "<metric>_passes"}
+    earlier_runs: list[dict[str, Any]] = field(default_factory=list)
+    threads: int | None = None  # torch intra-op threads
+    # the comparison with a baseline in this run ("" when not compared)
+    verdict: str = ""
+    change_vs_baseline: float | None = None  # relative change of energy per image
+    noise_vs_baseline: float | None = None  # the smallest significant change (gate.Noise.threshold)
     power_w: float | None = None  # average over the rounds
     idle_power_w: float | None = None
     total_rail: str | None = None
@@ -78,6 +97,23 @@ class CaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(dataclasses.asdict(self))
+
+    def pass_values(self, metric: str) -> list[float]:
+        """This run's pass values of "energy" (mJ/img) or "latency" (ms/img)."""
+        return list(self.energy_mj_per_image_passes if metric == "energy" else self.latency_ms_per_image_passes)
+
+    def own_run(self, created: str = "") -> dict[str, Any]:
+        return {
+            "created": created,
+            "energy_mj_per_image_passes": self.pass_values("energy"),
+            "latency_ms_per_image_passes": self.pass_values("latency"),
+        }
+
+    def runs(self, metric: str) -> list[list[float]]:
+        """Pass values of every run this record holds (a baseline's earlier runs, then its own)."""
+        key = "energy_mj_per_image_passes" if metric == "energy" else "latency_ms_per_image_passes"
+        out = [list(r.get(key) or []) for r in self.earlier_runs]
+        return [r for r in [*out, self.pass_values(metric)] if r]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CaseResult":
@@ -121,20 +157,41 @@ class ResultsFile:
         )
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write text to path so that readers see the old file or the new one, never half of one."""
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write to path so that readers see the old file or the new one, never half of one.
+
+    The new file gets the mode of the file it replaces, or what the umask gives a new file (a
+    temporary file is created 0600, and a rename would keep that); the folder is synced after the
+    rename so the new name survives a crash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return  # a folder that cannot be opened for sync (some network filesystems): the rename stands
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def save(results: ResultsFile, path: str | Path) -> None:
@@ -145,7 +202,9 @@ def load(path: str | Path) -> ResultsFile:
     """Read a results (or baseline) file; ResultsFileError says what is wrong with it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsFileError(f"{path} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one") from None
     except FileNotFoundError:
         raise ResultsFileError(f"{path} does not exist") from None
     except OSError as exc:
@@ -162,6 +221,9 @@ def load(path: str | Path) -> ResultsFile:
             f"{path} has schema version {version!r}; this pytest-e3p reads version {SCHEMA_VERSION}: "
             "save the baseline again with this version"
         )
+    problem = _malformed(data)
+    if problem:
+        raise ResultsFileError(f"{path} is a results file with a malformed entry: {problem}; restore it from version control or save a new one")
     try:
         cases = {cid: CaseResult.from_dict(c) for cid, c in data["cases"].items()}
         return ResultsFile(
@@ -173,5 +235,37 @@ def load(path: str | Path) -> ResultsFile:
             created=data.get("created", ""),
             source=str(path),
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ResultsFileError(f"{path} is a results file with a malformed entry ({exc!r})") from None
+
+
+def _positive_numbers(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+    )
+
+
+def _malformed(data: dict[str, Any]) -> str | None:
+    """What is wrong with a results file's structure, or None. Samples must be positive numbers: a
+    NaN, zero or string sample would make every comparison pass or crash."""
+    if not isinstance(data.get("device"), dict) or not isinstance(data["device"].get("name"), str):
+        return '"device" must be an object with a "name"'
+    for key in ("environment", "protocol"):
+        if key in data and not isinstance(data[key], dict):
+            return f'"{key}" must be an object'
+    if not isinstance(data.get("cases"), dict):
+        return '"cases" must be an object keyed by case id'
+    sample_keys = ("energy_mj_per_image_samples", "latency_ms_per_image_samples", "energy_mj_per_image_passes", "latency_ms_per_image_passes")
+    for cid, case in data["cases"].items():
+        if not isinstance(case, dict):
+            return f"case {cid!r} is not an object"
+        for key in ("case_id", "model", "device", "dataset", "precision"):
+            if not isinstance(case.get(key), str):
+                return f"case {cid!r}: {key!r} must be a string"
+        for key in sample_keys:
+            if key in case and not _positive_numbers(case[key]):
+                return f"case {cid!r}: {key!r} must be a list of positive numbers"
+        runs = case.get("earlier_runs", [])
+        if not isinstance(runs, list) or not all(isinstance(r, dict) and all(_positive_numbers(r.get(k, [])) for k in sample_keys[2:]) for r in runs):
+            return f"case {cid!r}: 'earlier_runs' must be a list of runs with positive pass values"
+    return None

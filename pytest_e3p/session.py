@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import platform
+import statistics
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +19,26 @@ from typing import Any
 
 import torch
 
-from . import __version__, data, results, zoo
+from . import __version__, data, gate, results, zoo
 from .accuracy import default_workers, evaluate, make_loader
-from .baseline import Check, IncompatibleBaseline, Tolerances, compare_case, device_incompatibility, parse_tolerances, ToleranceError
+from .allocator import default_malloc, pin_glibc_malloc
+from .baseline import (
+    Check,
+    IncompatibleBaseline,
+    Tolerances,
+    ToleranceError,
+    compare_case,
+    device_incompatibility,
+    gate_feasibility,
+    merge_runs,
+    parse_tolerances,
+    protocol_incompatibility,
+    supported_tolerance_note,
+)
 from .benchmark_bridge import record_rounds
 from .complexity import Complexity, model_input_size
 from .devices import Device, DeviceError, resolve
-from .measure import Protocol, run_protocol
+from .measure import Protocol, SteadyState, run_protocol
 from .metrics import netscore, sam
 from .models import CHECKPOINT, RANDOM, Weights, build_model, checkpoint_path
 from .options import Options
@@ -36,6 +51,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 class SetupError(Exception):
     """Bad input found before anything is measured; the plugin turns it into a usage error."""
+
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,11 @@ class E3PSession:
         except (DeviceError, UnknownModel, data.DatasetError, ToleranceError) as exc:
             raise SetupError(str(exc)) from None
         batch = options.batch_size or self.device.default_batch_size
-        self.protocol = Protocol(batch, options.rounds, options.min_round_s, options.warmup_s, options.idle_s)
+        self.protocol = Protocol(batch, options.rounds, options.passes, options.min_round_s, options.warmup_s, options.idle_s)
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
+        self.threads = torch.get_num_threads()
+        self.allocator = pin_glibc_malloc() if options.malloc == "fixed" else default_malloc()
         self.dtype = DTYPES[options.precision]
         self.sensor: EnergySensor | None = None
         self.sensor_note = ""
@@ -94,6 +114,10 @@ class E3PSession:
         self.results: dict[str, results.CaseResult] = {}
         self.owners: dict[str, str] = {}  # case id -> the test that measures it in this run
         self.checks: dict[str, list[Check]] = {}
+        # passes before the last, measured for every case before the first benchmark body runs
+        self.early: dict[str, list[SteadyState]] = {}
+        self.early_errors: dict[str, str] = {}
+        self.early_done = False
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     # -- setup -------------------------------------------------------------------------------
@@ -123,16 +147,27 @@ class E3PSession:
             self.baseline = results.load(path)
         except results.ResultsFileError as exc:
             raise SetupError(f"--e3p-baseline: {exc}") from None
-        why = device_incompatibility(self.baseline, self.device_record())
-        if why is None:
-            proto = self.baseline.protocol
-            for key, ours in (("batch_size", self.protocol.batch_size), ("precision", self.options.precision), ("energy_kind", self.energy_kind)):
-                if key in proto and proto[key] != ours:
-                    why = f"{key.replace('_', ' ')} differs: baseline {proto[key]}, this run {ours}"
-                    if key == "energy_kind":
-                        why += " (an estimate is never compared with a measurement)"
+        why = device_incompatibility(self.baseline, self.device_record()) or protocol_incompatibility(self.baseline.protocol, self.protocol_record())
         if why:
             raise SetupError(f"--e3p-baseline {path} cannot be compared with this run: {why}")
+
+    def gate_notes(self) -> list[str]:
+        """Said at the start: cases the gate could never fail with these counts, and baselines whose
+        own noise is wider than the tolerance."""
+        if self.baseline is None or self.tolerances.energy is None:
+            return []
+        notes = []
+        for case in self.cases():
+            base = self.baseline.cases.get(case.id)
+            if base is None:
+                continue
+            why = gate_feasibility(base, self.protocol.passes)
+            if why:
+                return [f"the gate cannot fail: {why}"]
+            note = supported_tolerance_note(base, self.protocol.passes, self.tolerances.energy)
+            if note:
+                notes.append(note)
+        return notes
 
     def _screen(self) -> None:
         rows = [stage1_row(m, complexity_of(m, self.cache)) for m in self.models]
@@ -154,11 +189,19 @@ class E3PSession:
 
         return {"torch": torch.__version__, "timm": timm.__version__, "pytest_e3p": __version__, "python": platform.python_version()}
 
+    def tolerances_record(self) -> dict[str, float | None]:
+        return {"energy": self.tolerances.energy, "latency": self.tolerances.latency, "top1": self.tolerances.top1}
+
     def protocol_record(self) -> dict[str, Any]:
         info = self.sensor.info if self.sensor else None
         return {
             "batch_size": self.protocol.batch_size,
+            "passes": self.protocol.passes,
             "rounds": self.protocol.rounds,
+            "threads": self.threads,
+            "allocator": self.allocator,
+            "slowdown": self.options.slowdown or None,
+            "tolerances": self.tolerances_record(),
             "min_round_s": self.protocol.min_round_s,
             "warmup_s": self.protocol.warmup_s,
             "idle_s": self.protocol.idle_s,
@@ -188,6 +231,9 @@ class E3PSession:
             candidate = checkpoint_path(self.options.checkpoints, case.model, case.dataset.name)
             # A missing checkpoint is not fatal: energy and latency stay valid, top-1 says why not.
             ckpt = candidate if candidate.exists() else None
+        # Random weights are the same in every pass and run: energy does not depend on weight values,
+        # but denormal numbers and the like would make two draws differ.
+        torch.manual_seed(zlib.crc32(case.model.full.encode()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the weights fallback is reported once, by us
             net, weights = build_model(case.model, self.options.weights, ckpt, classes if classes != 1000 else None)
@@ -223,23 +269,79 @@ class E3PSession:
             total_rail=info.total_rail if info else None,
             sam_alpha=self.options.sam_alpha,
             versions=self._versions,
+            passes=self.protocol.passes,
+            threads=self.threads,
         )
+
+    # -- passes ------------------------------------------------------------------------------
+    def steady_state(self, case: Case, loaded: LoadedModel) -> SteadyState:
+        """One pass of the protocol's rounds on a case's model (random input of its size)."""
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn((self.protocol.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=self.dtype)
+        model = loaded.module
+        with torch.inference_mode():
+            return run_protocol(
+                lambda: model(x), self.protocol.batch_size, self.device.synchronize, self.sensor, self.protocol,
+                slowdown=self.options.slowdown, device=self.device.torch_device,
+            )
+
+    def run_early_passes(self, cases: list[Case]) -> None:
+        """Passes 1 .. P-1 over every case, before the benchmarks run the last pass in their own body.
+
+        Pass k covers all cases before pass k+1 starts, so a drift of the machine shows up as
+        spread between passes instead of as a difference between the first and last cases."""
+        if self.early_done:
+            return
+        self.early_done = True
+        total = self.protocol.passes
+        for k in range(1, total):
+            for case in cases:
+                if case.id in self.early_errors:
+                    continue
+                try:
+                    loaded = self.load_model(case)
+                    steady = self.steady_state(case, loaded)
+                except SensorFault as exc:
+                    self.early_errors[case.id] = f"sensor fault in pass {k}/{total}: {exc}"
+                    self.reopen_sensor()
+                    continue
+                except Exception as exc:  # the case's own test reports it; the other cases go on
+                    first = next(iter(str(exc).strip().splitlines()), "")
+                    self.early_errors[case.id] = f"pass {k}/{total}: {type(exc).__name__}: {first}"
+                    continue
+                finally:
+                    loaded = None  # free the model before the next case
+                self.early.setdefault(case.id, []).append(steady)
+                energy = steady.energy_mj_per_image
+                shown = "" if energy is None else f", {energy:.4g} mJ/img" + (" (est.)" if self.energy_kind == ESTIMATE else "")
+                self.progress(f"[e3p] pass {k}/{total} {case.id}: {steady.latency_ms_per_image:.4g} ms/img{shown}")
 
     def record(self, result: results.CaseResult, tolerances: Tolerances | None = None) -> list[Check]:
         """Keep a finished case; compare it with the baseline (with the run's tolerances unless a
         benchmark's marker gives its own). Returns the checks."""
         self.results[result.case_id] = result
+        tol = tolerances or self.tolerances
+        if tol.energy is not None and result.energy_spread is not None and result.energy_spread > tol.energy:
+            result.unstable = True  # its passes alone spread wider than the tolerance
         if self.baseline is None or result.status != results.OK:
             return []
         base = self.baseline.cases.get(result.case_id)
         if base is None:
+            result.verdict = "new"
             return []
         try:
-            checks = compare_case(base, result, tolerances or self.tolerances)
+            checks = compare_case(base, result, tol)
         except IncompatibleBaseline as exc:
             result.status, result.reason = results.INVALID, str(exc)
             raise
         self.checks[result.case_id] = checks
+        energy = next((c for c in checks if c.metric == "energy"), None)
+        if energy is not None:
+            result.change_vs_baseline, result.noise_vs_baseline = energy.change, energy.noise
+            if energy.noise is not None and energy.noise > tol.energy:
+                result.unstable = True
+        worst = [c.verdict for c in checks]
+        result.verdict = next((v for v in (gate.REGRESSED, gate.INCONCLUSIVE, gate.IMPROVED) if v in worst), gate.UNCHANGED if checks else "")
         return checks
 
     # -- the end ---------------------------------------------------------------------------
@@ -254,17 +356,41 @@ class E3PSession:
             return lines
         rf = self.results_file()
         if self.options.results is not None:
-            results.save(rf, self.options.results)
-            lines.append(f"results written to {self.options.results}")
-        if self.options.save_baseline is not None:
+            lines.append(_save(rf, self.options.results, "results"))
+        if self.options.history is not None:
+            from . import history
+
+            try:
+                lines.append(f"run appended to the history: {history.append_run(rf, self.options.history)}")
+            except OSError as exc:
+                lines.append(f"history NOT written to {self.options.history}: {exc.strerror or exc}")
+        target = self.options.save_baseline
+        if target is not None:
             bad = [cid for cid, r in self.results.items() if r.status != results.OK]
-            if run_passed and not bad:
-                results.save(rf, self.options.save_baseline)
-                lines.append(f"baseline written to {self.options.save_baseline}")
-            else:
+            if not (run_passed and not bad):
                 why = f"{len(bad)} case(s) did not pass" if bad else "the run did not pass"
-                lines.append(f"baseline NOT written ({why}); {self.options.save_baseline} is unchanged")
+                lines.append(f"baseline NOT written ({why}); {target} is unchanged")
+                return lines
+            old = None
+            if target.exists():
+                try:
+                    old = results.load(target)
+                except results.ResultsFileError as exc:
+                    lines.append(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")
+                    return lines
+            merged, notes = merge_runs(old, rf, self.options.baseline_runs)
+            lines.append(_save(merged, target, "baseline"))
+            lines += [f"baseline: {n}" for n in notes]
         return lines
+
+
+def _save(rf: results.ResultsFile, path: Path, what: str) -> str:
+    """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
+    try:
+        results.save(rf, path)
+    except OSError as exc:
+        return f"{what} NOT written to {path}: {exc.strerror or exc}"
+    return f"{what} written to {path}"
 
 
 class CaseRunner:
@@ -277,33 +403,47 @@ class CaseRunner:
         self.evaluated = False
 
     def measure(self, benchmark: Any = None) -> results.CaseResult:
-        """Steady-state energy, latency and power of the case's model (the protocol's rounds).
+        """Steady-state energy, latency and power of the case's model: the last pass of the
+        protocol's rounds, joined with the passes the session ran before over every case.
 
         With pytest-benchmark's `benchmark` fixture, the rounds' per-image latencies also appear in
         its table and JSON, and the energy figures in its extra_info."""
         s, r = self.session, self.result
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn((s.protocol.batch_size, *self.loaded.input_size), generator=gen).to(s.device.torch_device, dtype=s.dtype)
-        model = self.loaded.module
+        if self.case.id in s.early_errors:
+            r.status, r.reason = results.INVALID, s.early_errors[self.case.id]
+            raise results.MeasurementError(f"{self.case.id}: {r.reason}")
         r.temperature_c_start = s.device.temperature_c()
         try:
-            with torch.inference_mode():
-                steady = run_protocol(lambda: model(x), s.protocol.batch_size, s.device.synchronize, s.sensor, s.protocol)
+            last = s.steady_state(self.case, self.loaded)
         except SensorFault as exc:
             r.status, r.reason = results.INVALID, f"sensor fault: {exc}"
             s.reopen_sensor()
             raise
         r.temperature_c_end = s.device.temperature_c()
-        r.latency_ms_per_image_samples = steady.latency_ms_per_image_samples
-        r.latency_ms_per_image = steady.latency_ms_per_image
-        r.energy_mj_per_image_samples = steady.energy_mj_per_image_samples
-        r.energy_mj_per_image = steady.energy_mj_per_image
-        r.power_w = steady.power_w
-        r.rails_mj_per_image = steady.rails_mj_per_image
-        if steady.idle_power_w is not None and r.energy_kind != ESTIMATE:
-            r.idle_power_w = steady.idle_power_w
+        passes = [*s.early.get(self.case.id, []), last]
+        sources = {p.sensor.name if p.sensor else "unavailable" for p in passes}
+        if len(sources) > 1:
+            # a sensor fault in an earlier pass switched the run to another source: never mix them
+            r.status, r.reason = results.INVALID, f"energy sources differ between passes ({', '.join(sorted(sources))}) after a sensor fault"
+            raise results.MeasurementError(f"{self.case.id}: {r.reason}")
+        rounds = [x for p in passes for x in p.rounds]
+        r.passes = len(passes)
+        r.latency_ms_per_image_samples = [x.latency_ms_per_image for x in rounds]
+        r.energy_mj_per_image_samples = [x.energy_mj_per_image for x in rounds if x.energy_mj_per_image is not None]
+        r.latency_ms_per_image_passes = [p.latency_ms_per_image for p in passes]
+        r.energy_mj_per_image_passes = [p.energy_mj_per_image for p in passes if p.energy_mj_per_image is not None]
+        r.latency_ms_per_image = statistics.median(r.latency_ms_per_image_passes)
+        r.energy_mj_per_image = statistics.median(r.energy_mj_per_image_passes) if r.energy_mj_per_image_passes else None
+        r.latency_spread = gate.spread(r.latency_ms_per_image_passes)
+        r.energy_spread = gate.spread(r.energy_mj_per_image_passes)
+        energies = [x.energy_mj for x in rounds if x.energy_mj is not None]
+        r.power_w = sum(energies) / 1000.0 / sum(x.duration_s for x in rounds) if energies else None
+        r.rails_mj_per_image = last.rails_mj_per_image
+        idle = [p.idle_power_w for p in passes if p.idle_power_w is not None]
+        if idle and r.energy_kind != ESTIMATE:
+            r.idle_power_w = statistics.median(idle)
         self.measured = True
-        record_rounds(benchmark, steady, r)
+        record_rounds(benchmark, SteadyState(rounds, last.sensor), r)
         return r
 
     def evaluate(self) -> results.CaseResult:

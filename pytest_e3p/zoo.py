@@ -46,7 +46,45 @@ EXTRA12 = (
 )
 CANDIDATES = PAPER13 + EXTRA12
 
-MODEL_SETS = {"paper13": PAPER13, "candidates": CANDIDATES}
+# EdgeViT (seed 002, Pan et al. ECCV 2022, arXiv:2205.03436), built in pytest_e3p/edgevit.py. No
+# official weights exist: they build with random weights unless given a checkpoint.
+EDGEVIT = ("edgevit_xxs", "edgevit_xs", "edgevit_s")
+
+# `edgevit-table3`: the models of the EdgeViT paper's Tables 2-3 that timm has, in Table 3's order,
+# then the three EdgeViTs. The paper names no weights; these are the tags we take for each row:
+# - MobileNet-v2: mobilenetv2_100.ra_in1k, timm's only 1.0x weights (RandAugment, 72.9 % in timm's
+#   table; the paper's 72.0 is the original's).
+# - MobileNet-v3 0.75: tf_mobilenetv3_large_075.in1k, the only large-0.75 weights in timm (the
+#   TensorFlow originals, 73.4 %; paper 73.3). mobilenetv3_large_075 has no weights.
+# - EfficientNet-B0: efficientnet_b0.ra_in1k (timm-native padding, 77.7 %; paper 77.1). The TF
+#   originals are tf_efficientnet_b0.in1k / .aa_in1k (76.5 / 76.9 %), with TF "same" padding.
+# - MobileViT-XXS/XS/S: mobilevit_*.cvnets_in1k, at 256 x 256 as in the paper (its Table 2 note).
+# - PVT-v2-B0/B1: pvt_v2_b*.in1k; DeiT-Tiny: deit_tiny_patch16_224.fb_in1k.
+EDGEVIT_TABLE3 = (
+    "mobilenetv2_100.ra_in1k",
+    "tf_mobilenetv3_large_075.in1k",
+    "efficientnet_b0.ra_in1k",
+    "pvt_v2_b0.in1k",
+    "pvt_v2_b1.in1k",
+    "deit_tiny_patch16_224.fb_in1k",
+    "mobilevit_xxs.cvnets_in1k",
+    "mobilevit_xs.cvnets_in1k",
+    "mobilevit_s.cvnets_in1k",
+    *EDGEVIT,
+)
+
+# The rows of the EdgeViT paper's Tables 2-3 that no timm model can stand for, with the reason
+# (timm 1.0.31; checked with timm.list_models). A report lists these as "not available".
+EDGEVIT_TABLE3_UNAVAILABLE = (
+    ("Twins-SVT-Tiny*", "down-scaled by the EdgeViT authors to ~0.6 GFLOPs, configuration not published; timm has Twins-SVT-S/B/L only"),
+    ("Uniformer-Tiny*", "down-scaled by the EdgeViT authors to ~0.6 GFLOPs, configuration not published; timm has no UniFormer"),
+    ("T2T-ViT-7", "timm has no Tokens-to-Token ViT"),
+    ("T2T-ViT-10", "timm has no Tokens-to-Token ViT"),
+    ("T2T-ViT-12", "timm has no Tokens-to-Token ViT"),
+    ("TNT-Tiny", "timm has TNT-S and TNT-B (tnt_s_patch16_224, 23.8M; tnt_b_patch16_224), not the 6.1M TNT-Tiny"),
+)
+
+MODEL_SETS = {"paper13": PAPER13, "candidates": CANDIDATES, "edgevit": EDGEVIT, "edgevit-table3": EDGEVIT_TABLE3}
 
 
 class UnknownModel(ValueError):
@@ -72,6 +110,9 @@ class ModelName:
 def _timm_archs() -> frozenset[str]:
     import timm
 
+    from . import register_models
+
+    register_models()  # EdgeViT; normally done already when timm was imported (see __init__.py)
     return frozenset(timm.list_models())
 
 
@@ -108,11 +149,12 @@ def parse_model(name: str) -> ModelName:
 
 
 def resolve_models(spec: str) -> list[ModelName]:
-    """`paper13`, `candidates`, or a comma list of timm names (tags allowed)."""
+    """A set name (`paper13`, `candidates`, `edgevit`, `edgevit-table3`) or a comma list of timm
+    names (tags allowed)."""
     spec = spec.strip()
     names = MODEL_SETS.get(spec) or [part for part in spec.split(",") if part.strip()]
     if not names:
-        raise UnknownModel("no models given: use paper13, candidates, or a comma list of timm names")
+        raise UnknownModel(f"no models given: use {', '.join(MODEL_SETS)}, or a comma list of timm names")
     models = [parse_model(n) for n in names]
     seen: set[str] = set()
     unique = []
@@ -123,16 +165,24 @@ def resolve_models(spec: str) -> list[ModelName]:
     return unique
 
 
+REFERENCE_TIMM = "reference (timm results-imagenet.csv)"
+REFERENCE_EDGEVIT_PAPER = "reference (EdgeViT paper)"
+
+
 @dataclass(frozen=True)
 class Reference:
-    """One row of timm's ImageNet-1k results: top-1/top-5 in percent, params in millions."""
+    """A published ImageNet-1k accuracy: top-1/top-5 in percent, params in millions, and its source.
+
+    Most rows are timm's results table for these exact weights; EdgeViT has no published weights and
+    takes the EdgeViT paper's Table 2 (source REFERENCE_EDGEVIT_PAPER, no top-5)."""
 
     top1: float
-    top5: float
+    top5: float | None
     params_m: float
     img_size: int
     crop_pct: float
     interpolation: str
+    source: str = REFERENCE_TIMM
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,5 +202,58 @@ def reference_table() -> dict[str, Reference]:
 
 
 def reference(model: ModelName) -> Reference | None:
-    """timm's published ImageNet-1k accuracy for these exact weights, if it has them."""
+    """The published ImageNet-1k accuracy of these exact weights, if there is one: timm's table, or
+    for EdgeViT the paper's Table 2 (224 x 224, the authors' DeiT eval transform)."""
+    if model.arch in EDGEVIT:
+        row = edgevit_paper_row(model)
+        return Reference(row.top1, None, row.params_m, 224, 0.875, "bicubic", REFERENCE_EDGEVIT_PAPER) if row else None
     return reference_table().get(model.full)
+
+
+@dataclass(frozen=True)
+class EdgeViTPaperRow:
+    """One model of the EdgeViT paper's Tables 2-3 (seed 002; `_data/edgevit-paper.csv`).
+
+    Table 2: params (M), GFLOPs (the paper's FLOPs are multiply-accumulates), top-1 (%), latency
+    mean +/- sd (ms) over 50 batch-1 fp32 forward passes on the CPU of a Samsung Galaxy S21
+    (Snapdragon 888, TorchScript lite). Table 3: energy (mJ) and average power (W) per inference,
+    mean +/- sd over 50, on a Snapdragon 888 HDK (HDK8350) measured with a Monsoon High Voltage
+    Power Monitor, background power subtracted; efficiency = top-1 / energy (%/mJ, the paper's
+    "%/msW"). `timm_name` is the model that stands for the row here (None: see
+    EDGEVIT_TABLE3_UNAVAILABLE). Down-scaled models are starred, as in the paper."""
+
+    paper_name: str
+    timm_name: str | None
+    params_m: float
+    gflops: float
+    top1: float
+    latency_ms: float
+    latency_ms_sd: float
+    energy_mj: float
+    energy_mj_sd: float
+    power_w: float
+    power_w_sd: float
+    efficiency_pct_per_mj: float
+    source: str = REFERENCE_EDGEVIT_PAPER
+    device: str = "Snapdragon 888 CPU (latency: Galaxy S21; energy: HDK8350 with a Monsoon power monitor)"
+
+
+@functools.lru_cache(maxsize=1)
+def edgevit_paper_table() -> tuple[EdgeViTPaperRow, ...]:
+    """All 18 rows of the EdgeViT paper's Table 3 (with Table 2's params, GFLOPs and latency sd)."""
+    rows = []
+    with resources.files("pytest_e3p").joinpath("_data/edgevit-paper.csv").open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            nums = [float(r[k]) for k in ("params_m", "gflops", "top1", "latency_ms", "latency_ms_sd", "energy_mj", "energy_mj_sd", "power_w", "power_w_sd", "efficiency_pct_per_mj")]
+            rows.append(EdgeViTPaperRow(r["paper_model"], r["timm_model"] or None, *nums))
+    return tuple(rows)
+
+
+def edgevit_paper_row(model: ModelName | str) -> EdgeViTPaperRow | None:
+    """The EdgeViT paper's figures for the timm model standing for one of its rows: a ModelName or
+    `arch.tag` must be the exact weights of EDGEVIT_TABLE3; a bare `arch` matches its row."""
+    full = model.full if isinstance(model, ModelName) else model
+    for row in edgevit_paper_table():
+        if row.timm_name and (row.timm_name == full or ("." not in full and row.timm_name.partition(".")[0] == full)):
+            return row
+    return None

@@ -1,4 +1,6 @@
 
+import pytest
+
 from pytest_e3p import results
 from pytest_e3p.cli import main
 from test_baseline import make_case, make_file
@@ -43,10 +45,125 @@ def test_sensors_command_measures_the_update_period_of_a_real_layout(capsys, sys
     from test_sensors_sysfs import tx2_tree
 
     tx2_tree(sysfs_root)
-    assert main(["sensors", "--sample-hz", "100"]) == 0
+    assert main(["sensors", "--sample-hz", "100", "--window-s", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "Jetson INA3221 rails: jetson-ina3221, boundary: Jetson module input (VDD_IN), unit: mW" in out
     assert "sampled every 10.0 ms" in out
     rails = out.split("\n  rails: ")[1].split(";")[0].split(", ")
     assert sorted(rails) == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
     assert "total: VDD_IN" in out
+
+
+# -- help ------------------------------------------------------------------------------------
+
+
+def test_help_of_the_command_runs_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pytest_e3p", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m pytest_e3p" in done.stdout and not done.stderr
+    assert "torch" not in subprocess.run(
+        [sys.executable, "-c", "import sys; from pytest_e3p.cli import main\ntry: main(['finetune', '--help'])\nexcept SystemExit: pass\nprint(*[m for m in sys.modules if m.split('.')[0] == 'torch'])"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # --help must not wait for torch to import
+
+
+def test_every_subcommand_help_exits_0(capsys):
+    from pytest_e3p.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict)).choices
+    assert set(commands) >= {"screen", "sensors", "compare", "report", "finetune"}
+    for argv in [["--help"]] + [[name, "--help"] for name in commands]:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0, argv
+        assert "usage: python -m pytest_e3p" in capsys.readouterr().out
+    # argparse %-formats help strings: a bare % (energy=5%) in one would crash --help
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help is None or "%" not in action.help.replace("%%", ""), (name, action.help)
+
+
+def test_compare_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "0  no case regressed" in out and "1  at least one case regressed" in out and "2  error" in out
+
+
+# -- compare: 0 OK, 1 regression, 2 error -----------------------------------------------------
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_compare_non_utf8_baseline_is_one_line_exit_2(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    results.save(make_file([make_case("a", 40)]), good)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{"schema": "caf\xe9"}')
+    assert main(["compare", str(latin1), str(good)]) == 2
+    assert "not UTF-8" in one_line_error(capsys)
+    assert main(["compare", str(good), str(latin1)]) == 2
+    assert "latin1.json" in one_line_error(capsys)
+    assert main(["report", str(latin1), "--out", str(tmp_path / "r")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_compare_catches_a_decode_error_that_escapes_the_loader(tmp_path, capsys, monkeypatch):
+    # whatever results.load does with undecodable bytes, the command says one line, no traceback
+    from pytest_e3p import results as results_module
+
+    def load(path):
+        return b"caf\xe9".decode("utf-8")
+
+    monkeypatch.setattr(results_module, "load", load)
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    assert "a.json is not a pytest-e3p results file (not UTF-8 text: byte 0xe9 at offset 3)" in one_line_error(capsys)
+
+
+def test_compare_foreign_missing_or_other_device_files_are_errors_not_regressions(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    results.save(make_file([make_case("a", 40)]), good)
+    foreign = tmp_path / "package.json"
+    foreign.write_text('{"name": "left-pad"}')
+    assert main(["compare", str(foreign), str(good)]) == 2
+    assert "not a pytest-e3p results file" in one_line_error(capsys)
+    assert main(["compare", str(tmp_path / "absent.json"), str(good)]) == 2
+    one_line_error(capsys)
+    other = tmp_path / "other.json"
+    results.save(make_file([make_case("a", 40)], device="rtx3050"), other)
+    assert main(["compare", str(other), str(good)]) == 2
+    assert "rtx3050" in one_line_error(capsys)
+
+
+def test_compare_cases_of_other_conditions_are_an_error_unless_something_regressed(tmp_path, capsys):
+    base = tmp_path / "base.json"
+    results.save(make_file([make_case("a", 40), make_case("b", 40)]), base)
+    refused = tmp_path / "refused.json"
+    results.save(make_file([make_case("a", 40), make_case("b", 40, batch_size=64)]), refused)
+    assert main(["compare", str(base), str(refused)]) == 2
+    assert "batch size differs" in one_line_error(capsys)
+
+
+def test_compare_regression_wins_over_cases_not_compared(tmp_path, capsys, monkeypatch):
+    # the gate itself is baseline.py's; here only the command's choice of exit code
+    import types
+
+    from pytest_e3p import baseline, report
+
+    base = tmp_path / "base.json"
+    results.save(make_file([make_case("a", 40)]), base)
+    regressed = types.SimpleNamespace(verdict=baseline.REGRESSED, describe=lambda: "energy +20% vs baseline")
+    cmp = baseline.Comparison(checks={"a": [regressed]}, refused={"b": "b: batch size differs: baseline 16, this run 64"})
+    monkeypatch.setattr(baseline, "compare_files", lambda *args: cmp)
+    monkeypatch.setattr(report, "comparison_table", lambda cmp: "(table)")
+    assert main(["compare", str(base), str(base)]) == 1  # a regression is a finding: it wins
+    captured = capsys.readouterr()
+    assert "REGRESSION a: energy +20% vs baseline" in captured.out and "batch size differs" in captured.err

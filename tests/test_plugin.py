@@ -1,6 +1,7 @@
 """The plugin as users run it: pytest in-process (pytester) on a small benchmark folder."""
 
 import json
+import statistics
 
 import pytest
 
@@ -11,7 +12,8 @@ def test_energy(e3p, benchmark):
 '''
 FAST = [
     "--e3p-batch-size=2",
-    "--e3p-rounds=5",
+    "--e3p-passes=2",
+    "--e3p-rounds=3",
     "--e3p-min-round-s=0.05",
     "--e3p-warmup-s=0",
     "--e3p-idle-s=0",
@@ -44,11 +46,15 @@ def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
         ]
     )
     data = json.loads((bench.path / "out/results.json").read_text())
-    assert data["schema"] == "pytest-e3p/results" and data["schema_version"] == 1
+    assert data["schema"] == "pytest-e3p/results" and data["schema_version"] == 2
     case = data["cases"]["levit_128s-cpu-synthetic"]
     assert case["model"] == "levit_128s.fb_dist_in1k"
     assert case["batch_size"] == 2 and case["image_size"] == [3, 224, 224] and case["precision"] == "fp32"
-    assert len(case["energy_mj_per_image_samples"]) == 5 and len(case["latency_ms_per_image_samples"]) == 5
+    # 2 passes of 3 rounds: every round kept, one value per pass for the gate
+    assert len(case["energy_mj_per_image_samples"]) == 6 and len(case["latency_ms_per_image_samples"]) == 6
+    assert case["passes"] == 2 and len(case["energy_mj_per_image_passes"]) == 2 and len(case["latency_ms_per_image_passes"]) == 2
+    assert case["energy_spread"] is not None and case["threads"] >= 1
+    assert data["protocol"]["passes"] == 2 and data["protocol"]["threads"] == case["threads"]
     assert case["energy_kind"] == "estimate" and case["energy_source"] == "cpu-time-estimate"
     assert case["top1_source"] == "reference" and case["top1"] == 76.52
     assert case["gmacs"] == pytest.approx(0.305, abs=0.002) and case["params_m"] == pytest.approx(7.78, abs=0.01)
@@ -62,8 +68,8 @@ def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
     bj = json.loads((bench.path / "bench.json").read_text())
     by_name = {b["name"]: b for b in bj["benchmarks"]}
     b = by_name["test_energy[levit_128s-cpu-synthetic]"]
-    assert b["stats"]["rounds"] == 5
-    assert b["stats"]["median"] == pytest.approx(case["latency_ms_per_image"] / 1000, rel=1e-3)
+    assert b["stats"]["rounds"] == 6  # every round of every pass
+    assert b["stats"]["median"] == pytest.approx(statistics.median(case["latency_ms_per_image_samples"]) / 1000, rel=1e-3)
     assert b["extra_info"]["energy_mj_per_image"] == pytest.approx(case["energy_mj_per_image"], rel=1e-3)
     assert bj["machine_info"]["e3p_device"]["name"] == "cpu"
 
@@ -122,15 +128,15 @@ def test_save_a_baseline_then_pass_then_fail_as_that_test_on_a_regression(bench)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*baseline (mJ/img)*change*verdict*"])
 
-    # a baseline of 1 mJ/img: every round of this run (hundreds of mJ/img) is far above it
+    # a baseline of 1 mJ/img: every pass of this run (hundreds of mJ/img) is far above it
     case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
-    case["energy_mj_per_image_samples"] = [1.0 + 0.01 * i for i in range(5)]
+    case["energy_mj_per_image_passes"] = [1.0, 1.01]
     path.write_text(json.dumps(saved))
     result = run(bench, one, "--e3p-baseline=baselines/cpu.json")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E3P regression: energy * mJ/img vs baseline * (+*%, p=* > tolerance 5%)",
+            "E3P regression: energy +*% vs baseline (tolerance 5%, noise +/-*%, p=*; baseline of 1 run): * vs 1* mJ/img*",
             "FAILED test_bench.py::test_energy?efficientvit_m0-cpu-synthetic? - Failed: E3*",
         ]
     )
@@ -141,7 +147,7 @@ def test_a_marker_sets_a_benchmarks_tolerance(pytester):
         test_bench='''
 import pytest
 
-@pytest.mark.e3p(energy_tolerance=1e7)  # +10^9 %: far above any energy against the 1 mJ baseline below
+@pytest.mark.e3p(energy_tolerance="1e9%")  # far above any energy against the 1 mJ baseline below
 def test_energy(e3p):
     e3p.measure()
 '''
@@ -149,7 +155,7 @@ def test_energy(e3p):
     run(pytester, "--e3p-models=efficientvit_m0", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
     saved = json.loads((pytester.path / "b.json").read_text())
     case = saved["cases"]["efficientvit_m0-cpu-synthetic"]
-    case["energy_mj_per_image_samples"] = [1.0 + 0.01 * i for i in range(5)]
+    case["energy_mj_per_image_passes"] = [1.0, 1.01]
     (pytester.path / "b.json").write_text(json.dumps(saved))
     run(pytester, "--e3p-models=efficientvit_m0", "--e3p-baseline=b.json").assert_outcomes(passed=1)
     # the same baseline fails the run's default 5 % where the marker does not apply
@@ -159,7 +165,7 @@ def test_energy(e3p):
 
 def test_a_baseline_of_another_device_or_a_corrupt_one_is_refused_before_measuring(bench):
     bad = bench.path / "other.json"
-    bad.write_text(json.dumps({"schema": "pytest-e3p/results", "schema_version": 1, "device": {"name": "rtx3050", "identity": {}}, "cases": {}}))
+    bad.write_text(json.dumps({"schema": "pytest-e3p/results", "schema_version": 2, "device": {"name": "rtx3050", "identity": {}}, "cases": {}}))
     result = run(bench, "--e3p-baseline=other.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --e3p-baseline other.json cannot be compared with this run: the baseline is for device 'rtx3050', this run is on 'cpu'"])
@@ -255,7 +261,7 @@ def test_auto_says_what_it_picked_and_options_come_from_the_ini_file(bench):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_energy?efficientvit_m0-cpu-synthetic? PASSED*", "auto picked the CPU (no CUDA GPU, not a Jetson)"])
     case = json.loads((bench.path / ".e3p/results.json").read_text())["cases"]["efficientvit_m0-cpu-synthetic"]
-    assert len(case["latency_ms_per_image_samples"]) == 3
+    assert len(case["latency_ms_per_image_samples"]) == 3 * 2  # 3 rounds (ini) x 2 passes (FAST)
 
 
 def test_hooks_let_a_project_choose_cases_and_receive_results(bench):

@@ -23,13 +23,16 @@ class FakeNvml:
     NVML_SUCCESS = 0
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
 
-    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True):
-        self.arch, self.mig, self.power_mw, self.counter = arch, mig, power_mw, counter
+    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True, count=1):
+        self.arch, self.mig, self.power_mw, self.counter, self.count = arch, mig, power_mw, counter, count
         self.t0 = time.monotonic()
         self.fail_counter = False
 
     def nvmlInit(self):
         pass
+
+    def nvmlDeviceGetCount(self):
+        return self.count
 
     def nvmlDeviceGetHandleByIndex(self, i):
         return f"gpu{i}"
@@ -154,3 +157,11 @@ def test_gpu_identity_records_what_makes_results_comparable(fake):
         "mem_clock_mhz": 7000,
     }
     assert nv.gpu_temperature_c(fake, "gpu0") == 55.0
+
+
+def test_gpu_count_or_why_there_is_none(fake):
+    fake.count = 2
+    assert nv.gpu_count() == 2
+    fake.count = 0
+    with pytest.raises(SensorUnavailable, match="no GPU"):
+        nv.gpu_count()

@@ -65,6 +65,59 @@ def test_rapl_unwraps_the_counter_at_max_energy_range(sysfs_root):
     assert sensor.read().total_mj == pytest.approx(3000.0)
 
 
+RANGE_UJ = 10_000_000  # a 10 J counter range, so a few scripted steps make several wraps
+
+
+def test_rapl_counts_every_wrap_of_a_window_longer_than_the_counter_range(sysfs_root):
+    base = rapl_tree(sysfs_root, dram=False, psys=False)
+    counter = base / "intel-rapl:0/energy_uj"
+    write(base / "intel-rapl:0/max_energy_range_uj", RANGE_UJ)
+    write(counter, 1_000_000)
+    sensor = RaplSensor(poll_period_s=3600.0)  # the poller is driven by hand below
+    with sensor:
+        value = 1_000_000
+        for _ in range(8):  # 8 x 4 J = 32 J: three wraps inside one window
+            value = (value + 4_000_000) % RANGE_UJ
+            write(counter, value)
+            sensor.poll()
+        write(counter, (value + 1_000_000) % RANGE_UJ)
+        reading = sensor.read()
+    # reading only the edges (1 J -> 4 J) would give 3 J, or at most one wrap more
+    assert reading.total_mj == pytest.approx(33_000.0)
+    assert reading.rails_mj["package-0"] == pytest.approx(33_000.0)
+
+
+def test_rapl_background_poller_counts_the_wraps_between_reads(sysfs_root):
+    base = rapl_tree(sysfs_root, dram=False, psys=False)
+    counter = base / "intel-rapl:0/energy_uj"
+    write(base / "intel-rapl:0/max_energy_range_uj", RANGE_UJ)
+    rewrite(counter, 1_000_000)
+    sensor = RaplSensor(poll_period_s=0.002)
+    with sensor:
+        start = sensor.read()
+        value = 1_000_000
+        for _ in range(6):  # 6 x 4 J = 24 J, two wraps, no read() in between
+            value = (value + 4_000_000) % RANGE_UJ
+            rewrite(counter, value)  # in place, fixed width: the poller never sees a torn value
+            seen = sensor.polls
+            deadline = time.monotonic() + 5.0
+            while sensor.polls < seen + 2 and time.monotonic() < deadline:  # one whole poll after the write
+                time.sleep(0.001)
+        end = sensor.read()
+    assert window(start, end).energy_mj == pytest.approx(24_000.0)
+
+
+def test_rapl_polls_well_within_the_shortest_wrap(sysfs_root):
+    base = rapl_tree(sysfs_root, dram=True, psys=False)
+    write(base / "intel-rapl:0/max_energy_range_uj", 65_532_610_987)  # AMD Zen: 65,532 J
+    sensor = RaplSensor()
+    # at 1 kW (far above any one zone) the AMD counter wraps in 65 s: several polls fit in that
+    assert 1.0 < sensor.poll_period_s <= 65.5 / 3
+    with sensor:
+        assert sensor._thread is not None and sensor._thread.daemon
+    assert sensor._thread is None  # stopped by close()
+
+
 def test_rapl_counter_going_backwards_is_a_fault_not_a_wrap(sysfs_root):
     base = rapl_tree(sysfs_root, dram=False, psys=False)
     sensor = RaplSensor()
@@ -97,41 +150,99 @@ def test_no_powercap_folder_says_so(sysfs_root):
 
 
 # -- Jetson ----------------------------------------------------------------------------------
+# Board trees with the real layouts. Rails are named by label; the folder numbers (iio:deviceN,
+# hwmonN, the i2c bus) differ from board to board and boot to boot, and the code must not use them.
 
 
-def tx2_tree(root):
-    """TX2, L4T 32: two INA3221 on the iio layout, rails named in rail_name_N (mW)."""
-    i2c = root / "sys/bus/i2c/drivers/ina3221x"
-    dev1 = i2c / "0-0041/iio:device1"
-    for n, (name, mw) in enumerate([("VDD_IN", 5000), ("VDD_SYS_CPU", 800), ("VDD_SYS_DDR", 600)]):
-        write(dev1 / f"rail_name_{n}", name)
-        write(dev1 / f"in_power{n}_input", mw)
-    dev0 = i2c / "0-0040/iio:device0"
-    for n, (name, mw) in enumerate([("VDD_SYS_GPU", 2000), ("VDD_SYS_SOC", 700), ("VDD_4V0_WIFI", 100)]):
-        write(dev0 / f"rail_name_{n}", name)
-        write(dev0 / f"in_power{n}_input", mw)
-    write(root / "proc/device-tree/model", "NVIDIA Jetson TX2 Developer Kit")
-    write(root / "etc/nv_tegra_release", "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64")
-    return dev1, dev0
+def iio_monitor(root, device, iio, rails, driver="ina3221x"):
+    """One INA3221 on the iio layout (L4T 32): rail_name_N and in_power{N}_input (mW)."""
+    dev = root / f"sys/bus/i2c/drivers/{driver}/{device}/iio:device{iio}"
+    for n, (name, mw) in enumerate(rails):
+        write(dev / f"rail_name_{n}", name)
+        write(dev / f"in_power{n}_input", mw)
+        write(dev / f"in_voltage{n}_input", 5000)
+        write(dev / f"in_current{n}_input", int(mw * 1000 / 5000))
+    return dev
 
 
-def orin_tree(root, agx=False):
-    """Orin (L4T 35/36): hwmon layout, label/voltage (mV)/current (mA) per channel."""
-    hw = root / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
-    rails = [("VDD_GPU_SOC", 5000, 1000), ("VDD_CPU_CV", 5000, 400), ("VIN_SYS_5V0", 5000, 300)] if agx else [
-        ("VDD_IN", 5000, 1200),
-        ("VDD_CPU_GPU_CV", 5000, 500),
-        ("VDD_SOC", 5000, 300),
-    ]
+def hwmon_monitor(root, device, hwmon, rails, driver="ina3221"):
+    """One INA3221 on the hwmon layout (L4T 34+): in{N}_label, in{N}_input (mV), curr{N}_input (mA)."""
+    hw = root / f"sys/bus/i2c/drivers/{driver}/{device}/hwmon/hwmon{hwmon}"
     for n, (label, mv, ma) in enumerate(rails, 1):
         write(hw / f"in{n}_label", label)
         write(hw / f"in{n}_input", mv)
         write(hw / f"curr{n}_input", ma)
     write(hw / "in7_label", "sum of shunt voltages")
     write(hw / "in7_input", 40)
-    write(root / "proc/device-tree/model", "NVIDIA Jetson AGX Orin Developer Kit" if agx else "NVIDIA Orin NX Developer Kit")
+    return hw
+
+
+def board(root, model, l4t):
+    write(root / "proc/device-tree/model", model)
+    write(root / "etc/nv_tegra_release", f"# {l4t} (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64")
+
+
+TX2_CARRIER_RAILS = ["VDD_MUX", "VDD_5V0_IO_SYS", "VDD_3V3_SYS", "VDD_3V3_IO_SLP", "VDD_1V8_IO", "VDD_3V3_SYS_M2"]
+
+
+def tx2_tree(root, carrier=False, iio_numbers=(1, 0, 2, 3)):
+    """TX2, L4T 32: module monitors 0-0041 (VDD_IN, CPU, DDR) and 0-0040 (GPU, SOC, WIFI), both on
+    the iio layout; with carrier=True also the developer kit's carrier monitors 0-0042, 0-0043."""
+    n41, n40, n42, n43 = iio_numbers
+    dev1 = iio_monitor(root, "0-0041", n41, [("VDD_IN", 5000), ("VDD_SYS_CPU", 800), ("VDD_SYS_DDR", 600)])
+    dev0 = iio_monitor(root, "0-0040", n40, [("VDD_SYS_GPU", 2000), ("VDD_SYS_SOC", 700), ("VDD_4V0_WIFI", 100)])
+    if carrier:
+        # VDD_MUX is the whole carrier board's input: adding it to the module would count ~twice
+        iio_monitor(root, "0-0042", n42, [("VDD_MUX", 9000), ("VDD_5V0_IO_SYS", 1500), ("VDD_3V3_SYS", 900)])
+        iio_monitor(root, "0-0043", n43, [("VDD_3V3_IO_SLP", 300), ("VDD_1V8_IO", 200), ("VDD_3V3_SYS_M2", 100)])
+    board(root, "NVIDIA Jetson TX2 Developer Kit", "R32")
+    return dev1, dev0
+
+
+def nano_tree(root):
+    """The original Jetson Nano, L4T 32: one INA3221 at 6-0040, its input rail named POM_5V_IN."""
+    dev = iio_monitor(root, "6-0040", 0, [("POM_5V_IN", 4000), ("POM_5V_GPU", 1000), ("POM_5V_CPU", 1200)])
+    board(root, "NVIDIA Jetson Nano Developer Kit", "R32")
+    return dev
+
+
+def orin_tree(root, agx=False):
+    """Orin NX / Orin Nano (one monitor with VDD_IN) or AGX Orin (two monitors, no VDD_IN)."""
+    if agx:
+        hw = hwmon_monitor(root, "1-0040", 4, [("VDD_GPU_SOC", 5000, 1000), ("VDD_CPU_CV", 5000, 400), ("VIN_SYS_5V0", 5000, 300)])
+        hwmon_monitor(root, "1-0041", 2, [("NC", 0, 0), ("VDDQ_VDD2_1V8AO", 5000, 100), ("NC", 0, 0)])
+        model = "NVIDIA Jetson AGX Orin Developer Kit"
+    else:
+        hw = hwmon_monitor(root, "1-0040", 3, [("VDD_IN", 5000, 1200), ("VDD_CPU_GPU_CV", 5000, 500), ("VDD_SOC", 5000, 300)])
+        model = "NVIDIA Orin NX Developer Kit"
+    write(root / "proc/device-tree/model", model)
     write(root / "etc/nv_tegra_release", "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64")
     return hw
+
+
+def xavier_nx_tree(root):
+    """Xavier NX, L4T 35: one monitor at 7-0040 on the hwmon layout, VDD_IN its input."""
+    hw = hwmon_monitor(root, "7-0040", 1, [("VDD_IN", 5000, 1000), ("VDD_CPU_GPU_CV", 5000, 400), ("VDD_SOC", 5000, 200)])
+    board(root, "NVIDIA Jetson Xavier NX Developer Kit", "R35")
+    return hw
+
+
+def agx_xavier_tree(root):
+    """AGX Xavier, L4T 35: two monitors, six rails, no input rail."""
+    hwmon_monitor(root, "1-0041", 0, [("CV", 5000, 100), ("VDDRQ", 5000, 200), ("SYS5V", 5000, 300)])
+    hw = hwmon_monitor(root, "1-0040", 1, [("GPU", 5000, 400), ("CPU", 5000, 500), ("SOC", 5000, 600)])
+    board(root, "Jetson-AGX", "R35")
+    return hw
+
+
+def power_w(sensor, seconds=0.05):
+    """Total and per-rail power over a short window, through the sensor's read path. The fake
+    rails hold still, so the trapezoid is exact whatever the window."""
+    with sensor:
+        start = sensor.read()
+        time.sleep(seconds)
+        w = window(start, sensor.read())
+    return w.power_w, {name: mj / w.duration_s / 1000.0 for name, mj in w.rails_mj.items()}
 
 
 def test_tx2_rails_are_found_by_label_and_vdd_in_is_the_total(sysfs_root):
@@ -159,16 +270,70 @@ def test_orin_hwmon_power_is_voltage_times_current(sysfs_root):
     assert jetson_identity()["l4t"] == "R36.3.0"
 
 
-def test_agx_orin_has_no_vdd_in_so_the_total_is_the_sum_and_says_so(sysfs_root):
-    orin_tree(sysfs_root, agx=True)
+def test_nano_input_rail_pom_5v_in_is_the_total_not_the_sum_of_its_rails(sysfs_root):
+    nano_tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
+    assert sensor.info.total_rail == "POM_5V_IN"
+    assert sensor.info.boundary == "Jetson module input (POM_5V_IN)"
+    assert set(sensor.info.rails) == {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}
+    total, rails = power_w(sensor)
+    # the sum of the three rails (6.2 W) counts the GPU and CPU twice
+    assert total == pytest.approx(4.0, rel=1e-6)
+    assert rails["POM_5V_GPU"] == pytest.approx(1.0, rel=1e-6)
+    assert jetson_identity()["model"] == "NVIDIA Jetson Nano Developer Kit"
+
+
+def test_tx2_carrier_board_rails_are_outside_the_module_and_never_in_its_figures(sysfs_root):
+    tx2_tree(sysfs_root, carrier=True)
+    sensor = JetsonRailSensor(rate_hz=200)
+    assert sensor.info.total_rail == "VDD_IN"
+    assert sorted(sensor.info.rails) == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
+    assert sorted(sensor.info.outside_rails) == sorted(TX2_CARRIER_RAILS)
+    total, rails = power_w(sensor)
+    assert total == pytest.approx(5.0, rel=1e-6)
+    assert not set(rails) & set(TX2_CARRIER_RAILS)  # not beside the total, as if inside it
+
+
+def test_tx2_module_and_carrier_are_told_apart_whatever_the_iio_numbers(sysfs_root):
+    # the carrier monitors probed first: iio:device0 and 1 are on the carrier
+    tx2_tree(sysfs_root, carrier=True, iio_numbers=(3, 2, 0, 1))
+    sensor = JetsonRailSensor(rate_hz=200)
+    assert sensor.info.total_rail == "VDD_IN" and "VDD_MUX" in sensor.info.outside_rails
+    assert power_w(sensor)[0] == pytest.approx(5.0, rel=1e-6)
+
+
+def test_only_carrier_monitors_readable_is_not_a_module_reading(sysfs_root):
+    iio_monitor(sysfs_root, "0-0042", 0, [("VDD_MUX", 9000)])
+    with pytest.raises(SensorUnavailable, match="no INA3221 rails of a Jetson module"):
+        JetsonRailSensor(rate_hz=100)
+
+
+@pytest.mark.parametrize("tree", [xavier_nx_tree, orin_tree], ids=["xavier-nx", "orin-nx"])
+def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree):
+    hw = tree(sysfs_root)
+    sensor = JetsonRailSensor(rate_hz=200)
+    assert sensor.info.total_rail == "VDD_IN" and sensor.info.boundary == "Jetson module input (VDD_IN)"
+    assert set(sensor.info.rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
+    vdd_in_w = float((hw / "in1_input").read_text()) * float((hw / "curr1_input").read_text()) / 1e6
+    total, rails = power_w(sensor)
+    assert total == pytest.approx(vdd_in_w, rel=1e-6) and rails["VDD_IN"] == pytest.approx(vdd_in_w, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "tree, rails, total_w",
+    [
+        (lambda root: orin_tree(root, agx=True), {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}, 9.0),
+        (agx_xavier_tree, {"GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"}, 10.5),
+    ],
+    ids=["agx-orin", "agx-xavier"],
+)
+def test_agx_boards_have_no_input_rail_so_the_total_is_the_sum_and_says_so(sysfs_root, tree, rails, total_w):
+    tree(sysfs_root)
+    sensor = JetsonRailSensor(rate_hz=200)
+    assert set(sensor.info.rails) == rails  # both monitors, NC channels and "sum of shunt voltages" left out
     assert sensor.info.total_rail == "sum"
-    assert "no VDD_IN" in sensor.info.boundary
-    with sensor:
-        start = sensor.read()
-        time.sleep(0.3)
-        w = window(start, sensor.read())
-    assert w.power_w == pytest.approx(8.5, rel=0.02)
+    assert "no input rail" in sensor.info.boundary
+    assert power_w(sensor)[0] == pytest.approx(total_w, rel=1e-6)
 
 
 def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, monkeypatch):
@@ -234,28 +399,3 @@ def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
 def test_not_a_jetson_says_so(sysfs_root):
     with pytest.raises(SensorUnavailable, match="no INA3221 rails"):
         find_rails()
-
-
-def test_jtop_fallback_integrates_the_instantaneous_power_never_the_average():
-    from pytest_e3p.sensors.jetson import JtopSensor
-
-    class FakeJtop:
-        def __init__(self):
-            self.power = {"rail": {"VDD_IN": {"power": 6000, "avg": 99999}, "VDD_CPU_GPU_CV": {"power": 2000, "avg": 99999}}, "tot": {}}
-
-        def start(self):
-            pass
-
-        def ok(self):
-            return True
-
-        def close(self):
-            pass
-
-    sensor = JtopSensor(rate_hz=100, jtop_factory=FakeJtop)
-    assert sensor.info.name == "jetson-jtop" and sensor.info.total_rail == "VDD_IN"
-    with sensor:
-        start = sensor.read()
-        time.sleep(0.3)
-        w = window(start, sensor.read())
-    assert w.power_w == pytest.approx(6.0, rel=0.01)

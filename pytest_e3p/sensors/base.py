@@ -37,6 +37,9 @@ class SensorInfo:
     update_period_s: float  # how often the underlying value changes (or our sampling period)
     total_rail: str | None = None  # which rail the total is, where there are rails
     rails: tuple[str, ...] = ()
+    # Rails the hardware has but outside the boundary (a Jetson carrier board's monitors): named so a
+    # user knows they exist, never read into the energy or shown beside the total.
+    outside_rails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,20 @@
 
 Two layouts exist, and rails are always found by their label, never by bus or hwmon number:
 
-- iio (TX2, L4T 32): `/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_N` names rail N and
-  `in_power{N}_input` gives its power in mW.
+- iio (TX2, Nano, L4T 32): `/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_N` names rail N
+  and `in_power{N}_input` gives its power in mW.
 - hwmon (Xavier, Orin, L4T 34+): `/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in{N}_label` names
   channel N, `in{N}_input` is its voltage in mV and `curr{N}_input` its current in mA.
 
-The total is VDD_IN (the module input) where the board has it; AGX Orin has no VDD_IN, so there the
-total is the sum of its rails and the boundary says so. jtop (jetson-stats) is the fallback where the
-rails are not readable but its root service runs: we read its instantaneous `power` field, never
-its `avg` (a moving average, useless for energy).
+The total is the module's input rail where the board has one (VDD_IN; POM_5V_IN on the original
+Nano): every other module rail is inside it, so adding them would count twice. AGX Xavier and AGX
+Orin have no input rail; there the total is the sum of the module's rails and the boundary says so.
+The TX1/TX2 developer-kit carrier board has its own INA3221s (i2c addresses 0x42, 0x43, e.g.
+VDD_MUX): they are outside the module, so they are named apart and never read into the energy.
+
+jtop (jetson-stats) is the fallback where the rails are not readable but its root service runs. It
+moves the input rail out of `power["rail"]` into `power["tot"]`, so the total comes from `tot`; we
+read the instantaneous `power` fields, never `avg` (a moving average, useless for energy).
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ from . import sysfs
 from .base import MEASURED, SamplingSensor, SensorFault, SensorInfo, SensorUnavailable
 
 DEFAULT_RATE_HZ = 100.0  # 2 s windows integrate within 1% (scripts/bench_sampling.py)
-TOTAL_RAIL = "VDD_IN"
+# The module input rail, by label, in order of preference: what jetson-stats and Zeus take as the total.
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+# INA3221s of the TX1/TX2 developer-kit carrier board; the module's own monitors sit at 0x40/0x41.
+CARRIER_ADDRESSES = frozenset({0x42, 0x43})
 _UNCONNECTED = {"", "NC", "nc"}
 
 
 class Rail:
     """One INA3221 channel: a power file (iio, mW) or voltage (mV) and current (mA) files (hwmon)."""
 
-    def __init__(self, label: str, power_file: Path | None = None, voltage_file: Path | None = None, current_file: Path | None = None):
+    def __init__(self, label: str, power_file: Path | None = None, voltage_file: Path | None = None, current_file: Path | None = None, on_carrier: bool = False):
         self.label = label
+        self.on_carrier = on_carrier  # a carrier-board monitor: outside the module boundary
         self._power = sysfs.Attribute(power_file) if power_file else None
         self._voltage = sysfs.Attribute(voltage_file) if voltage_file else None
         self._current = sysfs.Attribute(current_file) if current_file else None
@@ -53,15 +62,25 @@ class Rail:
                 attr.close()
 
 
+def _on_carrier(device_dir: Path) -> bool:
+    """Whether an INA3221 (its i2c device folder, "<bus>-<4 hex digits address>") is on the carrier."""
+    try:
+        address = int(device_dir.name.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        return False
+    return address in CARRIER_ADDRESSES
+
+
 def _iio_rails() -> list[Rail]:
     rails = []
     pattern = str(sysfs.path("/sys/bus/i2c/drivers/ina3221x")) + "/*/iio:device*"
     for dev in sorted(glob.glob(pattern)):
+        carrier = _on_carrier(Path(dev).parent)
         for name_file in sorted(Path(dev).glob("rail_name_*")):
             n = name_file.name.rsplit("_", 1)[1]
             label = sysfs.read_text(name_file)
             if label not in _UNCONNECTED:
-                rails.append(Rail(label, power_file=Path(dev) / f"in_power{n}_input"))
+                rails.append(Rail(label, power_file=Path(dev) / f"in_power{n}_input", on_carrier=carrier))
     return rails
 
 
@@ -69,35 +88,45 @@ def _hwmon_rails() -> list[Rail]:
     rails = []
     pattern = str(sysfs.path("/sys/bus/i2c/drivers/ina3221")) + "/*/hwmon/hwmon*"
     for dev in sorted(glob.glob(pattern)):
+        carrier = _on_carrier(Path(dev).parent.parent)
         for label_file in sorted(Path(dev).glob("in*_label")):
             n = label_file.name[2:].split("_", 1)[0]
             label = sysfs.read_text(label_file)
             if label in _UNCONNECTED or label.startswith("sum of"):
-                continue  # Orin's fourth "sum of shunt voltages" channel has no current
-            rails.append(Rail(label, voltage_file=Path(dev) / f"in{n}_input", current_file=Path(dev) / f"curr{n}_input"))
+                continue  # Orin's seventh "sum of shunt voltages" channel has no current
+            rails.append(Rail(label, voltage_file=Path(dev) / f"in{n}_input", current_file=Path(dev) / f"curr{n}_input", on_carrier=carrier))
     return rails
 
 
 def find_rails() -> list[Rail]:
-    """All labelled INA3221 rails on this board (iio or hwmon layout)."""
+    """All labelled INA3221 rails on this board (iio or hwmon layout), carrier-board ones marked."""
     rails = _iio_rails() or _hwmon_rails()
-    if not rails:
+    if not any(not r.on_carrier for r in rails):
         raise SensorUnavailable(
-            f"no INA3221 rails under {sysfs.path('/sys/bus/i2c/drivers')} (not a Jetson board, "
-            "or set E3P_SYSFS_ROOT to the tree that holds them)"
+            f"no INA3221 rails of a Jetson module under {sysfs.path('/sys/bus/i2c/drivers')} (not a Jetson "
+            "board, or set E3P_SYSFS_ROOT to the tree that holds them)"
         )
     return rails
 
 
+def input_rail(labels) -> str | None:
+    """The module input rail among the labels, or None (AGX Xavier, AGX Orin have none)."""
+    return next((name for name in INPUT_RAILS if name in labels), None)
+
+
 class _JetsonSensor(SamplingSensor):
-    """The total of a Jetson board: VDD_IN where it has one, else the sum of its rails."""
+    """The total of a Jetson module: its input rail where it has one, else the sum of its rails."""
 
     _total: str | None = None
 
-    def _describe(self, name: str, labels: tuple[str, ...]) -> SensorInfo:
-        self._total = TOTAL_RAIL if TOTAL_RAIL in labels else None
-        boundary = "Jetson module input (VDD_IN)" if self._total else "sum of the board's INA3221 rails (no VDD_IN)"
-        return SensorInfo(name, MEASURED, boundary, "mW", self.period_s, self._total or "sum", labels)
+    def _describe(self, name: str, labels: tuple[str, ...], total: str | None, outside: tuple[str, ...] = (), update_period_s: float | None = None) -> SensorInfo:
+        self._total = total
+        if total:
+            boundary = f"Jetson module input ({total})"
+        else:
+            boundary = "sum of the Jetson module's INA3221 rails (the board has no input rail VDD_IN/POM_5V_IN)"
+        period = max(self.period_s, update_period_s or 0.0)
+        return SensorInfo(name, MEASURED, boundary, "mW", period, total or "sum", labels, outside)
 
     def total_mj(self, rails_mj: dict[str, float]) -> float:
         return rails_mj[self._total] if self._total else sum(rails_mj.values())
@@ -108,8 +137,13 @@ class JetsonRailSensor(_JetsonSensor):
 
     def __init__(self, rails: list[Rail] | None = None, rate_hz: float = DEFAULT_RATE_HZ):
         super().__init__(rate_hz)
-        self.rails = rails if rails is not None else find_rails()
-        self.info = self._describe("jetson-ina3221", tuple(r.label for r in self.rails))
+        found = rails if rails is not None else find_rails()
+        # Carrier rails are never sampled: their energy is outside the module and must not sit in
+        # the per-rail figures beside the total as if it were inside it.
+        self.rails = [r for r in found if not r.on_carrier]
+        self.carrier_rails = [r for r in found if r.on_carrier]
+        labels = tuple(r.label for r in self.rails)
+        self.info = self._describe("jetson-ina3221", labels, input_rail(labels), tuple(r.label for r in self.carrier_rails))
         for rail in self.rails:  # fail now, with the fix, rather than in the first window
             try:
                 rail.power_mw()
@@ -138,7 +172,11 @@ def jtop_service_active() -> bool:
 
 
 class JtopSensor(_JetsonSensor):
-    """Fallback through jetson-stats' jtop service, for runners that cannot read the rails."""
+    """Fallback through jetson-stats' jtop service, for runners that cannot read the rails.
+
+    jetson-stats' `power` is `{"rail": {label: {"volt", "curr", "power", "avg", "online", ...}},
+    "tot": {"power", "avg", ...}}`; the input rail (VDD_IN, POM_5V_IN) is not in "rail" but is "tot",
+    with its label in `tot["name"]`. Without an input rail "tot" (no "name") is the sum of "rail"."""
 
     def __init__(self, rate_hz: float = DEFAULT_RATE_HZ, jtop_factory=None):
         super().__init__(rate_hz)
@@ -148,14 +186,34 @@ class JtopSensor(_JetsonSensor):
             except ImportError:
                 raise SensorUnavailable("jetson-stats is not installed: pip install 'pytest-e3p[jetson]'") from None
         self._jtop = jtop_factory()
-        self._jtop.start()
-        self.info = self._describe("jetson-jtop", tuple(self._jtop.power["rail"]))
+        try:
+            self._jtop.start()
+        except Exception as exc:  # jtop raises JtopException, PermissionError, ConnectionRefusedError...
+            raise SensorUnavailable(f"jtop.service cannot be reached: {exc}") from None
+        power = self._jtop.power
+        if not power or not power.get("rail") and not power.get("tot"):
+            self._jtop.close()
+            raise SensorUnavailable("jtop reports no power rails on this board")
+        self._input = power.get("tot", {}).get("name")
+        labels = tuple(power.get("rail", {})) + ((self._input,) if self._input else ())
+        # jtop refreshes its values once per service interval (1 s by default): the protocol's rounds
+        # must span several of those, whatever our sampling rate.
+        interval = getattr(self._jtop, "interval", None)
+        self.info = self._describe("jetson-jtop", labels, self._input, update_period_s=interval if isinstance(interval, (int, float)) and interval > 0 else None)
 
     def sample_mw(self) -> dict[str, float]:
-        if not self._jtop.ok():
+        # spin=True: jtop's ok() otherwise blocks until its next update (up to a second per sample).
+        if not self._jtop.ok(spin=True):
             raise SensorFault("jtop service stopped answering")
-        # 'power' is the instantaneous reading; 'avg' is a moving average and must not be integrated.
-        return {name: float(values["power"]) for name, values in self._jtop.power["rail"].items()}
+        power = self._jtop.power
+        try:
+            # 'power' is the instantaneous reading; 'avg' is a moving average and must not be integrated.
+            rails = {name: float(values["power"]) for name, values in power["rail"].items()}
+            if self._input:
+                rails[self._input] = float(power["tot"]["power"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SensorFault(f"jtop returned no usable power reading ({exc!r})") from None
+        return rails
 
     def close(self) -> None:
         super().close()

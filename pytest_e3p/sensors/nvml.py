@@ -147,3 +147,15 @@ def gpu_temperature_c(nvml: Any, handle: Any) -> float | None:
         return float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
     except nvml.NVMLError:
         return None
+
+
+def gpu_count() -> int:
+    """How many GPUs NVML sees; SensorUnavailable when none (or no driver)."""
+    nvml = load_pynvml()
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+    except nvml.NVMLError as exc:
+        raise SensorUnavailable(f"NVML cannot count the GPUs: {exc}") from None
+    if count < 1:
+        raise SensorUnavailable("NVML sees no GPU on this machine")
+    return count

@@ -1,0 +1,318 @@
+"""Run history: one results file per run, appended to a folder, never rewritten.
+
+A history file is an ordinary results file (it loads with `results.load`) with three more top-level
+keys: `commit` (sha, branch, dirty flag, where they came from), `machine` (host, OS, CPU, runner) and
+`appended` (UTC time of the append). Its name starts with that time, so a plain sort of the folder
+is the order of the runs:
+
+    20250102T030405.123456Z-rtx3050-1a2b3c4d-5f6e7d.json
+    (time)                  (device) (commit) (random)
+
+Several runners may write into one folder (a shared disk, a data branch): the random part makes
+names unique, and the file is published with `os.link` from a private temporary file, which fails
+instead of replacing a file that exists, so no run can clobber another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import results
+
+# CI variables tried in order when git cannot answer (no git, no .git, a tarball checkout).
+# (sha variable, branch variables...) per CI system.
+CI_COMMIT_VARS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("github", "GITHUB_SHA", ("GITHUB_HEAD_REF", "GITHUB_REF_NAME")),  # HEAD_REF: a PR's source branch
+    ("gitlab", "CI_COMMIT_SHA", ("CI_COMMIT_REF_NAME", "CI_COMMIT_BRANCH")),
+    ("buildkite", "BUILDKITE_COMMIT", ("BUILDKITE_BRANCH",)),
+    ("circleci", "CIRCLE_SHA1", ("CIRCLE_BRANCH",)),
+    ("azure", "BUILD_SOURCEVERSION", ("SYSTEM_PULLREQUEST_SOURCEBRANCH", "BUILD_SOURCEBRANCHNAME")),
+    ("bitbucket", "BITBUCKET_COMMIT", ("BITBUCKET_BRANCH",)),
+    ("travis", "TRAVIS_COMMIT", ("TRAVIS_PULL_REQUEST_BRANCH", "TRAVIS_BRANCH")),
+    ("drone", "DRONE_COMMIT_SHA", ("DRONE_BRANCH",)),
+    ("jenkins", "GIT_COMMIT", ("GIT_BRANCH", "BRANCH_NAME")),
+]
+
+
+@dataclass
+class CommitInfo:
+    """The code a run measured. `dirty` is None when unknown (CI variables say nothing about it)."""
+
+    sha: str = ""
+    branch: str = ""
+    dirty: bool | None = None
+    time: str = ""  # committer date, ISO 8601, when git is there
+    subject: str = ""
+    source: str = "unknown"  # "git", a CI name ("github", "gitlab", ...) or "unknown"
+
+    @property
+    def short(self) -> str:
+        return self.sha[:8] if self.sha else "unknown"
+
+    def label(self) -> str:
+        """`1a2b3c4d (main, dirty)`: what a person reads in a list or on an axis."""
+        extra = [self.branch] if self.branch else []
+        if self.dirty:
+            extra.append("dirty")
+        return f"{self.short} ({', '.join(extra)})" if extra else self.short
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "CommitInfo":
+        if not isinstance(data, dict):
+            return cls()
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def commit_info(cwd: str | Path | None = None, env: dict[str, str] | None = None) -> CommitInfo:
+    """The commit of the working tree at cwd from git; else from the CI's variables; else unknown.
+
+    git can be present and still refuse (a checkout owned by another user: "dubious ownership"),
+    so any failure of git falls through to the CI variables."""
+    cwd = Path(cwd or os.getcwd())
+    env = os.environ if env is None else env
+    sha = _git(["rev-parse", "HEAD"], cwd)
+    if sha:
+        branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) or ""
+        if branch == "HEAD":  # detached, as CI checkouts are: the CI knows the branch
+            branch = next((env[v] for _, _, vs in CI_COMMIT_VARS for v in vs if env.get(v)), "")
+        # no optional locks: a read that never writes the index, so it cannot collide with the user's git
+        status = _git(["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], cwd)
+        meta = (_git(["show", "-s", "--format=%cI%n%s", "HEAD"], cwd) or "").split("\n", 1)
+        return CommitInfo(
+            sha=sha,
+            branch=branch,
+            dirty=None if status is None else bool(status),
+            time=meta[0] if meta and meta[0] else "",
+            subject=meta[1] if len(meta) > 1 else "",
+            source="git",
+        )
+    for ci, sha_var, branch_vars in CI_COMMIT_VARS:
+        if env.get(sha_var):
+            branch = next((env[v] for v in branch_vars if env.get(v)), "")
+            return CommitInfo(sha=env[sha_var], branch=branch.removeprefix("origin/"), source=ci)
+    return CommitInfo()
+
+
+def collect_machine_info() -> dict[str, Any]:
+    """What ran the benchmark besides the device itself (the device identity is in `device`)."""
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "processor": platform.processor() or "",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    runner = os.environ.get("RUNNER_NAME") or os.environ.get("CI_RUNNER_DESCRIPTION")
+    if runner:
+        info["runner"] = runner
+    return info
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:limit] or "device"
+
+
+def _stamp(when: dt.datetime) -> str:
+    # Fixed width with microseconds: lexical order of names is time order.
+    return when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def append_run(
+    results_file: results.ResultsFile,
+    folder: Path,
+    machine_info: dict | None = None,
+    *,
+    commit: CommitInfo | None = None,
+    when: dt.datetime | None = None,
+) -> Path:
+    """Write this run into folder as a new file and return its path; never overwrites a file.
+
+    The commit is read from git in the current directory (else the CI's variables) unless given;
+    `when` (default: now) is for tests that script a history."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    commit = commit if commit is not None else commit_info()
+    machine = machine_info if machine_info is not None else collect_machine_info()
+    when = when or dt.datetime.now(dt.timezone.utc)
+    data = results_file.to_dict()
+    data.update(
+        commit=asdict(commit),
+        machine=results._clean(machine),
+        appended=when.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+    )
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    device = _slug(str(results_file.device.get("name", "device")))
+    fd, tmp = tempfile.mkstemp(prefix=".e3p-run.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for _ in range(20):
+            path = folder / f"{_stamp(when)}-{device}-{commit.sha[:8] or 'nocommit'}-{secrets.token_hex(3)}.json"
+            try:
+                _publish(Path(tmp), path)
+                return path
+            except FileExistsError:
+                continue  # another runner took this name in the same microsecond: draw again
+        raise FileExistsError(f"could not find a free file name in {folder}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the complete temporary file its final name, failing if that name exists."""
+    try:
+        os.link(tmp, path)  # atomic and exclusive: readers never see half a file
+    except FileExistsError:
+        raise
+    except OSError:
+        # A file system without hard links (some network and FAT mounts): exclusive create, then copy.
+        # A reader may glimpse a partial file here; `load_history` skips files that do not parse.
+        with open(path, "x") as out:
+            out.write(tmp.read_text())
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One history file: the run's results with its commit and machine."""
+
+    path: Path
+    time: str  # when it was appended (UTC, ISO 8601)
+    commit: CommitInfo
+    device: dict[str, Any]
+    machine: dict[str, Any]
+    protocol: dict[str, Any]
+    cases: dict[str, dict[str, Any]]  # the raw case dicts: fields added later read with .get()
+
+    @property
+    def device_key(self) -> str:
+        """The device as one string: its profile name and, where known, the hardware's name."""
+        name = str(self.device.get("name", "?"))
+        hw = (self.device.get("identity") or {}).get("name")
+        return f"{name} ({hw})" if hw and hw != name else name
+
+    def verdicts(self) -> Counter:
+        return Counter(str(c.get("verdict") or "not compared") for c in self.cases.values())
+
+
+def read_run(path: Path) -> Run:
+    """One history file; results.ResultsFileError when it is not one."""
+    results.load(path)  # the same checks as any results file: schema, version, cases
+    data = json.loads(Path(path).read_text())
+    cases = data.get("cases") or {}
+    return Run(
+        path=Path(path),
+        time=str(data.get("appended") or data.get("created") or ""),
+        commit=CommitInfo.from_dict(data.get("commit")),
+        device=data.get("device") or {},
+        machine=data.get("machine") or {},
+        protocol=data.get("protocol") or {},
+        cases={str(k): v for k, v in cases.items() if isinstance(v, dict)},
+    )
+
+
+def load_history(folder: str | Path) -> tuple[list[Run], list[str]]:
+    """The runs of a folder, oldest first, and one line per file that could not be read."""
+    runs, problems = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            runs.append(read_run(path))
+        except (results.ResultsFileError, json.JSONDecodeError, OSError) as exc:
+            problems.append(f"{path.name}: {exc}")
+    runs.sort(key=lambda r: (r.time, r.path.name))
+    return runs, problems
+
+
+def prune(folder: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
+    """Delete all but the newest `keep` runs of each device; returns the files removed."""
+    if keep < 1:
+        raise ValueError("--prune-keep must be at least 1")
+    runs, _ = load_history(folder)
+    by_device: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_device[run.device_key].append(run)
+    removed = []
+    for device_runs in by_device.values():
+        for run in device_runs[:-keep]:  # oldest first
+            if not dry_run:
+                run.path.unlink(missing_ok=True)  # another pruner may have been first
+            removed.append(run.path)
+    return removed
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def _verdict_text(counts: Counter) -> str:
+    order = ["regressed", "improved", "inconclusive", "unchanged", "not compared"]
+    keys = sorted(counts, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return ", ".join(f"{counts[k]} {k}" for k in keys) or "-"
+
+
+def history_table(runs: list[Run]) -> str:
+    from tabulate import tabulate
+
+    rows = [[r.time[:19].replace("T", " "), r.commit.label(), r.device_key, len(r.cases), _verdict_text(r.verdicts()), r.path.name] for r in runs]
+    return tabulate(rows, headers=["time (UTC)", "commit", "device", "cases", "verdicts", "file"], tablefmt="simple", disable_numparse=True)
+
+
+def _history_command(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    if args.prune_keep is not None:
+        try:
+            removed = prune(folder, args.prune_keep, dry_run=args.dry_run)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(removed)} run(s), keeping the newest {args.prune_keep} per device")
+        for path in removed:
+            print(f"  {path.name}")
+    runs, problems = load_history(folder)
+    if args.device:
+        runs = [r for r in runs if args.device in (r.device.get("name"), r.device_key)]
+    for p in problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    print(history_table(runs) if runs else f"no runs in {folder}")
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Add `history DIR [--prune-keep N]` to cli.main's subcommands."""
+    p = subparsers.add_parser("history", help="list the runs of a history folder (--e3p-history); prune old ones")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--device", default="", help="only this device (profile name)")
+    p.add_argument("--prune-keep", type=int, default=None, metavar="N", help="delete all but the newest N runs of each device")
+    p.add_argument("--dry-run", action="store_true", help="with --prune-keep: say what would be deleted, delete nothing")
+    p.set_defaults(run=_history_command)
