@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import gate
 from .gate import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
-from .results import OK, CaseResult, ResultsFile
+from .results import MEASURED_TOP1, OK, CaseResult, ResultsFile
 
 __all__ = ["IMPROVED", "INCONCLUSIVE", "REGRESSED", "UNCHANGED"]
 METRICS = ("energy", "latency", "top1")
@@ -119,10 +119,10 @@ class Check:
         return f"{head}; {self.note}" if self.note else head
 
 
-def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[float], tolerance: float) -> Check:
+def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[float], tolerance: float, prior: gate.Prior | None = None) -> Check:
     """The gate for a lower-is-better metric on pass values (gate.py has the rule)."""
-    d = gate.decide(base_runs, current, tolerance)
-    base_value = math.exp(sum(sum(math.log(v) for v in r) / len(r) for r in base_runs) / len(base_runs))
+    d = gate.decide(base_runs, current, tolerance, prior=prior)
+    base_value = math.exp(sum(gate.run_value(r) for r in base_runs) / len(base_runs))
     current_value = base_value * (1.0 + d.change)
     note = d.note
     if d.verdict in (gate.REGRESSED, gate.INCONCLUSIVE) and not d.noise.between_runs and d.change > tolerance:
@@ -154,10 +154,12 @@ def case_incompatibility(base: CaseResult, cur: CaseResult) -> str | None:
     for key, b in case_conditions(base).items():
         c = case_conditions(cur)[key]
         if b != c:
-            extra = " (an estimate is never compared with a measurement)" if key == "energy kind" else ""
+            extra = NEVER_MIXED if key == "energy kind" else ""
             return f"{key} differs: baseline {b}, this run {c}{extra}"
     return None
 
+
+NEVER_MIXED = " (an estimate is never compared with a measurement)"
 
 # Run-wide conditions checked when a baseline is loaded, before anything is measured.
 PROTOCOL_CONDITIONS = ("batch_size", "precision", "threads", "allocator", "energy_kind")
@@ -166,7 +168,7 @@ PROTOCOL_CONDITIONS = ("batch_size", "precision", "threads", "allocator", "energ
 def protocol_incompatibility(base: dict, cur: dict) -> str | None:
     for key in PROTOCOL_CONDITIONS:
         if key in base and key in cur and base[key] != cur[key]:
-            extra = " (an estimate is never compared with a measurement)" if key == "energy_kind" else ""
+            extra = NEVER_MIXED if key == "energy_kind" else ""
             return f"{key.replace('_', ' ')} differs: baseline {base[key]}, this run {cur[key]}{extra}"
     return None
 
@@ -182,8 +184,15 @@ def device_incompatibility(base: ResultsFile, device: dict) -> str | None:
     return None
 
 
-def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances) -> list[Check]:
-    """The checks of one case; IncompatibleBaseline when the conditions differ."""
+def priors(base: ResultsFile) -> dict[str, gate.Prior | None]:
+    """Per metric, the between-run variance pooled over the baseline's cases (gate.pooled_run_prior)."""
+    ok = [c for c in base.cases.values() if c.status == OK]
+    return {metric: gate.pooled_run_prior([c.runs(metric) for c in ok]) for metric in ("energy", "latency")}
+
+
+def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances, prior: dict[str, gate.Prior | None] | None = None) -> list[Check]:
+    """The checks of one case; IncompatibleBaseline when the conditions differ. `prior`: the
+    baseline's priors(), which let the noise estimate use all of its cases."""
     why = case_incompatibility(base, cur)
     if why:
         raise IncompatibleBaseline(f"{cur.case_id}: {why}")
@@ -191,8 +200,8 @@ def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances) -> list[Che
     for metric, unit, limit in (("energy", "mJ/img", tol.energy), ("latency", "ms/img", tol.latency)):
         base_runs, current = base.runs(metric), cur.pass_values(metric)
         if limit is not None and base_runs and current:
-            checks.append(decide(metric, unit, base_runs, current, limit))
-    if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == "measured":
+            checks.append(decide(metric, unit, base_runs, current, limit, (prior or {}).get(metric)))
+    if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == MEASURED_TOP1:
         checks.append(decide_top1(base.top1, cur.top1, tol.top1))
     return checks
 
@@ -202,12 +211,12 @@ def gate_feasibility(base: CaseResult | None, passes: int) -> str | None:
     return gate.feasibility(base.runs("energy") if base else None, passes)
 
 
-def supported_tolerance_note(base: CaseResult, passes: int, tolerance: float) -> str | None:
+def supported_tolerance_note(base: CaseResult, passes: int, tolerance: float, prior: gate.Prior | None = None) -> str | None:
     """When a baseline's own noise is wider than the tolerance: the tolerance its data support."""
     runs = base.runs("energy")
     if len(runs) < 2:
         return None
-    supported = gate.supported_tolerance(runs, passes)
+    supported = gate.supported_tolerance(runs, passes, prior)
     if supported is None or supported <= tolerance:
         return None
     return (
@@ -235,7 +244,7 @@ def merge_runs(old: ResultsFile | None, new: ResultsFile, keep_runs: int) -> tup
         before = old.cases.get(cid)
         if before is None or case_incompatibility(before, case) or keep_runs <= 1:
             continue
-        earlier = [*before.earlier_runs, before.own_run()][-(keep_runs - 1):]
+        earlier = [*before.earlier_runs, before.own_run(old.created)][-(keep_runs - 1):]
         merged.cases[cid] = dataclasses.replace(case, earlier_runs=earlier)
         added = max(added, len(earlier))
     kept = sorted(set(old.cases) - set(new.cases))
@@ -272,6 +281,7 @@ def compare_files(base: ResultsFile, cur: ResultsFile, tol: Tolerances) -> Compa
     if why:
         raise IncompatibleBaseline(why)
     out = Comparison()
+    prior = priors(base)
     for cid, case in sorted(cur.cases.items()):
         if case.status != OK:
             continue
@@ -279,7 +289,7 @@ def compare_files(base: ResultsFile, cur: ResultsFile, tol: Tolerances) -> Compa
             out.new.append(cid)
             continue
         try:
-            out.checks[cid] = compare_case(base.cases[cid], case, tol)
+            out.checks[cid] = compare_case(base.cases[cid], case, tol, prior)
         except IncompatibleBaseline as exc:
             out.refused[cid] = str(exc)
     out.missing = sorted(set(base.cases) - set(cur.cases))

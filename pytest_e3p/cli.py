@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import dashboard, history
+from . import __version__, dashboard, history
+from .options import DEFAULTS
 
 
 def _screen(args: argparse.Namespace) -> int:
@@ -188,6 +189,7 @@ def _finetune(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Help strings go through %-formatting: a literal percent sign must be written %%.
     parser = argparse.ArgumentParser(prog="python -m pytest_e3p", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pytest-e3p {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("screen", help="stage 1: NetScore and Pareto screening, no measurement")
@@ -208,13 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=COMPARE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("baseline")
     p.add_argument("results")
-    p.add_argument("--tolerance", default="energy=5%", help="e.g. energy=5%%,latency=10%%,top1=0.5 (default energy=5%%)")
+    p.add_argument("--tolerance", default=DEFAULTS["tolerance"], help="e.g. energy=5%%,latency=10%%,top1=0.5")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("report", help="Markdown report and plots from results files")
     p.add_argument("results", nargs="+")
     p.add_argument("--out", required=True)
-    p.add_argument("--reference-model", default="vit_small_patch16_224")
+    p.add_argument("--reference-model", default=DEFAULTS["reference_model"], help="the model savings are computed against")
     p.set_defaults(run=_report)
 
     p = sub.add_parser("finetune", help="fine-tune a model on CIFAR-10 with the paper's recipe")
@@ -232,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_finetune)
     history.add_cli(sub)
     dashboard.add_cli(sub)
+    for command in sub.choices.values():  # every subcommand's help shows its defaults
+        command.formatter_class = _HelpFormatter
     return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; descriptions and epilogs kept as written."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,12 @@
 
 `--e3p-limit N` evaluates N images evenly spaced over the set (indices floor(i * len / N)): the same
 images every run, spread over all classes, so a quick run is a fair sample.
+
+Class folders are listed with torchvision's ImageFolder functions (its sorted classes, extensions and
+walk). timm's `create_dataset` is not used: its `ImageDataset` answers an image it cannot decode with
+the next image (a logged warning), which changes top-1 silently, and its folder reader orders classes
+by natural sort and drops empty class folders, which shifts class indices; its CIFAR-10 is
+torchvision's. Why torchvision's ImageNet and CIFAR10 classes are not used is said where ours are.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from torch.utils.data import Dataset, Subset
 
 SYNTHETIC, IMAGENET, CIFAR10, FOLDER = "synthetic", "imagenet", "cifar10", "folder"
 KINDS = (SYNTHETIC, IMAGENET, CIFAR10, FOLDER)
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm"}
 DEVKIT_DIR = "ILSVRC2012_devkit_t12"
 CIFAR_DIR = "cifar-10-batches-py"
 
@@ -77,8 +82,16 @@ def parse_datasets(spec: str) -> list[DatasetSpec]:
     return specs
 
 
+class CorruptImage(Exception):
+    """An image of the dataset that cannot be decoded; the message names the file and the fix."""
+
+
 class LabelledImages(Dataset):
-    """(image path, class index) pairs, loaded with PIL as RGB and transformed."""
+    """(image path, class index) pairs, loaded with PIL as RGB and transformed.
+
+    Ours rather than ImageFolder's pil_loader: an image that cannot be decoded is one line naming the
+    file (CorruptImage, which the session finds even in a loader process's traceback), where
+    pil_loader raises PIL's error as it comes; and an RGB image is not copied by a convert()."""
 
     def __init__(self, items: list[tuple[Path, int]], transform=None):
         self.items, self.transform = items, transform
@@ -91,14 +104,23 @@ class LabelledImages(Dataset):
         from PIL import Image
 
         path, label = self.items[i]
-        with Image.open(path) as img:
-            img.load()  # decode now, while the file is open; no copy when it is RGB already
-            img = img if img.mode == "RGB" else img.convert("RGB")
+        try:
+            with Image.open(path) as img:
+                img.load()  # decode now, while the file is open; no copy when it is RGB already
+                img = img if img.mode == "RGB" else img.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for truncated or foreign files
+            raise CorruptImage(f"{path} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); remove or replace it") from None
         return (self.transform(img) if self.transform else img), label
 
 
 class Cifar10(Dataset):
-    """The official CIFAR-10 python batches, as PIL images."""
+    """The official CIFAR-10 python batches, as PIL images: what torchvision's CIFAR10 returns.
+
+    torchvision's CIFAR10 (even with download=False, which keeps it off the network) is not used: it
+    opens only the byte-exact official download, checking the md5 of all five train batches, the test
+    batch and batches.meta (163 MB hashed on every open, even for the test split), and answers any
+    other copy with "Dataset not found or corrupted. You can use download=True", naming no file.
+    `read_cifar_batch` reads the test batch alone and names the file and the fix."""
 
     def __init__(self, images, labels: list[int], transform=None):
         self.images, self.targets, self.transform = images, labels, transform
@@ -113,12 +135,36 @@ class Cifar10(Dataset):
         return (self.transform(img) if self.transform else img), self.targets[i]
 
 
+def _image_extensions() -> tuple[str, ...]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images directly in `folder` (the flat ImageNet layout), by ImageFolder's extensions."""
+    from torchvision.datasets.folder import is_image_file
+
+    return sorted(p for p in folder.iterdir() if is_image_file(p.name))
+
+
+def _class_folders(root: Path) -> list[str]:
+    """Sorted sub-folder names: ImageFolder's classes, so its checkpoints' class indices hold."""
+    from torchvision.datasets.folder import find_classes
+
+    try:
+        return find_classes(root)[0]
+    except FileNotFoundError:  # no sub-folder at all
+        return []
 
 
 def _class_folder_items(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    return [(img, idx) for idx, cls in enumerate(classes) for img in _images_in(root / cls)]
+    """(image, index of its class in `classes`) under root/<class>/, as ImageFolder lists them
+    (files sorted, sub-folders walked); a class folder may be empty."""
+    from torchvision.datasets.folder import make_dataset
+
+    items = make_dataset(str(root), {cls: idx for idx, cls in enumerate(classes)}, extensions=_image_extensions(), allow_empty=True)
+    return [(Path(path), idx) for path, idx in items]
 
 
 def read_cifar_batch(path: Path) -> tuple[Any, list[int]]:
@@ -204,6 +250,13 @@ def _imagenet_flat_items(path: Path, devkit: Path) -> list[tuple[Path, int]]:
 
 
 def open_imagenet(path: Path, transform=None) -> LabelledImages:
+    """Either layout of the validation set, labelled in timm's class order.
+
+    torchvision's ImageNet class reads neither: it needs the devkit *tarball*
+    (ILSVRC2012_devkit_t12.tar.gz, md5-checked) or the meta.bin it writes into the dataset folder from
+    it, and PATH/val/ in synset folders, else it unpacks ILSVRC2012_img_val.tar there and moves the
+    images. Its meta.mat and ground-truth parsers are private to its tarball function, and it does not
+    check that all 1000 synset folders are there (a missing one shifts every later class index)."""
     synsets = _imagenet_synsets()
     folders = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("n") and p.name[1:].isdigit())
     if folders:
@@ -227,13 +280,29 @@ def open_imagenet(path: Path, transform=None) -> LabelledImages:
 
 
 def open_folder(path: Path, transform=None) -> LabelledImages:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    classes = _class_folders(path)
     if not classes:
         raise DatasetError(f"folder: {path} has no class sub-folders (expected PATH/<class>/<image>)")
     items = _class_folder_items(path, classes)
     if not items:
-        raise DatasetError(f"folder: {path} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"folder: {path} has class folders but no images ({', '.join(_image_extensions())})")
     return LabelledImages(items, transform)
+
+
+def validate(spec: DatasetSpec) -> None:
+    """Open a dataset and decode its first image, before anything is measured: a wrong layout, an
+    empty folder or an unreadable file is a DatasetError now, not a traceback after an hour."""
+    if not spec.has_labels:
+        return
+    dataset = open_dataset(spec)
+    if len(dataset) == 0:
+        raise DatasetError(f"{spec.name}: {spec.path} holds no images")
+    try:
+        dataset[0]
+    except CorruptImage as exc:
+        raise DatasetError(f"{spec.name}: the first image {exc}") from None
+    if spec.kind == FOLDER and num_classes(spec) < 2:
+        raise DatasetError(f"folder: {spec.path} has one class folder; top-1 over one class says nothing (expected PATH/<class>/<image> for 2 or more classes)")
 
 
 def num_classes(spec: DatasetSpec) -> int | None:
@@ -242,7 +311,7 @@ def num_classes(spec: DatasetSpec) -> int | None:
     if spec.kind == CIFAR10:
         return 10
     if spec.kind == FOLDER:
-        return len([p for p in spec.path.iterdir() if p.is_dir()])
+        return len(_class_folders(spec.path))
     return None
 
 

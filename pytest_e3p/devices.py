@@ -3,6 +3,7 @@ identity (what makes two results comparable), and which power sensor measures it
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -119,17 +120,33 @@ def _thermal_zone_c() -> float | None:
         return None
 
 
-def cpu_identity() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's brand string, from py-cpuinfo (pytest-benchmark's dependency, so installed with it).
+
+    It asks lscpu and a CPUID child process (about 0.2 s), hence the cache. Without py-cpuinfo, or
+    where it finds no brand, the first "model name" / "Hardware" line of /proc/cpuinfo."""
+    try:
+        import cpuinfo
+
+        brand = str(cpuinfo.get_cpu_info().get("brand_raw") or "").strip()
+    except Exception:  # not installed, or it failed on an unusual platform: the fallback below
+        brand = ""
+    if brand:
+        return brand
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 if line.lower().startswith(("model name", "hardware")):
-                    model = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"name": model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+    return model
+
+
+def cpu_identity() -> dict[str, Any]:
+    return {"name": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
 
 
 def _cuda_identity(index: int) -> dict[str, Any]:

@@ -8,12 +8,13 @@ measures every case in P passes (pass 1 over all cases, then pass 2, ...), a pas
 
 The rule, on log values (a change is a ratio):
 
-    run value    = mean of the run's log pass values
+    run value    = median of the run's log pass values (a pass disturbed by another job is outvoted)
     change       = exp(this run's value - mean of the baseline's run values) - 1
-    v            = variance of one run value:
-                     K >= 2 baseline runs: the larger of the baseline runs' variance (df K-1) and the
-                     pooled between-pass variance / P (df: the pooled passes')
-                     K == 1: the pooled between-pass variance / P (between-run noise unmeasured)
+    v            = variance of one run value: the baseline runs' variance (df K-1), moderated by the
+                     between-run variance pooled over all cases of the baseline (a moderated t test:
+                     the machine's noise is shared by its cases, and K-1 alone is few degrees of
+                     freedom). Where no case holds 2 runs: the pooled between-pass variance
+                     x (pi/2) / P, and the message says between-run noise was not measured
     SE           = sqrt(v * (1 + 1/K))
     p            = one-sided Student t of the change against SE
     noise        = t(1 - alpha, df) * SE: the smallest change that is significant
@@ -26,11 +27,24 @@ shown. A change beyond the tolerance but within the noise is "inconclusive": rep
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 ALPHA = 0.01
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE = "regressed", "improved", "unchanged", "inconclusive"
+
+
+# The prior's weight is capped so that a case noisier than the others still shows its own noise.
+PRIOR_DF_CAP = 12
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Between-run variance of log values pooled over a baseline's cases, and its weight (df)."""
+
+    variance: float
+    df: int
 
 
 @dataclass(frozen=True)
@@ -83,24 +97,61 @@ def pooled_pass_variance(runs: Sequence[Sequence[float]]) -> tuple[float, int]:
     return (ss / df if df else 0.0), df
 
 
-def noise(base_runs: Sequence[Sequence[float]], current_passes: int, current: Sequence[float] = ()) -> Noise:
+def run_variance(base_runs: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """Variance of the runs' values (log), and its degrees of freedom (K - 1)."""
+    if len(base_runs) < 2:
+        return 0.0, 0
+    return _var([run_value(r) for r in base_runs]), len(base_runs) - 1
+
+
+def pooled_run_prior(cases_runs: Sequence[Sequence[Sequence[float]]], cap_df: int = PRIOR_DF_CAP) -> Prior | None:
+    """The between-run variance pooled over the cases of one baseline (one device, one run of all
+    cases at a time): the prior of the moderated test. None when no case holds 2 runs."""
+    ss, df = 0.0, 0
+    for runs in cases_runs:
+        v, d = run_variance(runs)
+        ss += v * d
+        df += d
+    if df == 0:
+        return None
+    return Prior(ss / df, min(df, cap_df))
+
+
+def noise(base_runs: Sequence[Sequence[float]], current_passes: int, current: Sequence[float] = (), prior: Prior | None = None) -> Noise:
     """The noise of the comparison of a run of `current_passes` passes with `base_runs`.
 
-    `current` (the run's own pass values, when known) adds to the pooled between-pass variance."""
+    A run value varies by its between-run variance, estimated from the baseline's run values (K - 1
+    degrees of freedom) and moderated by `prior`, the between-run variance pooled over all cases of
+    the baseline: v = (d0 s0^2 + d s^2) / (d0 + d) with df d0 + d, as in a moderated t test (Smyth
+    2004). Only where no case of the baseline holds 2 runs does the spread of the passes stand in
+    for it (pooled over the baseline's and this run's passes; pi/2 for the variance of a median),
+    and that is said: it cannot see what changes between processes."""
     k = len(base_runs)
-    pass_var, pass_df = pooled_pass_variance([*base_runs, current] if current else base_runs)
     p = max(1, current_passes)
-    if k >= 2:
-        run_var = _var([_mean(_logs(r)) for r in base_runs])
-        if run_var >= pass_var / p:
-            v, df, between = run_var, k - 1, True
-        else:
-            v, df, between = pass_var / p, pass_df, True
+    median_factor = math.pi / 2 if p >= 3 else 1.0  # variance of a median of p against a mean
+    own_var, own_df = run_variance(base_runs)
+    if prior is not None:
+        v, df = (prior.variance * prior.df + own_var * own_df) / (prior.df + own_df), prior.df + own_df
     else:
-        v, df, between = pass_var / p, pass_df, False
-    if df < 1:
-        return Noise(None, 0, k, between)
-    return Noise(math.sqrt(v * (1.0 + 1.0 / max(k, 1))), df, k, between)
+        v, df = own_var, own_df
+    if df >= 1:
+        # A run value cannot vary less between runs than its own passes make it: two runs that
+        # happen to agree are no proof of zero noise. The floor uses the baseline's passes only.
+        base_pass_var, base_pass_df = pooled_pass_variance(base_runs)
+        floor = base_pass_var * median_factor / p
+        if floor > v and base_pass_df >= 1:
+            v, df = floor, base_pass_df
+        return Noise(math.sqrt(v * (1.0 + 1.0 / k)), df, k, True)
+    pass_var, pass_df = pooled_pass_variance([*base_runs, current] if current else base_runs)
+    if pass_df < 1:
+        return Noise(None, 0, k, False)
+    v = pass_var * median_factor / p
+    return Noise(math.sqrt(v * (1.0 + 1.0 / max(k, 1))), pass_df, k, False)
+
+
+def run_value(passes: Sequence[float]) -> float:
+    """A run's value: the median of its log pass values (one disturbed pass of three moves it not)."""
+    return statistics.median(_logs(passes))
 
 
 def feasibility(base_runs: Sequence[Sequence[float]] | None, passes: int) -> str | None:
@@ -125,7 +176,7 @@ class Decision:
     note: str = ""
 
 
-def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], tolerance: float, alpha: float = ALPHA) -> Decision:
+def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], tolerance: float, alpha: float = ALPHA, prior: Prior | None = None) -> Decision:
     """The gate for a lower-is-better metric (energy, latency) on pass values."""
     from scipy.stats import t
 
@@ -133,10 +184,10 @@ def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], toler
     current = list(current)
     if not base_runs or not current:
         raise ValueError("decide needs pass values for the baseline and the current run")
-    base_center = _mean([_mean(_logs(r)) for r in base_runs])
-    diff = _mean(_logs(current)) - base_center
+    base_center = _mean([run_value(r) for r in base_runs])
+    diff = run_value(current) - base_center
     change = math.exp(diff) - 1.0
-    nz = noise(base_runs, len(current), current)
+    nz = noise(base_runs, len(current), current, prior)
     if nz.se_log is None:
         return Decision(INCONCLUSIVE, change, None, nz, "no noise measure (1 pass against a 1-pass, 1-run baseline): use --e3p-passes 2 or more")
     if nz.se_log == 0.0:
@@ -161,6 +212,6 @@ def spread(values: Sequence[float]) -> float | None:
     return math.sqrt(_var(values)) / m if m else None
 
 
-def supported_tolerance(base_runs: Sequence[Sequence[float]], passes: int) -> float | None:
+def supported_tolerance(base_runs: Sequence[Sequence[float]], passes: int, prior: Prior | None = None) -> float | None:
     """The smallest tolerance this baseline's noise supports for a run of `passes` passes."""
-    return noise(base_runs, passes).threshold
+    return noise(base_runs, passes, prior=prior).threshold

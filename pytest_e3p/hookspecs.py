@@ -15,3 +15,10 @@ def pytest_e3p_modify_cases(config: pytest.Config, cases: list) -> None:
 def pytest_e3p_case_result(config: pytest.Config, result) -> None:
     """Called with each case's CaseResult once it is final (after the test), before any baseline
     comparison: export it, add notes, or push it to a dashboard."""
+
+
+@pytest.hookspec
+def pytest_e3p_update_json(config: pytest.Config, results: dict) -> None:
+    """Called with each results (or baseline) file as a JSON-ready dict just before it is written:
+    add your own top-level fields (CI job, hardware notes); they are kept when a baseline is
+    refreshed. pytest-benchmark's pytest_benchmark_update_json plays the same part."""

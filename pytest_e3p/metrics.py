@@ -52,9 +52,28 @@ def dominated_by(points: Sequence[Sequence[float]], maximize: Sequence[bool], i:
 
 
 def ranks(values: Sequence[float], higher_is_better: bool) -> list[int]:
-    """1-based rank of each value (1 = best); ties get the same, lower rank."""
-    order = sorted(values, reverse=higher_is_better)
-    return [order.index(v) + 1 for v in values]
+    """1-based rank of each value (1 = best); ties get the same, lower rank (scipy's method="min")."""
+    from scipy.stats import rankdata
+
+    return [int(r) for r in rankdata([-v if higher_is_better else v for v in values], method="min")]
+
+
+def noise_ranks(values: Sequence[float], halfwidths: Sequence[float], higher_is_better: bool) -> list[int]:
+    """1-based ranks in which values whose noise bands overlap share a rank.
+
+    A band is value +/- halfwidth. Walking from the best, a value starts a new rank only when its band
+    is clear of the band of the first value of the current rank; so a ranking never orders two
+    models whose difference is within the noise of the measurement."""
+    sign = -1.0 if higher_is_better else 1.0
+    order = sorted(range(len(values)), key=lambda i: sign * values[i])
+    out = [0] * len(values)
+    head = None
+    rank = 0
+    for position, i in enumerate(order, 1):
+        if head is None or sign * (values[i] - values[head]) > halfwidths[i] + halfwidths[head]:
+            head, rank = i, position
+        out[i] = rank
+    return out
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:

@@ -58,6 +58,13 @@ def hub_reachable() -> bool:
         return False
 
 
+def _has_published_weights(model: ModelName) -> bool:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model.full)
+    return cfg is None or bool(getattr(cfg, "has_weights", True) or cfg.hf_hub_id or cfg.url or cfg.file)
+
+
 def cached_weights_file(model: ModelName) -> Path | None:
     """The weights file of `model` in the Hugging Face cache, if it is there."""
     from huggingface_hub import constants, try_to_load_from_cache
@@ -153,8 +160,13 @@ def build_model(
     if weights == RANDOM:
         return _create(model.full, pretrained=False, num_classes=num_classes or 1000).eval(), Weights(RANDOM, "asked for random weights")
 
-    cached = cached_weights_file(model)
     kwargs = {"num_classes": num_classes} if num_classes else {}
+    if not _has_published_weights(model):
+        # EdgeViT and the like: nothing to look for in the cache or on the Hub
+        why = f"{model.full} has no published pretrained weights"
+        warnings.warn(f"{why}; using random weights (energy and latency stay valid, accuracy is the reference figure)", stacklevel=2)
+        return _create(model.full, pretrained=False, **kwargs).eval(), Weights(RANDOM, why)
+    cached = cached_weights_file(model)
     if cached is not None:
         net = _create(model.full, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}, **kwargs)
         return net.eval(), Weights(PRETRAINED, f"{model.full} (Hugging Face cache)")

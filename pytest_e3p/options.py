@@ -1,7 +1,9 @@
 """Command-line and ini options, read into one validated Options record.
 
-Every `--e3p-x-y` flag has an ini twin `e3p_x_y` for `[tool.pytest.ini_options]`; `--device` is
-`e3p_device`. The command line wins over the ini file.
+Every `--e3p-x-y` flag has an ini twin `e3p_x_y` for `[tool.pytest.ini_options]`; the command line
+wins over the ini file. All flags carry the prefix, so a project that defines its own `--device`
+keeps it; this repository's top-level conftest.py adds `--device` as the suite's alias of
+`--e3p-device`.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def _flag(text: str) -> bool:
 
 # (field, flag, default, parser, help). Defaults follow METHOD.md's protocol.
 SPEC: list[tuple[str, str, str, Any, str]] = [
-    ("device", "--device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
-    ("models", "--e3p-models", "paper13", str, "paper13, candidates, or a comma list of timm names (arch or arch.tag)"),
+    ("device", "--e3p-device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
+    ("models", "--e3p-models", "paper13", str, "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     ("batch_size", "--e3p-batch-size", "auto", _batch_size, "images per batch; auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU"),
     ("passes", "--e3p-passes", "3", _positive_int, "passes over all cases (pass 1 over every case, then pass 2, ...); the gate weighs a change against the spread between passes and runs"),
@@ -110,10 +112,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("baseline_runs", "--e3p-baseline-runs", "5", _positive_int, "runs a baseline keeps per case: --e3p-save-baseline adds this run to a compatible existing baseline and drops the oldest beyond this count (1: replace it)"),
     ("slowdown", "--e3p-slowdown", "0", _fraction, "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)"),
     ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
-    ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by `python -m pytest_e3p history|dashboard`)"),
+    ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by the history and dashboard commands)"),
     ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
 ]
+
+
+DEFAULTS = {name: default for name, _flag, default, _parse, _help in SPEC}  # the one place defaults live
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ assert [f.name for f in fields(Options)] == [s[0] for s in SPEC]
 
 
 def ini_name(flag: str) -> str:
-    return "e3p_device" if flag == "--device" else flag.lstrip("-").replace("-", "_")
+    return flag.lstrip("-").replace("-", "_")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -200,18 +205,20 @@ def read_options(config: pytest.Config) -> Options:
         target = getattr(opts, path_name)
         if target is not None:
             check_writable(target, "--e3p-" + path_name.replace("_", "-"))
-    if opts.report is not None:
-        check_writable_folder(opts.report, "--e3p-report")
+    for folder_name in ("report", "history"):
+        folder = getattr(opts, folder_name)
+        if folder is not None:
+            check_writable_folder(folder, f"--e3p-{folder_name}")
     if opts.limit < 0:
         raise pytest.UsageError(f"--e3p-limit={opts.limit}: must be 0 (all images) or a positive count")
     return opts
 
 
 def check_writable_folder(path: Path, flag: str) -> None:
-    """The report folder: a folder (or one that can be made), not a file."""
+    """A folder the run writes into (report, history): a folder, or one that can be made; not a file."""
     if path.exists() and not path.is_dir():
-        raise pytest.UsageError(f"{flag}={path}: is a file; give a folder for report.md and its plots")
-    check_writable(path / "report.md", flag)
+        raise pytest.UsageError(f"{flag}={path}: is a file; give a folder")
+    check_writable(path / "probe.json", flag)
 
 
 def check_writable(path: Path, flag: str) -> None:

@@ -32,7 +32,47 @@ def pytest_configure(config: pytest.Config) -> None:
     # Validate at once when the user asked for pytest-e3p, so bad input is a usage error before
     # anything runs; other projects with the plugin installed pay nothing.
     if opts.explicitly_set(config) and not hasattr(config, "workerinput"):
+        if _xdist_workers(config):
+            raise pytest.UsageError(
+                "pytest-e3p measures one case at a time on one device; under pytest-xdist every worker would measure "
+                "at once and write its own part of the results: run the benchmarks without -n (or with -n 0)"
+            )
         _session(config)
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers this run asks for (0 without xdist)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return 0
+    n = config.getoption("numprocesses", None)
+    try:
+        return int(n) if n not in (None, "auto", "logical") else 2
+    except (TypeError, ValueError):
+        return 0
+
+
+BENCHMARK_TIMING_OPTIONS = ("min_rounds", "max_time", "min_time", "timer", "warmup", "warmup_iterations", "calibration_precision", "disable_gc")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """One line naming the device, its sensor and boundary, the thread count and the protocol."""
+    e3p = config.stash.get(SESSION_KEY, None)
+    if e3p is None:
+        return None
+    info = e3p.sensor.info if e3p.sensor else None
+    energy = f"{info.kind} by {info.name} ({info.boundary})" if info else f"unavailable ({e3p.sensor_note})"
+    p = e3p.protocol
+    lines = [
+        f"e3p: device {e3p.device.name}, energy {energy}; torch threads {e3p.threads}; "
+        f"{p.passes} passes x {p.rounds} rounds of >= {p.min_round_s:g} s, batch {p.batch_size}, {e3p.options.precision}"
+    ]
+    if config.pluginmanager.hasplugin("benchmark"):
+        lines.append(
+            "e3p: pytest-benchmark's table shows each case's rounds in seconds per image; its timing options "
+            "(--benchmark-min-rounds, -max-time, -min-time, -timer, -warmup, -calibration-precision, -disable-gc) and the "
+            "defaults in its header line do not apply to e3p cases, whose rounds the protocol times (--e3p-passes, --e3p-rounds, --e3p-min-round-s)"
+        )
+    return lines
 
 
 class _PytestCache:
@@ -61,6 +101,8 @@ def _live_writer(config: pytest.Config):
         capman = config.pluginmanager.get_plugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             reporter.write_line(line)
+        # pytest's progress line was interrupted: make it start again with the file name
+        reporter.currentfspath = None
 
     return write
 
@@ -75,7 +117,7 @@ def _session(config: pytest.Config):
         cache = _PytestCache(config.cache) if getattr(config, "cache", None) is not None else None
         progress = _live_writer(config)
         try:
-            session = E3PSession(options, cache, progress)
+            session = E3PSession(options, cache, progress).start()
         except SetupError as exc:
             raise pytest.UsageError(str(exc)) from None
         config.stash[SESSION_KEY] = session
@@ -131,9 +173,21 @@ def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
         )
     if not e3p_session.early_done and e3p_session.protocol.passes > 1:
         e3p_session.run_early_passes(_cases_of(request.session))
-    runner = CaseRunner(e3p_session, e3p_case, e3p_model)
+    runner = CaseRunner(e3p_session, e3p_case, e3p_model, benchmark_fixture=lambda: _benchmark_fixture(request))
     request.node.stash[RUNNER_KEY] = runner
     return runner
+
+
+def _benchmark_fixture(request: pytest.FixtureRequest):
+    """pytest-benchmark's fixture where that plugin is active and enabled, else None: the suite runs
+    without it (-p no:benchmark), and --benchmark-disable does not leave an unused fixture behind."""
+    config = request.config
+    if not config.pluginmanager.hasplugin("benchmark") or config.getoption("benchmark_disable", False):
+        return None
+    try:
+        return request.getfixturevalue("benchmark")
+    except pytest.FixtureLookupError:
+        return None
 
 
 def _cases_of(session: pytest.Session) -> list:
@@ -246,7 +300,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if e3p is None:
         return
     passed = exitstatus == pytest.ExitCode.OK and session.testsfailed == 0
-    session.config.stash[_FINISH_LINES] = e3p.finish(passed)
+    config = session.config
+    session.config.stash[_FINISH_LINES] = e3p.finish(passed, lambda data: config.hook.pytest_e3p_update_json(config=config, results=data))
     if e3p.options.report is not None and e3p.results:
         from .report_md import write_report
 

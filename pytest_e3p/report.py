@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from .baseline import REGRESSED, Check, Comparison
-from .results import OK, CaseResult
+from .results import OK, REFERENCE_TOP1, CaseResult
+from .sensors.base import ESTIMATE
 from .screening import Stage1Row
 
 
@@ -21,7 +22,7 @@ def _energy_text(energy_mj: float | None, kind: str) -> str:
     if energy_mj is None:
         return "unavailable"
     text = _num(energy_mj, ".4g")
-    return f"~{text} (est.)" if kind == "estimate" else text
+    return f"~{text} (est.)" if kind == ESTIMATE else text
 
 
 def energy_cell(r: CaseResult) -> str:
@@ -55,6 +56,15 @@ def group_cases(cases: Iterable[CaseResult]) -> dict[tuple[str, str], list[CaseR
     return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
 
 
+def ranked_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], list[CaseResult]]:
+    """Cases ranked together: same device, dataset and energy source. After a sensor fault a run can
+    hold measured and estimated cases; an estimate is never ranked against a measurement."""
+    groups: dict[tuple[str, str, str], list[CaseResult]] = defaultdict(list)
+    for r in cases:
+        groups[(r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}")].append(r)
+    return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
+
+
 def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[str]]]:
     alpha = cases[0].sam_alpha if cases else 5.0
     headers = ["#", "model", "params (M)", "GMACs", "NetScore", "top-1 (%)", "top-1 from", "latency (ms/img)", "energy (mJ/img)", "spread", "power (W)", f"SAM{alpha:g}"]
@@ -73,8 +83,8 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             _num(r.latency_ms_per_image, ".3g"),
             energy_cell(r),
             spread_cell(r),
-            _num(r.power_w, ".3g"),
-            _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == "estimate" else ""),
+            _num(r.power_w, ".3g") + (" (est.)" if r.power_w is not None and r.energy_kind == ESTIMATE else ""),
+            _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == ESTIMATE else ""),
         ]
         if checks is not None:
             energy = next((c for c in checks.get(r.case_id, []) if c.metric == "energy"), None)
@@ -95,7 +105,7 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
 def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] | None = None, fmt: str = "simple") -> list[tuple[str, str]]:
     """(title, table) per device x dataset."""
     out = []
-    for (device, dataset), group in group_cases(cases).items():
+    for (device, dataset, _source), group in ranked_groups(cases).items():
         headers, rows = ranking_rows(group, checks)
         first = group[0]
         title = f"E3P stage 2 on {device} / {dataset}: energy {first.energy_kind} by {first.energy_source} ({first.boundary})"
@@ -106,10 +116,11 @@ def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] |
 def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     cases = list(cases)
     notes = []
-    if any(r.energy_kind == "estimate" for r in cases):
+    if any(r.energy_kind == ESTIMATE for r in cases):
         notes.append("~ / est. / *: energy is an ESTIMATE (no power sensor readable), never compared with measured figures")
-    if any(r.top1_source == "reference" for r in cases):
-        notes.append("top-1 from 'reference': timm's published ImageNet-1k accuracy of these weights, not measured in this run")
+    sources = sorted({(r.top1_ref_source or "timm results-imagenet.csv").removeprefix("reference (").removesuffix(")") for r in cases if r.top1_source == REFERENCE_TOP1})
+    if sources:
+        notes.append(f"top-1 from 'reference': published ImageNet-1k accuracy ({'; '.join(sources)}), not measured in this run")
     untrained = [r for r in cases if r.weights == "random"]
     if untrained:
         # One line for all: the reason is usually the same (offline), and the detail names one model as its example.

@@ -8,14 +8,17 @@ the Markdown is still written and says how to get the plots.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from pathlib import Path
 
-from .metrics import kendall_tau, pareto_front, ranks
-from .report import eval_pass_table, group_cases, rails_table, ranking_rows
-from .results import OK, CaseResult, ResultsFile, write_atomic
-
 from tabulate import tabulate
+
+from .options import DEFAULTS
+from .metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
+from .report import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
+from .results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
+from .sensors.base import ESTIMATE
 
 
 class ReportError(Exception):
@@ -44,30 +47,52 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     xs = [c.energy_mj_per_image for c in cases]
     ys = [c.top1 for c in cases]
-    ax.scatter(xs, ys, color="tab:blue", zorder=3)
-    for i, c in enumerate(sorted(cases, key=lambda c: c.energy_mj_per_image)):
-        # alternate above and below, so neighbours with equal figures stay readable
-        ax.annotate(short_name(c), (c.energy_mj_per_image, c.top1), fontsize=7, xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
+    xerr = [2 * (c.energy_spread or 0.0) * c.energy_mj_per_image for c in cases]  # 2 sd of the passes
+    ax.errorbar(xs, ys, xerr=xerr, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
+    _label_points(ax, fig, cases)
     pts = sorted((xs[i], ys[i]) for i in front)
     if pts:
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="tab:red", label="Pareto front", zorder=2)
         ax.legend(loc="lower right")
-    est = " (ESTIMATED energy)" if any(c.energy_kind == "estimate" for c in cases) else ""
+    est = " (ESTIMATED energy)" if any(c.energy_kind == ESTIMATE for c in cases) else ""
     ax.set_xlabel(f"energy per image (mJ){est}")
-    ax.set_ylabel("top-1 accuracy (%)")
+    ref = " (REFERENCE, not measured)" if any(c.top1_source == REFERENCE_TOP1 for c in cases) else ""
+    ax.set_ylabel(f"top-1 accuracy (%){ref}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.text(0.01, 0.01, "error bars: 2 sd of the pass values", transform=ax.transAxes, fontsize=7, color="tab:gray")
     fig.tight_layout()
-    fig.savefig(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())  # a full disk never leaves a truncated plot
     return True
+
+
+def _label_points(ax, fig, cases: list[CaseResult]) -> None:
+    """Name each point where its label overlaps no label placed before it (tried offsets around the
+    point, in points); the last offset is used when all collide."""
+    ax.figure.canvas.draw()  # fixes the data-to-pixel transform
+    placed: list[tuple[float, float, float, float]] = []
+    offsets = [(4, 4), (4, -10), (4, 12), (4, -18), (4, 20), (4, -26), (-8, 28), (-8, -34)]
+    scale = fig.dpi / 72.0
+    for c in sorted(cases, key=lambda c: (c.energy_mj_per_image, c.top1)):
+        x, y = ax.transData.transform((c.energy_mj_per_image, c.top1))
+        text = short_name(c)
+        w, h = 4.2 * len(text) * scale, 8 * scale  # 7-pt text, approximately
+        for dx, dy in offsets:
+            box = (x + dx * scale, y + dy * scale, x + dx * scale + w, y + dy * scale + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (c.energy_mj_per_image, c.top1), fontsize=7, xytext=(dx, dy), textcoords="offset points")
 
 
 def _usable(c: CaseResult) -> bool:
     return c.status == OK and c.energy_mj_per_image is not None and c.top1 is not None
 
 
-def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = "vit_small_patch16_224") -> Path:
+def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = DEFAULTS["reference_model"]) -> Path:
     """Write out_dir/report.md (and PNG plots where matplotlib is installed); returns its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,12 +107,13 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     for dataset, dcases in sorted(by_dataset.items()):
         lines += [f"## Dataset: {dataset}", ""]
         lines += _stage1_section(dcases, files)
-        groups = group_cases(dcases)
+        groups = ranked_groups(dcases)
         winners = {}
-        for (device, _), group in groups.items():
-            lines += [f"### {device}: stage 2 ranking by SAM", ""]
+        for (device, _, source), group in groups.items():
+            lines += [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
             headers, rows = ranking_rows(group)
             lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            lines += [f"- {note}" for note in footnotes(group)] + [""]
             for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github")):
                 if extra:  # caption line, then the table as its own block
                     caption, table = extra.split("\n", 1)
@@ -136,9 +162,10 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
     if len(with_ns) < 3:
         return []
     ns_rank = ranks([c.netscore for c in with_ns], higher_is_better=True)
-    energy_rank = ranks([c.energy_mj_per_image for c in with_ns], higher_is_better=False)
+    # device ranks tie where the measured spread does not separate two models (a 95 % band, 2 sd)
+    energy_rank = noise_ranks([c.energy_mj_per_image for c in with_ns], [2 * _cv(c) * c.energy_mj_per_image for c in with_ns], higher_is_better=False)
     has_sam = all(c.sam is not None for c in with_ns)
-    sam_rank = ranks([c.sam for c in with_ns], higher_is_better=True) if has_sam else None
+    sam_rank = noise_ranks([c.sam for c in with_ns], [_sam_halfwidth(c) for c in with_ns], higher_is_better=True) if has_sam else None
     device_rank = sam_rank or energy_rank
     rows = []
     for i, c in enumerate(with_ns):
@@ -156,14 +183,29 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
         taus.append(f"NetScore vs energy: {tau_energy:.2f}")
     if taus:
         lines.append("Kendall's tau, " + "; ".join(taus) + ".")
+    if len(set(device_rank)) < len(device_rank):
+        lines.append("Models whose device figures are within their measured spread share a rank: no order between them is claimed.")
     moved = [f"{short_name(with_ns[i])} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
     if moved:
         lines.append("Rank moves most from NetScore to the device: " + ", ".join(moved) + ".")
     best_theory = with_ns[ns_rank.index(1)]
     best_device = with_ns[device_rank.index(1)]
-    if best_theory is not best_device:
+    if device_rank[ns_rank.index(1)] != 1:
         lines.append(f"The best NetScore model ({short_name(best_theory)}) is not the best on {device} ({short_name(best_device)}).")
     return lines + [""]
+
+
+def _cv(c: CaseResult) -> float:
+    return c.energy_spread or 0.0
+
+
+def _sam_halfwidth(c: CaseResult) -> float:
+    """Half the SAM range over energy +/- 2 sd of its passes."""
+    if c.sam is None or not _cv(c) or c.top1 is None:
+        return 0.0
+    lo, hi = c.energy_mj_per_image * (1 - 2 * _cv(c)), c.energy_mj_per_image * (1 + 2 * _cv(c))
+    values = [v for v in (sam(c.top1 / 100.0, lo, c.sam_alpha), sam(c.top1 / 100.0, hi, c.sam_alpha)) if v is not None]
+    return (max(values) - min(values)) / 2 if len(values) == 2 else float("inf")
 
 
 def savings_line(cases: list[CaseResult], device: str, reference_model: str) -> str | None:
@@ -181,7 +223,7 @@ def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list
     line = savings_line(cases, device, reference_model)
     if line is None:
         return [f"_No savings line: the reference model {reference_model} was not measured on {device}._", ""]
-    est = " (estimated energy)" if cases[0].energy_kind == "estimate" else ""
+    est = " (estimated energy)" if cases[0].energy_kind == ESTIMATE else ""
     return [f"**Savings:** {line}{est}.", ""]
 
 
@@ -197,9 +239,9 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
         lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")
-    if any(c.energy_kind == "estimate" for c in cases):
+    if any(c.energy_kind == ESTIMATE for c in cases):
         lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
-    if any(c.top1_source == "reference" for c in cases):
+    if any(c.top1_source == REFERENCE_TOP1 for c in cases):
         lines.append("- top-1 'reference' is timm's published ImageNet-1k accuracy, not measured in this run.")
     subsets = {c.eval_subset for c in cases if c.eval_subset}
     for s in sorted(subsets):

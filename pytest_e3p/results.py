@@ -14,11 +14,13 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA = "pytest-e3p/results"
+KNOWN_KEYS = {"schema", "schema_version", "created", "device", "environment", "protocol", "screening", "cases"}
 SCHEMA_VERSION = 2  # 2: passes, pass values and the earlier runs a baseline holds
 
 OK, INVALID, FAILED = "ok", "invalid", "failed"
@@ -49,7 +51,8 @@ class CaseResult:
     # stage 1, device-agnostic
     params_m: float | None = None
     gmacs: float | None = None
-    top1_ref: float | None = None  # timm's ImageNet-1k top-1 (%) for these weights
+    top1_ref: float | None = None  # published ImageNet-1k top-1 (%) for these weights
+    top1_ref_source: str = ""  # where top1_ref comes from: timm's results table, or a paper
     netscore: float | None = None
     # stage 2, on the device
     energy_kind: str = "unavailable"  # "measured", "estimate" or "unavailable"
@@ -141,10 +144,12 @@ class ResultsFile:
     screening: list[dict[str, Any]] = field(default_factory=list)
     created: str = ""
     source: str = ""  # the path it was read from, for messages
+    extra: dict[str, Any] = field(default_factory=dict)  # top-level fields added by pytest_e3p_update_json
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(
             {
+                **self.extra,
                 "schema": SCHEMA,
                 "schema_version": SCHEMA_VERSION,
                 "created": self.created,
@@ -194,8 +199,12 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         os.close(dir_fd)
 
 
-def save(results: ResultsFile, path: str | Path) -> None:
-    write_atomic(path, json.dumps(results.to_dict(), indent=2, sort_keys=True) + "\n")
+def save(results: ResultsFile, path: str | Path, update: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Write a results file; `update` may add top-level fields to its JSON first (a hook)."""
+    data = results.to_dict()
+    if update is not None:
+        update(data)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load(path: str | Path) -> ResultsFile:
@@ -234,6 +243,7 @@ def load(path: str | Path) -> ResultsFile:
             screening=data.get("screening", []),
             created=data.get("created", ""),
             source=str(path),
+            extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ResultsFileError(f"{path} is a results file with a malformed entry ({exc!r})") from None

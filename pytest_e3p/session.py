@@ -32,6 +32,7 @@ from .baseline import (
     gate_feasibility,
     merge_runs,
     parse_tolerances,
+    priors,
     protocol_incompatibility,
     supported_tolerance_note,
 )
@@ -80,6 +81,10 @@ class LoadedModel:
 
 
 class E3PSession:
+    """The run. Building it only reads and checks the options (cheap, no side effects, testable on
+    its own); start() opens the sensor, pins the process's threads and allocator, loads the baseline
+    and screens the models."""
+
     def __init__(self, options: Options, cache: Any = None, progress: Callable[[str], None] | None = None):
         self.options = options
         # pytest's cache across runs; a dict within this run when it is off (-p no:cacheprovider)
@@ -89,26 +94,22 @@ class E3PSession:
             self.device: Device = resolve(options.device)
             self.models = zoo.resolve_models(options.models)
             self.datasets = data.parse_datasets(options.datasets)
+            for spec in self.datasets:
+                data.validate(spec)
             self.tolerances: Tolerances = parse_tolerances(options.tolerance)
             zoo.parse_model(options.reference_model)
         except (DeviceError, UnknownModel, data.DatasetError, ToleranceError) as exc:
             raise SetupError(str(exc)) from None
         batch = options.batch_size or self.device.default_batch_size
         self.protocol = Protocol(batch, options.rounds, options.passes, options.min_round_s, options.warmup_s, options.idle_s)
-        if options.threads is not None:
-            torch.set_num_threads(options.threads)
-        self.threads = torch.get_num_threads()
-        self.allocator = pin_glibc_malloc() if options.malloc == "fixed" else default_malloc()
+        self.threads = options.threads or torch.get_num_threads()
+        self.allocator = default_malloc()
         self.dtype = DTYPES[options.precision]
         self.sensor: EnergySensor | None = None
         self.sensor_note = ""
-        self._open_sensor()
         self.baseline: results.ResultsFile | None = None
-        if options.baseline is not None:
-            self._load_baseline(options.baseline)
+        self.priors: dict[str, Any] = {}  # the baseline's pooled between-run noise, per metric
         self.stage1: list[Stage1Row] = []
-        if options.screen == "pareto":
-            self._screen()
         self._weights_warned = False
         self._versions = self.environment()
         self.results: dict[str, results.CaseResult] = {}
@@ -121,6 +122,25 @@ class E3PSession:
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     # -- setup -------------------------------------------------------------------------------
+    def start(self) -> "E3PSession":
+        """Everything with an effect on the machine or the file system, before the first case."""
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        self.threads = torch.get_num_threads()
+        if self.options.malloc == "fixed":
+            self.allocator = pin_glibc_malloc()
+        self._open_sensor()
+        try:
+            if self.options.baseline is not None:
+                self._load_baseline(self.options.baseline)
+            if self.options.screen == "pareto":
+                self._screen()
+        except BaseException:
+            if self.sensor is not None:
+                self.sensor.close()  # no sampler thread left behind by a usage error
+            raise
+        return self
+
     def _open_sensor(self) -> None:
         try:
             self.sensor, self.sensor_note = self.device.open_sensor(self.options.require_sensor, self.options.w_per_core, self.options.sample_hz, self.options.static_w)
@@ -150,6 +170,7 @@ class E3PSession:
         why = device_incompatibility(self.baseline, self.device_record()) or protocol_incompatibility(self.baseline.protocol, self.protocol_record())
         if why:
             raise SetupError(f"--e3p-baseline {path} cannot be compared with this run: {why}")
+        self.priors = priors(self.baseline)
 
     def gate_notes(self) -> list[str]:
         """Said at the start: cases the gate could never fail with these counts, and baselines whose
@@ -164,7 +185,7 @@ class E3PSession:
             why = gate_feasibility(base, self.protocol.passes)
             if why:
                 return [f"the gate cannot fail: {why}"]
-            note = supported_tolerance_note(base, self.protocol.passes, self.tolerances.energy)
+            note = supported_tolerance_note(base, self.protocol.passes, self.tolerances.energy, self.priors.get("energy"))
             if note:
                 notes.append(note)
         return notes
@@ -214,10 +235,16 @@ class E3PSession:
         }
 
     def results_file(self) -> results.ResultsFile:
+        protocol = self.protocol_record()
+        sources = sorted({f"{r.energy_kind} ({r.energy_source})" for r in self.results.values()})
+        if len(sources) > 1:
+            # a sensor fault switched later cases to another source: the file says so, per case too
+            protocol["energy_kind"] = "mixed"
+            protocol["energy_sources"] = sources
         return results.ResultsFile(
             device=self.device_record(),
             environment=self.environment(),
-            protocol=self.protocol_record(),
+            protocol=protocol,
             cases=dict(self.results),
             screening=[r.to_dict() for r in self.stage1],
             created=self.started,
@@ -262,6 +289,7 @@ class E3PSession:
             params_m=loaded.complexity.params_m,
             gmacs=loaded.complexity.gmacs,
             top1_ref=top1_ref,
+            top1_ref_source=ref.source if ref else "",
             netscore=netscore(top1_ref, loaded.complexity.params_m, loaded.complexity.gmacs) if top1_ref else None,
             energy_kind=info.kind if info else "unavailable",
             energy_source=info.name if info else "unavailable",
@@ -330,7 +358,7 @@ class E3PSession:
             result.verdict = "new"
             return []
         try:
-            checks = compare_case(base, result, tol)
+            checks = compare_case(base, result, tol, self.priors)
         except IncompatibleBaseline as exc:
             result.status, result.reason = results.INVALID, str(exc)
             raise
@@ -345,7 +373,7 @@ class E3PSession:
         return checks
 
     # -- the end ---------------------------------------------------------------------------
-    def finish(self, run_passed: bool) -> list[str]:
+    def finish(self, run_passed: bool, update_json: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
         """Write the results file (always) and the baseline (only after a passing run).
 
         Returns lines for the terminal saying what was written or why not."""
@@ -356,7 +384,7 @@ class E3PSession:
             return lines
         rf = self.results_file()
         if self.options.results is not None:
-            lines.append(_save(rf, self.options.results, "results"))
+            lines.append(_save(rf, self.options.results, "results", update_json))
         if self.options.history is not None:
             from . import history
 
@@ -379,15 +407,15 @@ class E3PSession:
                     lines.append(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")
                     return lines
             merged, notes = merge_runs(old, rf, self.options.baseline_runs)
-            lines.append(_save(merged, target, "baseline"))
+            lines.append(_save(merged, target, "baseline", update_json))
             lines += [f"baseline: {n}" for n in notes]
         return lines
 
 
-def _save(rf: results.ResultsFile, path: Path, what: str) -> str:
+def _save(rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
     """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
     try:
-        results.save(rf, path)
+        results.save(rf, path, update_json)
     except OSError as exc:
         return f"{what} NOT written to {path}: {exc.strerror or exc}"
     return f"{what} written to {path}"
@@ -396,8 +424,9 @@ def _save(rf: results.ResultsFile, path: Path, what: str) -> str:
 class CaseRunner:
     """What the `e3p` fixture gives a benchmark: measure(), evaluate(), and the result record."""
 
-    def __init__(self, session: E3PSession, case: Case, loaded: LoadedModel):
+    def __init__(self, session: E3PSession, case: Case, loaded: LoadedModel, benchmark_fixture: Callable[[], Any] | None = None):
         self.session, self.case, self.loaded = session, case, loaded
+        self._benchmark_fixture = benchmark_fixture  # pytest-benchmark's, looked up only when measuring
         self.result = session.new_result(case, loaded)
         self.measured = False
         self.evaluated = False
@@ -406,9 +435,12 @@ class CaseRunner:
         """Steady-state energy, latency and power of the case's model: the last pass of the
         protocol's rounds, joined with the passes the session ran before over every case.
 
-        With pytest-benchmark's `benchmark` fixture, the rounds' per-image latencies also appear in
-        its table and JSON, and the energy figures in its extra_info."""
+        Where pytest-benchmark is active, the rounds' per-image latencies also appear in its table and
+        JSON, and the energy figures in its extra_info (pass its `benchmark` fixture, or let the
+        runner look it up)."""
         s, r = self.session, self.result
+        if benchmark is None and self._benchmark_fixture is not None:
+            benchmark = self._benchmark_fixture()
         if self.case.id in s.early_errors:
             r.status, r.reason = results.INVALID, s.early_errors[self.case.id]
             raise results.MeasurementError(f"{self.case.id}: {r.reason}")
@@ -486,6 +518,13 @@ class CaseRunner:
             r.status, r.reason = results.INVALID, f"sensor fault during the accuracy pass: {exc}"
             s.reopen_sensor()
             raise
+        except Exception as exc:
+            # a loader process wraps the error in its traceback text: find our one line in it
+            line = next((ln.split("CorruptImage: ", 1)[-1] for ln in str(exc).splitlines() if "cannot be decoded" in ln), None)
+            if line is None:
+                raise
+            r.status, r.reason = results.FAILED, f"accuracy pass stopped: {line}"
+            raise results.MeasurementError(f"{case.id}: {r.reason}") from None
         r.top1, r.top5, r.top1_source = ev.top1, ev.top5, results.MEASURED_TOP1
         r.eval_images, r.eval_duration_s, r.eval_energy_mj = ev.images, ev.duration_s, ev.energy_mj
         if len(subset) < len(dataset):

@@ -1,104 +1,166 @@
-"""The regression gate by simulation, and on the real CPU here.
+"""The regression gate on real runs of the suite: false alarms, detection, and cost.
 
-1. Simulation (the decision rule of pytest_e3p.baseline.decide, unchanged): per-round energy samples
-   with a coefficient of variation of 2-5 %, the suite's default round count, 2,000 trials each:
-   false alarms on an unchanged model, the share of true +10 % regressions caught, and the smallest
-   regression caught 95 % of the time. The CV of real rounds is printed from results files when given
-   (--results), so the assumed noise can be checked against measured noise.
-2. Real CPU (--real): the same model measured twice back to back (must pass), then with torch limited
-   to one thread instead of two (a real slow-down: must fail), on latency and on the labelled energy
-   estimate; the estimate is compared only with an estimate baseline.
+Every figure comes from complete runs of `pytest benchmarks/ --device cpu` in fresh processes, with
+the default protocol (passes, rounds, tolerance), compared by the same code as `--e3p-baseline`:
 
-    python scripts/bench_gate.py [--results .e3p/results.json] [--real]
+1. False alarms: R identical runs. Each is compared with a baseline merged (as --e3p-save-baseline
+   does) from K *other* identical runs, the K before it in time order (cyclically), so R runs give R
+   comparisons per case. Also against one-run baselines, to show what K buys.
+2. Detection: runs with --e3p-slowdown 0.05 and 0.10 (extra matrix work of that fraction of each
+   forward pass's time), each compared with a K-run baseline of identical runs. The slowed and the
+   identical runs are interleaved in time, so a drift of the machine hits both alike.
+3. Noise: the between-run spread of each case's run values, and the between-pass spread within runs.
+   The smallest slowdown the gate catches at this false-alarm rate is max(tolerance, noise).
+4. Cost (--full): the wall time of one default run of the paper's 13 models.
+
+    python scripts/bench_gate.py [--models levit_128s,deit_tiny_patch16_224] [--runs 20] [--slowed 6] [--full]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np
-
-from pytest_e3p.baseline import REGRESSED, decide
+from pytest_e3p import results
+from pytest_e3p.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
 from pytest_e3p.options import SPEC
 
-DEFAULT_ROUNDS = int(next(s[2] for s in SPEC if s[0] == "rounds"))
+DEFAULTS = {s[0]: s[2] for s in SPEC}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def rate(shift: float, cv: float, rounds: int, trials: int, rng: np.random.Generator, tol: float = 0.05, run_sd: float = 0.0) -> float:
-    hits = 0
-    for _ in range(trials):
-        base = 40.0 * (1 + rng.normal(0, run_sd)) * (1 + rng.normal(0, cv, rounds))
-        cur = 40.0 * (1 + shift) * (1 + rng.normal(0, run_sd)) * (1 + rng.normal(0, cv, rounds))
-        hits += decide("energy", "mJ/img", base.tolist(), cur.tolist(), tol).verdict == REGRESSED
-    return hits / trials
+def run_suite(models: str, out: Path, slowdown: float = 0.0) -> float:
+    """One run in a fresh process; returns its wall time in seconds."""
+    cmd = [
+        sys.executable, "-m", "pytest", "benchmarks/", "--device=cpu", f"--e3p-models={models}", "--e3p-weights=random",
+        "-q", "-p", "no:cacheprovider", "--benchmark-disable", f"--e3p-results={out}",
+    ]
+    if slowdown:
+        cmd.append(f"--e3p-slowdown={slowdown}")
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return time.monotonic() - t0
 
 
-def smallest_caught(cv: float, rounds: int, trials: int, rng: np.random.Generator) -> float:
-    for shift in np.arange(0.05, 0.40, 0.005):
-        if rate(shift, cv, rounds, trials, rng) >= 0.95:
-            return float(shift)
-    return float("nan")
+def baseline_of(runs: list[results.ResultsFile], keep: int) -> results.ResultsFile:
+    """Merge runs, oldest first, exactly as repeated --e3p-save-baseline would."""
+    base = None
+    for rf in runs:
+        base, _ = merge_runs(base, rf, keep)
+    assert base is not None
+    return base
 
 
-def measured_cv(paths: list[str]) -> None:
-    for path in paths:
-        cases = json.load(open(path))["cases"]
-        cvs = {cid: statistics.stdev(c["energy_mj_per_image_samples"]) / statistics.median(c["energy_mj_per_image_samples"]) for cid, c in cases.items() if len(c["energy_mj_per_image_samples"]) > 2}
-        if cvs:
-            values = sorted(cvs.values())
-            print(f"   {path}: per-round energy CV over {len(values)} cases: median {statistics.median(values):.1%}, range {values[0]:.1%}-{values[-1]:.1%}")
+def verdicts(base: results.ResultsFile, cur: results.ResultsFile, tol) -> list[tuple[str, str, float, float | None]]:
+    """(case, verdict, change, noise) of the energy check of each case."""
+    out = []
+    for cid, checks in compare_files(base, cur, tol).checks.items():
+        for c in checks:
+            if c.metric == "energy":
+                out.append((cid, c.verdict, c.change, c.noise))
+    return out
 
 
-def real_cpu() -> None:
-    import subprocess
-    import sys
-    import tempfile
-
-    from pytest_e3p import results
-    from pytest_e3p.baseline import compare_files, parse_tolerances
-
-    model = "deit_tiny_patch16_224"
-    common = [sys.executable, "-m", "pytest", "benchmarks/", "--device=cpu", f"--e3p-models={model}", "--e3p-weights=random", "-q", "-p", "no:cacheprovider", "--benchmark-disable"]
-    with tempfile.TemporaryDirectory() as d:
-        runs = {}
-        for name, threads in (("base", "2"), ("again", "2"), ("one-thread", "1")):
-            out = f"{d}/{name}.json"
-            env = {"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}
-            subprocess.run([*common, f"--e3p-results={out}"], check=True, capture_output=True, env={**__import__("os").environ, **env})
-            runs[name] = results.load(out)
-        tol = parse_tolerances("energy=5%,latency=10%")
-        for name in ("again", "one-thread"):
-            cmp = compare_files(runs["base"], runs[name], tol)
-            for checks in cmp.checks.values():
-                for c in checks:
-                    print(f"   {name:10s} {c.describe()} -> {c.verdict}")
+def log_cv(values: list[float]) -> float:
+    logs = [math.log(v) for v in values]
+    return statistics.stdev(logs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=2000)
-    ap.add_argument("--results", nargs="*", default=[])
-    ap.add_argument("--real", action="store_true")
+    ap.add_argument("--models", default="levit_128s,deit_tiny_patch16_224")
+    ap.add_argument("--runs", type=int, default=20, help="identical runs")
+    ap.add_argument("--slowed", type=int, default=6, help="runs at each slowdown (5%% and 10%%)")
+    ap.add_argument("--keep", type=int, default=int(DEFAULTS["baseline_runs"]), help="runs per baseline (K)")
+    ap.add_argument("--full", action="store_true", help="also time one default run of the paper's 13 models")
+    ap.add_argument("--out", default="", help="keep the results files here")
     args = ap.parse_args()
-    rng = np.random.default_rng(0)
-    print(f"1. simulation: tolerance 5 %, Mann-Whitney U at alpha 0.01, {args.trials} trials per figure")
-    print("   noise assumed: independent per-round CV 2-5 % (METHOD.md: energy samples are noisy; the CV measured below)")
-    measured_cv(args.results)
-    for rounds in sorted({5, 10, DEFAULT_ROUNDS}):
-        label = " (default)" if rounds == DEFAULT_ROUNDS else ""
-        for cv in (0.02, 0.03, 0.05):
-            fa = rate(0.0, cv, rounds, args.trials, rng)
-            caught = rate(0.10, cv, rounds, args.trials, rng)
-            small = smallest_caught(cv, rounds, max(400, args.trials // 5), rng)
-            print(f"   rounds {rounds:2d}{label:10s} CV {cv:.0%}: false alarms {fa:.2%} (<= 1%), +10% caught {caught:.1%} (>= 95%), smallest caught 95%: +{small:.1%}")
-    fa_drift = rate(0.0, 0.03, DEFAULT_ROUNDS, args.trials, rng, run_sd=0.03)
-    print(f"   with a run-to-run offset of 3 % sd on top (thermals, a shared runner): false alarms {fa_drift:.2%} at CV 3 %")
-    if args.real:
-        print("2. real CPU: deit_tiny, two threads twice, then one thread (energy is the labelled estimate)")
-        real_cpu()
+    tol = parse_tolerances(DEFAULTS["tolerance"])
+    folder = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_gate."))
+    folder.mkdir(parents=True, exist_ok=True)
+
+    # interleave: identical runs, with a slowed run after every few of them
+    plan: list[tuple[str, float]] = [("same", 0.0)] * args.runs
+    slowed = [("slow5", 0.05), ("slow10", 0.10)] * args.slowed
+    step = max(1, len(plan) // max(1, len(slowed)))
+    for i, s in enumerate(slowed):
+        plan.insert(min(len(plan), (i + 1) * step + i), s)
+    print(f"protocol: passes {DEFAULTS['passes']}, rounds {DEFAULTS['rounds']} per pass, tolerance {DEFAULTS['tolerance']}, baselines of K={args.keep} runs")
+    print(f"{len(plan)} runs of {args.models} on --device cpu (energy: the labelled CPU estimate), results in {folder}", flush=True)
+    runs: dict[str, list[results.ResultsFile]] = {"same": [], "slow5": [], "slow10": []}
+    order: list[tuple[str, int]] = []  # (kind, index within kind) in time order
+    walls = []
+    for i, (kind, slowdown) in enumerate(plan):
+        out = folder / f"{i:03d}-{kind}.json"
+        if not out.exists():
+            walls.append(run_suite(args.models, out, slowdown))
+        rf = results.load(out)
+        runs[kind].append(rf)
+        order.append((kind, len(runs[kind]) - 1))
+        values = ", ".join(f"{cid.split('-')[0]} {c.energy_mj_per_image:.4g}" for cid, c in sorted(rf.cases.items()))
+        print(f"  run {i + 1:2d}/{len(plan)} {kind:6s} energy/img (est.): {values}", flush=True)
+    same = runs["same"]
+    n = len(same)
+    k = min(args.keep, n - 1)
+
+    print("\n1. false alarms: each identical run against a baseline of the K identical runs before it (cyclically)")
+    rows = []
+    for i in range(n):
+        donors = [same[(i - j) % n] for j in range(k, 0, -1)]
+        rows += verdicts(baseline_of(donors, args.keep), same[i], tol)
+    flagged = sum(v == REGRESSED for _, v, _, _ in rows)
+    print(f"   K={k}: {flagged} of {len(rows)} case comparisons flagged ({flagged / len(rows):.1%}; target <= 1%)")
+    changes = sorted(abs(c) for _, _, c, _ in rows)
+    noises = [nz for _, _, _, nz in rows if nz is not None]
+    print(f"   |change| between identical runs: median {statistics.median(changes):.1%}, max {changes[-1]:.1%}; noise threshold median {statistics.median(noises):.1%}")
+    one = [verdicts(baseline_of([same[(i - 1) % n]], 1), same[i], tol) for i in range(n)]
+    one_rows = [r for rs in one for r in rs]
+    one_flagged = sum(v == REGRESSED for _, v, _, _ in one_rows)
+    print(f"   K=1 (a one-run baseline): {one_flagged} of {len(one_rows)} flagged ({one_flagged / len(one_rows):.1%})")
+
+    print("\n2. detection: slowed runs against a K-run baseline of the identical runs nearest in time")
+    same_positions = [i for i, (kind, _) in enumerate(order) if kind == "same"]
+    for kind, label in (("slow5", "+5%"), ("slow10", "+10%")):
+        rows = []
+        for j, rf in enumerate(runs[kind]):
+            pos = next(i for i, (kd, idx) in enumerate(order) if kd == kind and idx == j)
+            nearest = sorted(same_positions, key=lambda p: abs(p - pos))[: args.keep]
+            donors = [same[order[p][1]] for p in sorted(nearest)]
+            rows += verdicts(baseline_of(donors, args.keep), rf, tol)
+        if not rows:
+            continue
+        caught = sum(v == REGRESSED for _, v, _, _ in rows)
+        achieved = statistics.median(c for _, _, c, _ in rows)
+        print(f"   {label} work: caught {caught} of {len(rows)} ({caught / len(rows):.0%}; target >= 90% at +10%), measured change median {achieved:+.1%}")
+
+    print("\n3. noise on this machine (identical runs)")
+    for cid in sorted(same[0].cases):
+        run_values = [statistics.median(rf.cases[cid].energy_mj_per_image_passes) for rf in same if cid in rf.cases]
+        pass_cvs = [rf.cases[cid].energy_spread for rf in same if cid in rf.cases and rf.cases[cid].energy_spread is not None]
+        print(
+            f"   {cid}: between runs sd {log_cv(run_values):.1%} (range {min(run_values):.4g}-{max(run_values):.4g} mJ/img), "
+            f"within a run between passes median CV {statistics.median(pass_cvs):.1%}"
+        )
+    noise_med = statistics.median(noises) if noises else float("nan")
+    print(f"   smallest slowdown caught at this false-alarm rate: about max(tolerance {tol.energy:.0%}, noise {noise_med:.1%}) = {max(tol.energy, noise_med):.1%}")
+    if walls:
+        print(f"   wall time of one {args.models} run: median {statistics.median(walls):.0f} s")
+
+    if args.full:
+        print("\n4. cost: one default run of the paper's 13 models (pretrained weights unavailable here: random)")
+        wall = run_suite("paper13", folder / "paper13.json")
+        print(f"   {wall / 60:.1f} min (target < 15 min)")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     main()

@@ -2,6 +2,7 @@
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def bench(pytester):
 
 
 def run(pytester, *args):
-    return pytester.runpytest("--device=cpu", *FAST, *args)
+    return pytester.runpytest("--e3p-device=cpu", *FAST, *args)
 
 
 def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
@@ -77,9 +78,14 @@ def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device=quantum"], "unknown device 'quantum'; accepted: cpu, cuda, rtx3050, tx2*"),
-        (["--device=rtx3050"], "*--device rtx3050*no CUDA GPU*"),
-        (["--device=tx2"], "*--device tx2 expects NVIDIA Jetson TX2*not a Jetson board*"),
+        (["--e3p-device=quantum"], "unknown device 'quantum'; accepted: cpu, cuda, rtx3050, tx2*"),
+        (["--e3p-device=rtx3050"], "*--device rtx3050*no CUDA GPU*"),
+        (["--e3p-device=tx2"], "*--device tx2 expects NVIDIA Jetson TX2*not a Jetson board*"),
+        (["--e3p-tolerance=energy=nan"], "*tolerance energy=nan: must be a finite number*"),
+        (["--e3p-tolerance=energy=5"], "*would mean 500%; write 5% for 5 percent*"),
+        (["--e3p-warmup-s=inf"], "*--e3p-warmup-s='inf': must be a finite number*"),
+        (["--e3p-min-round-s=nan"], "*--e3p-min-round-s='nan': must be a finite number*"),
+        (["--e3p-report=test_bench.py"], "*--e3p-report=test_bench.py: is a file; give a folder*"),
         (["--e3p-models=vit_smal_patch16_224"], "*unknown model 'vit_smal_patch16_224'*did you mean*vit_small_patch16_224*"),
         (["--e3p-batch-size=0"], "*--e3p-batch-size='0': must be at least 1*"),
         (["--e3p-results=/proc/results.json"], "*--e3p-results=/proc/results.json: cannot be written*"),
@@ -235,7 +241,7 @@ def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_ro
     from test_sensors_sysfs import tx2_tree
 
     tx2_tree(sysfs_root)
-    result = bench.runpytest("--device=tx2", *FAST, "--e3p-models=efficientvit_m0", "--e3p-sample-hz=100")
+    result = bench.runpytest("--e3p-device=tx2", *FAST, "--e3p-models=efficientvit_m0", "--e3p-sample-hz=100")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -304,7 +310,7 @@ def test_missing_pretrained_weights_are_said_once_live_and_the_run_goes_on(bench
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = [a for a in FAST if a != "--e3p-weights=random"]
-    result = bench.runpytest("--device=cpu", *args, MODELS)
+    result = bench.runpytest("--e3p-device=cpu", *args, MODELS)
     result.assert_outcomes(passed=2)
     lines = [line for line in result.outlines if "using random weights: energy and latency stay valid" in line]
     assert len(lines) == 1 and lines[0].startswith("[e3p] ")  # printed while the run goes, once
@@ -320,3 +326,113 @@ def test_a_second_benchmark_of_the_same_case_is_stopped_not_silently_merged(pyte
     ])
     cases = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]
     assert list(cases) == ["efficientvit_m0-cpu-synthetic"] and cases["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
+
+
+SUITE_CONFTEST = (Path(__file__).resolve().parent.parent / "conftest.py").read_text()
+SUITE = (Path(__file__).resolve().parent.parent / "benchmarks" / "test_e3p.py").read_text()
+
+
+def test_pytest_help_works_where_the_plugin_is_installed(pytester):
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--e3p-tolerance=TOLERANCE*energy=5%,latency=10%*"])
+
+
+def test_the_suite_keeps_its_device_alias_and_a_project_keeps_its_own_device_option(pytester):
+    pytester.makeconftest(SUITE_CONFTEST)
+    pytester.makepyfile(test_bench=SUITE)
+    result = pytester.runpytest("--device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1")
+    result.assert_outcomes(passed=1)
+    # another project's own --device: no "conflicting option string", and pytest-e3p still runs
+    pytester.makeconftest("def pytest_addoption(parser):\n    parser.addoption('--device', default='cuda:7')\n")
+    result = pytester.runpytest("--device=npu", "--e3p-device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["e3p: device cpu, energy estimate by cpu-time-estimate*torch threads*1 passes x 3 rounds*"])
+
+
+def test_under_xdist_the_run_is_refused_in_one_line(bench):
+    pytest.importorskip("xdist")
+    result = run(bench, "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-e3p measures one case at a time on one device*run the benchmarks without -n*"])
+
+
+def test_the_suite_runs_without_pytest_benchmark_and_with_it_disabled(pytester):
+    pytester.makepyfile(test_bench=SUITE)
+    result = pytester.runpytest("-p", "no:benchmark", "--e3p-device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "-W", "error")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*E3P stage 2 on cpu / synthetic*"])
+    result = pytester.runpytest("--benchmark-disable", "--e3p-device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1")
+    result.assert_outcomes(passed=1)
+    assert "not used at all" not in result.stdout.str()  # no unused-fixture warning
+    result = pytester.runpytest("--e3p-device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1")
+    result.stdout.fnmatch_lines(["*benchmark 'e3p: time per image (seconds)*", "*pytest-benchmark's table shows each case's rounds in seconds per image*"])
+
+
+def test_a_project_adds_fields_to_the_results_with_the_update_json_hook(pytester):
+    pytester.makeconftest("def pytest_e3p_update_json(config, results):\n    results['ci'] = {'job': 'gpu-rtx3050'}\n")
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n")
+    run(pytester, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
+    for name in (".e3p/results.json", "b.json"):
+        assert json.loads((pytester.path / name).read_text())["ci"] == {"job": "gpu-rtx3050"}
+
+
+@pytest.mark.parametrize(
+    "marker, message",
+    [
+        ("energy_tol=0.08", "*@pytest.mark.e3p takes only energy_tolerance, latency_tolerance, top1_tolerance as keywords, not energy_tol*"),
+        ("energy_tolerance=float('nan')", "*must be a finite number*"),
+        ("energy_tolerance=5", "*would mean 500%*"),
+    ],
+)
+def test_a_marker_that_would_silently_keep_or_switch_off_the_gate_is_a_usage_error(pytester, marker, message):
+    pytester.makepyfile(test_bench=f"import pytest\n\n@pytest.mark.e3p({marker})\ndef test_energy(e3p):\n    e3p.measure()\n")
+    result = run(pytester, "--e3p-models=efficientvit_m0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_passes_cover_every_case_before_the_next_and_a_deselected_case_stays_in_the_baseline(bench):
+    result = run(bench, MODELS, "--e3p-passes=3", "--e3p-save-baseline=b.json")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    order = [out.index(f"[e3p] pass {k}/3 {m}-cpu-synthetic") for k in (1, 2) for m in ("efficientvit_m0", "levit_128s")]
+    assert order == sorted(order)  # pass 1 over both cases, then pass 2; pass 3 in the tests
+    data = json.loads((bench.path / "b.json").read_text())
+    assert len(data["cases"]["levit_128s-cpu-synthetic"]["energy_mj_per_image_passes"]) == 3
+    # -k runs one case: the other keeps its entry, the run is added beside the first (2 runs held)
+    result = run(bench, MODELS, "--e3p-passes=2", "-k", "levit", "--e3p-save-baseline=b.json", "--e3p-baseline=b.json", "--e3p-tolerance=energy=off")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*kept from the previous baseline (not run now): efficientvit_m0-cpu-synthetic*"])
+    data = json.loads((bench.path / "b.json").read_text())
+    assert set(data["cases"]) == {"efficientvit_m0-cpu-synthetic", "levit_128s-cpu-synthetic"}
+    assert len(data["cases"]["levit_128s-cpu-synthetic"]["earlier_runs"]) == 1
+
+
+def test_threads_are_recorded_and_a_baseline_of_another_count_is_refused(bench):
+    run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-threads=1", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
+    data = json.loads((bench.path / "b.json").read_text())
+    assert data["protocol"]["threads"] == 1 and data["cases"]["efficientvit_m0-cpu-synthetic"]["threads"] == 1
+    assert data["protocol"]["allocator"].startswith("glibc malloc, thresholds pinned")
+    result = run(bench, "--e3p-models=efficientvit_m0", "--e3p-threads=2", "--e3p-baseline=b.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cannot be compared with this run: threads differs: baseline 1, this run 2*"])
+
+
+def test_the_gate_says_at_the_start_when_it_could_never_fail(bench):
+    run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
+    result = run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-baseline=b.json")
+    result.stdout.fnmatch_lines(["[e3p] the gate cannot fail: a run of 1 pass against a baseline of 1 run of 1 pass*--e3p-passes 2 or more*"])
+
+
+def test_a_failing_report_write_is_one_line_and_the_table_is_still_printed(bench, monkeypatch):
+    import pytest_e3p.report_md as report_md
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_md, "write_atomic", full_disk)
+    result = run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-report=rep")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*E3P stage 2 on cpu / synthetic*", "report NOT written to rep: No space left on device"])
+    assert "Traceback" not in result.stdout.str()

@@ -1,0 +1,101 @@
+"""The measurement protocol against a scripted sensor on a scripted clock: idle power, the rounds'
+energy and power, and the zero-energy fault. Every figure is exact, so each is checked to the digit."""
+
+import types
+
+import pytest
+
+from pytest_e3p import measure
+from pytest_e3p.sensors import MEASURED, EnergyReading, EnergySensor, SensorFault, SensorInfo
+
+IDLE_W, LOAD_W = 2.0, 10.0
+BATCH_S = 0.125  # each forward() takes 0.125 s of the scripted clock (binary fractions: exact sums)
+IMAGES = 4  # images per forward()
+
+
+class Machine:
+    """A clock that only moves when told to, and the energy a device draws while it moves.
+
+    The device draws IDLE_W until the first forward() and LOAD_W from then on; `sleep` (the idle
+    window) lets time pass at the current power, `forward` runs one batch at LOAD_W."""
+
+    def __init__(self):
+        self.t_s = 0.0
+        self.energy_mj = 0.0
+        self.power_w = IDLE_W
+        self.forwards = 0
+
+    def monotonic(self) -> float:
+        return self.t_s
+
+    def sleep(self, seconds: float) -> None:
+        self.t_s += seconds
+        self.energy_mj += self.power_w * seconds * 1000.0
+
+    def forward(self) -> None:
+        self.power_w = LOAD_W
+        self.forwards += 1
+        self.sleep(BATCH_S)
+
+
+class ScriptedSensor(EnergySensor):
+    """Reads the machine's cumulative energy exactly, at the machine's time."""
+
+    def __init__(self, machine: Machine, frozen: bool = False):
+        self.machine, self.frozen = machine, frozen
+        self.info = SensorInfo("scripted", MEASURED, "test boundary", "mJ", 0.001)
+        self.reads = []
+
+    def read(self) -> EnergyReading:
+        reading = EnergyReading(self.machine.t_s, 0.0 if self.frozen else self.machine.energy_mj)
+        self.reads.append(reading)
+        return reading
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    m = Machine()
+    # measure.py's own clock and sleep: the idle window, warm-up and rounds all run on the script
+    monkeypatch.setattr(measure, "time", types.SimpleNamespace(monotonic=m.monotonic, sleep=m.sleep))
+    return m
+
+
+def protocol(**kw):
+    fields = dict(batch_size=IMAGES, rounds=3, passes=1, min_round_s=0.5, warmup_s=0.0, idle_s=1.0)
+    fields.update(kw)
+    return measure.Protocol(**fields)
+
+
+def test_idle_power_is_read_before_any_work_and_the_rounds_at_load(machine):
+    sensor = ScriptedSensor(machine)
+    steady = measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol())
+    # idle: 1.0 s at 2 W, before the first forward; measured after the warm-up it would read 10 W
+    assert steady.idle_power_w == pytest.approx(IDLE_W, rel=1e-12)
+    assert sensor.reads[0].t_s == 0.0 and sensor.reads[1].t_s == pytest.approx(1.0)
+    # rounds: 0.5 s = 4 batches of 4 images at 10 W: 5000 mJ over 16 images, 31.25 ms each
+    assert [r.images for r in steady.rounds] == [16, 16, 16]
+    assert steady.power_w == pytest.approx(LOAD_W, rel=1e-12)
+    assert steady.energy_mj_per_image == pytest.approx(LOAD_W * BATCH_S * 1000.0 / IMAGES, rel=1e-12)
+    assert steady.latency_ms_per_image == pytest.approx(BATCH_S * 1000.0 / IMAGES, rel=1e-12)
+
+
+def test_measure_idle_power_w_is_the_energy_of_the_window_over_its_length(machine):
+    machine.sleep(3.0)  # 6 J already counted: only the window's own energy counts
+    assert measure.measure_idle_power_w(ScriptedSensor(machine), 0.25) == pytest.approx(IDLE_W, rel=1e-12)
+    machine.power_w = 7.5
+    assert measure.measure_idle_power_w(ScriptedSensor(machine), 2.0) == pytest.approx(7.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("kw, measure_idle", [({"idle_s": 0.0}, True), ({}, False)], ids=["idle-s-0", "measure-idle-off"])
+def test_no_idle_window_when_it_is_switched_off(machine, kw, measure_idle):
+    sensor = ScriptedSensor(machine)
+    steady = measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol(**kw), measure_idle=measure_idle)
+    assert steady.idle_power_w is None
+    # the first read opens round 1, right after the two warm-up batches: no idle window was slept
+    assert sensor.reads[0].t_s == 2 * BATCH_S
+
+
+def test_a_sensor_whose_counter_never_moves_is_a_fault_not_a_zero(machine):
+    sensor = ScriptedSensor(machine, frozen=True)
+    with pytest.raises(SensorFault, match=r"scripted read no energy over a 0\.50 s window: .*the sensor is stuck"):
+        measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol(idle_s=0.0))

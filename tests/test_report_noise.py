@@ -1,0 +1,31 @@
+"""Rankings and reports claim no order that the measured spread does not support."""
+
+import dataclasses
+
+from pytest_e3p.metrics import noise_ranks
+from pytest_e3p.report import ranking_tables
+from pytest_e3p.report_md import write_report
+from test_report import TX2, file_of
+
+
+def test_values_within_each_others_noise_share_a_rank():
+    # 100 +/- 3 and 102 +/- 3 overlap; 120 is clear of both
+    assert noise_ranks([100.0, 102.0, 120.0], [3.0, 3.0, 3.0], higher_is_better=False) == [1, 1, 3]
+    assert noise_ranks([100.0, 102.0, 120.0], [0.5, 0.5, 0.5], higher_is_better=False) == [1, 2, 3]
+    assert noise_ranks([0.9, 0.5, 0.89], [0.02, 0.02, 0.02], higher_is_better=True) == [1, 3, 1]
+
+
+def test_the_report_ties_models_the_spread_does_not_separate(tmp_path):
+    # a (200 mJ) and vit_small (425 mJ) stay apart; a 60 % spread on every case ties them all
+    noisy = [dataclasses.replace(c, energy_spread=0.6) for c in TX2]
+    text = write_report([file_of(noisy, "tx2")], tmp_path / "rep").read_text()
+    assert "share a rank: no order between them is claimed" in text
+    assert "is not the best on tx2" not in text
+    clean = write_report([file_of([dataclasses.replace(c, energy_spread=0.001) for c in TX2], "tx2")], tmp_path / "rep2").read_text()
+    assert "share a rank" not in clean
+
+
+def test_the_table_shows_each_cases_spread_and_marks_the_unstable():
+    cases = [dataclasses.replace(TX2[0], energy_spread=0.012), dataclasses.replace(TX2[1], energy_spread=0.09, unstable=True)]
+    (_, table), = ranking_tables(cases)
+    assert "+/-1.2%" in table and "+/-9.0% unstable" in table
