@@ -106,7 +106,9 @@ class Device:
             if require:
                 raise
             if self.kind == CPU:
-                return CpuTimeEstimate(w_per_core, static_w), f"{exc}; using a labelled estimate instead ({ESTIMATE_HINT})"
+                # the chmod advice only where permission is the cause: a vanished or garbled file is not
+                hint = f" ({ESTIMATE_HINT})" if "permission" in str(exc).lower() or "no rapl" in str(exc).lower() else ""
+                return CpuTimeEstimate(w_per_core, static_w), f"{exc}; using a labelled estimate instead{hint}"
             return None, f"{exc}; energy is reported as unavailable"
 
 
@@ -122,10 +124,10 @@ def _thermal_zone_c() -> float | None:
 
 @functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
-    """The CPU's brand string, from py-cpuinfo (pytest-benchmark's dependency, so installed with it).
-
-    It asks lscpu and a CPUID child process (about 0.2 s), hence the cache. Without py-cpuinfo, or
-    where it finds no brand, the first "model name" / "Hardware" line of /proc/cpuinfo."""
+    """The CPU's brand string, from py-cpuinfo's `brand_raw` (module `cpuinfo`, which pytest-benchmark
+    installs as py-cpuinfo or its fork py-cpuinfo2); on x86 Linux the same "model name" /proc/cpuinfo
+    gives. It runs lscpu and a CPUID child process (about 0.2 s), hence the cache. Without the
+    module, or where it finds no brand, the first "model name" / "Hardware" line of /proc/cpuinfo."""
     try:
         import cpuinfo
 

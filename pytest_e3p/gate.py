@@ -55,6 +55,7 @@ class Noise:
     df: int
     runs: int  # baseline runs K
     between_runs: bool  # whether the between-run spread was measured (K >= 2) and used
+    disturbed: bool = False  # this run's own passes spread wider than the baseline's runs
 
     @property
     def t_crit(self) -> float | None:
@@ -141,7 +142,17 @@ def noise(base_runs: Sequence[Sequence[float]], current_passes: int, current: Se
         floor = base_pass_var * median_factor / p
         if floor > v and base_pass_df >= 1:
             v, df = floor, base_pass_df
-        return Noise(math.sqrt(v * (1.0 + 1.0 / k)), df, k, True)
+        # This run's own passes may show it was disturbed (another job on the machine): then its
+        # value is noisier than the baseline's runs were. A robust spread (MAD) of its passes, so
+        # one outlying pass, which the median already outvotes, does not count.
+        v_current = v
+        if len(current) >= 3:
+            logs = _logs(current)
+            mid = statistics.median(logs)
+            robust_sd = 1.4826 * statistics.median(abs(x - mid) for x in logs)
+            if robust_sd**2 * median_factor / len(current) > v:
+                v_current, df = robust_sd**2 * median_factor / len(current), min(df, len(current) - 1)
+        return Noise(math.sqrt(v_current + v / k), df, k, True, disturbed=v_current > v)
     pass_var, pass_df = pooled_pass_variance([*base_runs, current] if current else base_runs)
     if pass_df < 1:
         return Noise(None, 0, k, False)
@@ -198,7 +209,8 @@ def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], toler
     if change > tolerance:
         if p_up < alpha:
             return Decision(REGRESSED, change, p_up, nz)
-        return Decision(INCONCLUSIVE, change, p_up, nz, "within the noise: not failed")
+        why = "this run's passes spread widely (another job on the machine?): run again" if nz.disturbed else "within the noise: not failed"
+        return Decision(INCONCLUSIVE, change, p_up, nz, why)
     if change < -tolerance:
         return Decision(IMPROVED if p_down < alpha else UNCHANGED, change, p_down, nz)
     return Decision(UNCHANGED, change, None, nz)

@@ -45,8 +45,10 @@ def _xdist_workers(config: pytest.Config) -> int:
     if not config.pluginmanager.hasplugin("xdist"):
         return 0
     n = config.getoption("numprocesses", None)
+    if n in ("auto", "logical"):
+        return 2  # as many as the machine has: more than one
     try:
-        return int(n) if n not in (None, "auto", "logical") else 2
+        return int(n or 0)
     except (TypeError, ValueError):
         return 0
 

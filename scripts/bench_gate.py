@@ -83,17 +83,21 @@ def main() -> None:
     ap.add_argument("--keep", type=int, default=int(DEFAULTS["baseline_runs"]), help="runs per baseline (K)")
     ap.add_argument("--full", action="store_true", help="also time one default run of the paper's 13 models")
     ap.add_argument("--out", default="", help="keep the results files here")
+    ap.add_argument("--analyse-only", action="store_true", help="no new runs: analyse the NNN-kind.json files already in --out")
     args = ap.parse_args()
     tol = parse_tolerances(DEFAULTS["tolerance"])
     folder = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_gate."))
     folder.mkdir(parents=True, exist_ok=True)
 
-    # interleave: identical runs, with a slowed run after every few of them
-    plan: list[tuple[str, float]] = [("same", 0.0)] * args.runs
+    # interleave: the slowed runs spread evenly among the identical ones
     slowed = [("slow5", 0.05), ("slow10", 0.10)] * args.slowed
-    step = max(1, len(plan) // max(1, len(slowed)))
-    for i, s in enumerate(slowed):
-        plan.insert(min(len(plan), (i + 1) * step + i), s)
+    total = args.runs + len(slowed)
+    at = {round((i + 1) * total / (len(slowed) + 1)): s for i, s in enumerate(slowed)}
+    same = iter([("same", 0.0)] * args.runs)
+    plan: list[tuple[str, float]] = [at[i] if i in at else next(same) for i in range(total)]
+    if args.analyse_only:
+        kinds = {"same": 0.0, "slow5": 0.05, "slow10": 0.10}
+        plan = [(p.stem.split("-", 1)[1], kinds[p.stem.split("-", 1)[1]]) for p in sorted(folder.glob("[0-9][0-9][0-9]-*.json"))]
     print(f"protocol: passes {DEFAULTS['passes']}, rounds {DEFAULTS['rounds']} per pass, tolerance {DEFAULTS['tolerance']}, baselines of K={args.keep} runs")
     print(f"{len(plan)} runs of {args.models} on --device cpu (energy: the labelled CPU estimate), results in {folder}", flush=True)
     runs: dict[str, list[results.ResultsFile]] = {"same": [], "slow5": [], "slow10": []}
@@ -102,6 +106,8 @@ def main() -> None:
     for i, (kind, slowdown) in enumerate(plan):
         out = folder / f"{i:03d}-{kind}.json"
         if not out.exists():
+            if args.analyse_only:
+                sys.exit(f"{out} is missing")
             walls.append(run_suite(args.models, out, slowdown))
         rf = results.load(out)
         runs[kind].append(rf)

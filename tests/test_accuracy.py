@@ -50,7 +50,7 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
 
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=synthetic,folder={folder}", f"--e3p-checkpoints={ckpts}",
+        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=synthetic,folder={folder}", f"--e3p-checkpoints={ckpts}",
         "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0",
         "--e3p-workers=1", "-p", "no:cacheprovider",  # a loader process (the GPU default); the next run decodes in-process
     )
@@ -61,12 +61,14 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
     assert folder_case["top1"] == pytest.approx(expected) and folder_case["eval_images"] == n
     assert folder_case["top5"] == 100.0  # two classes: always in the top 5
     assert folder_case["eval_duration_s"] > 0 and folder_case["eval_energy_mj"] > 0
-    # the synthetic case of the same run has no labels: no measured accuracy
-    assert cases["test_vit-cpu-synthetic"]["top1_source"] in ("reference", "unavailable")
+    # the synthetic case of the same run has no labels: timm's reference top-1 for test_vit, said so
+    synthetic = cases["test_vit-cpu-synthetic"]
+    assert synthetic["top1_source"] == "reference" and synthetic["top1"] == 40.982  # timm's results-imagenet.csv
+    assert "the synthetic dataset has no labels" in synthetic["sam_note"]
 
     # --e3p-limit: a documented subset, said so in the results
     result = pytester.runpytest(
-        "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-limit=5",
+        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-limit=5",
         "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
@@ -76,7 +78,7 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
 
     # progress lines while a pass runs: images done, rate, time left; the test outcome line survives
     result = pytester.runpytest(
-        "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-progress-s=0",
+        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-progress-s=0",
         "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
@@ -87,11 +89,14 @@ def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
     make.cifar_tree(tmp_path)
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=cifar10={tmp_path}", "--e3p-weights=random",
+        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=cifar10={tmp_path}", "--e3p-weights=random",
         "--e3p-batch-size=2", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
+    why = "cifar10 needs a fine-tuned checkpoint: --e3p-checkpoints DIR with test_vit_cifar10.pth (see `python -m pytest_e3p finetune`)"
+    result.stdout.fnmatch_lines([f"*test_vit-cpu-cifar10: top-1 unavailable: {why}*"])
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-cpu-cifar10"]
+    assert case["reason"] == why and case["top1_source"] == "unavailable"
     assert case["top1"] is None and case["sam"] is None
     assert case["energy_mj_per_image"] is not None  # energy and latency stay valid
 
@@ -103,7 +108,7 @@ def test_a_missing_checkpoint_costs_top1_only_and_a_corrupt_one_fails_its_case_a
     (ckpts / "test_vit_folder.pth").write_bytes(b"not a checkpoint")  # test_vit's is corrupt, test_vit2's is missing
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--device=cpu", "--e3p-models=test_vit,test_vit2", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}",
+        "--e3p-device=cpu", "--e3p-models=test_vit,test_vit2", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}",
         "--e3p-batch-size=2", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1, errors=1)

@@ -14,7 +14,7 @@ def test_compare_exit_codes(tmp_path, capsys):
     assert main(["compare", str(base), str(same)]) == 0
     assert main(["compare", str(base), str(worse)]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION a: energy 4" in out and "vs baseline 3" in out and "> tolerance 5%" in out
+    assert "REGRESSION a: energy +2" in out and "% vs baseline (tolerance 5%, noise +/-" in out and "mJ/img" in out
     assert main(["compare", str(base), str(worse), "--tolerance", "energy=25%"]) == 0
     assert main(["compare", str(base), str(worse), "--tolerance", "energy=lots"]) == 2
     (tmp_path / "bad.json").write_text("{")
@@ -25,9 +25,11 @@ def test_compare_exit_codes(tmp_path, capsys):
 
 
 def test_screen_command_prints_kept_and_dropped_with_why(capsys):
-    assert main(["screen", "--models", "levit_128s,levit_192,levit_conv_192"]) == 0
+    # levit_192 and levit_conv_192 differ by 0.002 points of top-1 with equal params and MACs: within
+    # the reference data's precision, so neither dominates; deit_small is dominated by levit_192
+    assert main(["screen", "--models", "levit_192,levit_conv_192,deit_small_patch16_224"]) == 0
     out = capsys.readouterr().out
-    assert "levit_192.fb_dist_in1k" in out and "dominated by levit_conv_192.fb_dist_in1k" in out
+    assert "dominated by levit_192.fb_dist_in1k" in out and "dominated by levit_conv_192" not in out
     assert "kept 2 of 3" in out
     assert main(["screen", "--models", "not_a_model"]) == 2
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import timm
 import torch
@@ -41,7 +43,10 @@ def test_truncated_cifar_batch_and_bad_labels_name_the_file(tmp_path):
     with pytest.raises(DatasetError, match="test_batch is truncated"):
         data.open_cifar10(tmp_path)
     make.cifar_batch(base / "test_batch", labels=[0, 1, 12])
-    with pytest.raises(DatasetError, match="labels out of range 0-9"):
+    with pytest.raises(DatasetError, match=r"cifar10: .*test_batch has labels out of range 0-9 \(first: 12\)"):
+        data.open_cifar10(tmp_path)
+    (base / "test_batch").unlink()
+    with pytest.raises(DatasetError, match=r"test_batch does not exist \(expected the official cifar-10-batches-py/ folder\)"):
         data.open_cifar10(tmp_path)
 
 
@@ -66,8 +71,13 @@ def test_imagenet_flat_folder_with_the_devkit_maps_ids_through_meta_mat(tmp_path
 
 def test_a_folder_in_neither_layout_says_what_was_expected(tmp_path):
     (tmp_path / "junk.txt").write_text("x")
-    with pytest.raises(DatasetError, match="neither layout"):
+    expected = (
+        f"imagenet: {tmp_path} is in neither layout: expected one folder per synset (n01440764/, ...) or the flat "
+        "ILSVRC2012_val_*.JPEG files with ILSVRC2012_devkit_t12/data/ (ground truth and meta.mat) beside them"
+    )
+    with pytest.raises(DatasetError) as info:
         data.open_imagenet(tmp_path)
+    assert str(info.value) == expected
 
 
 def test_image_folder_classes_are_sorted_subfolders(tmp_path):
@@ -75,6 +85,58 @@ def test_image_folder_classes_are_sorted_subfolders(tmp_path):
     ds = data.open_folder(tmp_path)
     assert ds.targets == [0, 0, 0, 1, 1, 1]
     assert data.num_classes(data.DatasetSpec("folder", tmp_path)) == 2
+
+
+def test_image_folder_images_and_class_indices_are_torchvisions_image_folders(tmp_path):
+    # a checkpoint fine-tuned on torchvision's ImageFolder keeps its class indices here
+    from torchvision.datasets import ImageFolder
+
+    make.image_folder(tmp_path, per_class=2, classes=3)
+    make.image(tmp_path / "class_1" / "nested" / "deep.png", make.COLOURS[1])  # sub-folders are walked
+    (tmp_path / "class_0" / "notes.txt").write_text("not an image")
+    ours = data.open_folder(tmp_path)
+    theirs = ImageFolder(str(tmp_path))
+    assert [(str(p), label) for p, label in ours.items] == theirs.samples
+    assert ours.targets == theirs.targets == [0, 0, 1, 1, 1, 2, 2]
+
+
+def truncated_png(path):
+    make.image(path, make.COLOURS[0])
+    path.write_bytes(path.read_bytes()[:80])
+    return path
+
+
+def test_an_image_that_cannot_be_decoded_is_one_line_naming_it(tmp_path):
+    make.image_folder(tmp_path, per_class=2)
+    bad = truncated_png(tmp_path / "class_1" / "img_1.png")
+    ds = data.open_folder(tmp_path)
+    with pytest.raises(data.CorruptImage) as info:
+        ds[3]
+    message = str(info.value)
+    assert message.startswith(f"{bad} cannot be decoded (") and message.endswith("); remove or replace it")
+    assert "\n" not in message
+    assert ds[2][1] == 1  # the others still load
+
+
+def test_validate_opens_the_set_and_decodes_its_first_image_before_anything_runs(tmp_path):
+    data.validate(data.DatasetSpec("synthetic"))  # nothing to open
+    make.image_folder(tmp_path / "good", per_class=1)
+    data.validate(data.DatasetSpec("folder", tmp_path / "good"))
+    make.image_folder(tmp_path / "bad", per_class=1)
+    bad = truncated_png(tmp_path / "bad" / "class_0" / "img_0.png")
+    with pytest.raises(DatasetError, match=f"^folder: the first image {re.escape(str(bad))} cannot be decoded .*; remove or replace it$"):
+        data.validate(data.DatasetSpec("folder", tmp_path / "bad"))
+    make.image_folder(tmp_path / "one", per_class=1, classes=1)
+    with pytest.raises(DatasetError, match="has one class folder; top-1 over one class says nothing"):
+        data.validate(data.DatasetSpec("folder", tmp_path / "one"))
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir()
+    with pytest.raises(DatasetError, match="has class folders but no images"):
+        data.validate(data.DatasetSpec("folder", tmp_path / "empty"))
+    (tmp_path / "flat").mkdir()
+    make.image(tmp_path / "flat" / "x.png", make.COLOURS[0])
+    with pytest.raises(DatasetError, match=r"has no class sub-folders \(expected PATH/<class>/<image>\)"):
+        data.validate(data.DatasetSpec("folder", tmp_path / "flat"))
 
 
 def test_limit_is_a_fixed_evenly_spaced_subset():

@@ -1,6 +1,8 @@
 """The labelled CPU estimate: static W x wall time + W per busy core x process CPU time, checked to
-the digit on a scripted wall clock and CPU clock."""
+the digit on a scripted wall clock and CPU clock; and the CPU's name that results are recorded under."""
 
+import io
+import sys
 import types
 
 import pytest
@@ -60,3 +62,23 @@ def test_a_cpu_without_rapl_gets_the_estimate_with_the_options_figures_in_their_
     assert isinstance(sensor, CpuTimeEstimate)
     assert (sensor.static_w, sensor.w_per_core) == (STATIC_W, W_PER_CORE)
     assert "no RAPL" in why and "using a labelled estimate instead" in why
+
+
+@pytest.fixture
+def fresh_cpu_name():
+    devices.cpu_name.cache_clear()
+    yield
+    devices.cpu_name.cache_clear()
+
+
+def test_the_cpu_name_is_py_cpuinfos_brand(monkeypatch, fresh_cpu_name):
+    monkeypatch.setitem(sys.modules, "cpuinfo", types.SimpleNamespace(get_cpu_info=lambda: {"brand_raw": "Fake CPU 9000 @ 3.0GHz"}))
+    assert devices.cpu_identity()["name"] == "Fake CPU 9000 @ 3.0GHz"
+
+
+@pytest.mark.parametrize("cpuinfo", [None, types.SimpleNamespace(get_cpu_info=lambda: {})], ids=["not-installed", "no-brand"])
+def test_without_py_cpuinfo_the_name_is_read_from_proc_cpuinfo(monkeypatch, fresh_cpu_name, cpuinfo):
+    monkeypatch.setitem(sys.modules, "cpuinfo", cpuinfo)  # None: `import cpuinfo` raises ImportError
+    proc = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Test CPU @ 2.00GHz\n"
+    monkeypatch.setattr(devices, "open", lambda path, *a: io.StringIO(proc) if path == "/proc/cpuinfo" else open(path, *a), raising=False)
+    assert devices.cpu_name() == "Test CPU @ 2.00GHz"

@@ -79,7 +79,7 @@ def tick():
             fd = os.open(COUNTER, os.O_WRONLY)
         except FileNotFoundError:
             return
-        os.pwrite(fd, f"{{state['uj']:>14d}}\\\\n".encode(), 0)
+        os.pwrite(fd, f"{{state['uj']:>14d}}\\n".encode(), 0)
         os.close(fd)
         time.sleep(0.005)
 

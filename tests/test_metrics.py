@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from pytest_e3p.metrics import kendall_tau, netscore, pareto_front, ranks, sam
+from pytest_e3p.metrics import kendall_tau, netscore, noise_ranks, pareto_front, ranks, sam
 
 
 def test_netscore_matches_hand_computation_and_the_reference_figures():
@@ -35,8 +35,24 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
 def test_ranks_and_kendall_tau():
     assert ranks([3.0, 1.0, 2.0], higher_is_better=True) == [1, 3, 2]
     assert ranks([3.0, 1.0, 2.0], higher_is_better=False) == [3, 1, 2]
+    # ties share the lower (better) rank and the next value skips past them: 1, 2, 2, 4
+    assert ranks([2.0, 1.0, 2.0, 3.0], higher_is_better=True) == [2, 4, 2, 1]
+    assert ranks([2.0, 1.0, 2.0, 3.0], higher_is_better=False) == [2, 1, 2, 4]
+    assert ranks([5.0, 5.0, 5.0, 1.0], higher_is_better=True) == [1, 1, 1, 4]  # not the average, 2
+    assert ranks([], higher_is_better=True) == []
+    assert all(type(r) is int for r in ranks([1.5, 0.5], higher_is_better=True))
     assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     # one discordant pair of 6: (5 - 1) / 6
     assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
     assert kendall_tau([1, 2], [2, 1]) is None
+
+
+def test_noise_ranks_tie_values_whose_bands_overlap_the_head_of_their_rank():
+    # energy, lower is better; bands +/- 1: 10 and 11.5 overlap (gap 1.5 < 2), 13 is clear of 10
+    # (gap 3) though it overlaps 11.5: a rank is measured from its first value, so no chain forms
+    assert noise_ranks([13.0, 10.0, 11.5, 20.0], [1.0, 1.0, 1.0, 1.0], higher_is_better=False) == [3, 1, 1, 4]
+    # accuracy, higher is better: the wide band of 79 reaches 80, so they share rank 1
+    assert noise_ranks([80.0, 79.0, 70.0], [0.1, 2.0, 0.1], higher_is_better=True) == [1, 1, 3]
+    # no noise: plain ranks, ties included
+    assert noise_ranks([3.0, 1.0, 3.0], [0.0, 0.0, 0.0], higher_is_better=True) == ranks([3.0, 1.0, 3.0], higher_is_better=True)

@@ -291,19 +291,21 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def test_pareto_screening_decides_which_cases_are_measured_and_prints_why(bench):
-    result = run(bench, "--e3p-models=levit_128s,levit_192,levit_conv_192", "--e3p-screen=pareto", "-v")
+    # deit_small has levit_192's top-1 (79.86 %) at 7x the MACs and 2x the parameters: dominated.
+    # levit_192 and levit_conv_192 differ by 0.002 points: within the reference data's precision, both kept.
+    result = run(bench, "--e3p-models=levit_192,levit_conv_192,deit_small_patch16_224", "--e3p-screen=pareto", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
-            "*test_energy?levit_128s-cpu-synthetic? PASSED*",
+            "*test_energy?levit_192-cpu-synthetic? PASSED*",
             "*test_energy?levit_conv_192-cpu-synthetic? PASSED*",
             "*E3P stage 1: NetScore screening (device-agnostic)*",
-            "levit_192.fb_dist_in1k*dropped*dominated by levit_conv_192.fb_dist_in1k",
+            "deit_small_patch16_224.fb_in1k*dropped*dominated by levit_192.fb_dist_in1k*",
         ]
     )
-    assert "levit_192-cpu-synthetic" not in result.stdout.str()
+    assert "deit_small_patch16_224-cpu-synthetic" not in result.stdout.str()
     screening = json.loads((bench.path / ".e3p/results.json").read_text())["screening"]
-    assert {r["model"]: r["kept"] for r in screening} == {"levit_128s.fb_dist_in1k": True, "levit_192.fb_dist_in1k": False, "levit_conv_192.fb_dist_in1k": True}
+    assert {r["model"]: r["kept"] for r in screening} == {"levit_192.fb_dist_in1k": True, "levit_conv_192.fb_dist_in1k": True, "deit_small_patch16_224.fb_in1k": False}
 
 
 def test_missing_pretrained_weights_are_said_once_live_and_the_run_goes_on(bench, tmp_path, monkeypatch):
@@ -335,7 +337,7 @@ SUITE = (Path(__file__).resolve().parent.parent / "benchmarks" / "test_e3p.py").
 def test_pytest_help_works_where_the_plugin_is_installed(pytester):
     result = pytester.runpytest("--help")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*--e3p-tolerance=TOLERANCE*energy=5%,latency=10%*"])
+    result.stdout.fnmatch_lines(["*--e3p-tolerance=TOLERANCE*", "*energy=5%*"])
 
 
 def test_the_suite_keeps_its_device_alias_and_a_project_keeps_its_own_device_option(pytester):
@@ -366,7 +368,7 @@ def test_the_suite_runs_without_pytest_benchmark_and_with_it_disabled(pytester):
     result.assert_outcomes(passed=1)
     assert "not used at all" not in result.stdout.str()  # no unused-fixture warning
     result = pytester.runpytest("--e3p-device=cpu", *FAST, "--e3p-models=efficientvit_m0", "--e3p-passes=1")
-    result.stdout.fnmatch_lines(["*benchmark 'e3p: time per image (seconds)*", "*pytest-benchmark's table shows each case's rounds in seconds per image*"])
+    result.stdout.fnmatch_lines(["*pytest-benchmark's table shows each case's rounds in seconds per image*", "*benchmark 'e3p: time per image (seconds)*"])
 
 
 def test_a_project_adds_fields_to_the_results_with_the_update_json_hook(pytester):
@@ -422,7 +424,7 @@ def test_threads_are_recorded_and_a_baseline_of_another_count_is_refused(bench):
 def test_the_gate_says_at_the_start_when_it_could_never_fail(bench):
     run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
     result = run(bench, "--e3p-models=efficientvit_m0", "--e3p-passes=1", "--e3p-baseline=b.json")
-    result.stdout.fnmatch_lines(["[e3p] the gate cannot fail: a run of 1 pass against a baseline of 1 run of 1 pass*--e3p-passes 2 or more*"])
+    result.stdout.fnmatch_lines(["[[]e3p] the gate cannot fail: a run of 1 pass against a baseline of 1 run of 1 pass*--e3p-passes 2 or more*"])
 
 
 def test_a_failing_report_write_is_one_line_and_the_table_is_still_printed(bench, monkeypatch):

@@ -27,6 +27,8 @@ class FakeNvml:
         self.arch, self.mig, self.power_mw, self.counter, self.count = arch, mig, power_mw, counter, count
         self.t0 = time.monotonic()
         self.fail_counter = False
+        # a scripted trace instead of constant power: {time: (power mW, counter mJ)}, read at clock.t
+        self.script, self.clock = None, None
 
     def nvmlInit(self):
         pass
@@ -51,13 +53,15 @@ class FakeNvml:
             raise NVMLError("Not Supported")
         if self.fail_counter:
             raise NVMLError("GPU is lost")
+        if self.script:
+            return int(1_000_000 + self.script[self.clock.t][1])
         # a counter that steps every 50 ms, as the driver's does
         elapsed = (time.monotonic() - self.t0) // 0.05 * 0.05
         return int(1_000_000 + self.power_mw * elapsed)
 
     def nvmlDeviceGetFieldValues(self, h, ids):
         assert ids == [self.NVML_FI_DEV_POWER_INSTANT]
-        value = types.SimpleNamespace(uiVal=int(self.power_mw))
+        value = types.SimpleNamespace(uiVal=int(self.script[self.clock.t][0] if self.script else self.power_mw))
         return [types.SimpleNamespace(nvmlReturn=0, value=value)]
 
     def nvmlDeviceGetName(self, h):
@@ -108,19 +112,38 @@ def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake):
     assert w.power_w == pytest.approx(100.0, rel=0.01)
 
 
-def test_counter_and_sampled_modes_agree_on_the_same_windows(fake):
+# A power trace that varies: the power at each instant, linear in between (so the trapezoid of the
+# samples is the exact integral), and the driver's counter, the integral worked out by hand:
+#   0.5 s x (50 + 150) / 2 = 50 J, 0.5 s x (150 + 100) / 2 = 62.5 J, 0.5 s x (100 + 200) / 2 = 75 J.
+# Rectangles would read 0.5 s x (50 + 150 + 100) = 150 J (left) or 225 J (right): a constant power
+# cannot tell those from the trapezoid, this trace can.
+TRACE = {0.0: (50_000, 0.0), 0.5: (150_000, 50_000.0), 1.0: (100_000, 112_500.0), 1.5: (200_000, 187_500.0)}
+
+
+def test_counter_and_sampled_modes_agree_on_a_varying_power_trace(fake, monkeypatch):
+    from pytest_e3p.sensors import base
+
+    clock = types.SimpleNamespace(t=0.0)
+    monkeypatch.setattr(base, "time", types.SimpleNamespace(monotonic=lambda: clock.t))  # the sampler's clock
+    fake.script, fake.clock = TRACE, clock
     counter = nv.open_nvml_sensor(mode="counter")
     sampled = nv.open_nvml_sensor(mode="sampled", rate_hz=100)
-    with counter, sampled:
-        c0, s0 = counter.read(), sampled.read()
-        time.sleep(1.0)
-        c, s = window(c0, counter.read()), window(s0, sampled.read())
-    assert c.energy_mj == pytest.approx(s.energy_mj, rel=0.1)
+    counter.start()  # the sampler's thread is not started: each read() below takes its sample
+    c0, s0 = counter.read(), sampled.read()
+    for t in (0.5, 1.0):
+        clock.t = t
+        sampled.read()
+    clock.t = 1.5
+    c, s = window(c0, counter.read()), window(s0, sampled.read())
+    assert c.energy_mj == pytest.approx(187_500.0, rel=1e-12)
+    assert s.energy_mj == pytest.approx(187_500.0, rel=1e-12)
+    assert s.duration_s == 1.5 and sampled.samples == 4
 
 
 def test_mig_slices_are_refused_with_a_message(fake):
     fake.mig = 1
-    with pytest.raises(SensorUnavailable, match="MIG"):
+    # the message says why and both ways out
+    with pytest.raises(SensorUnavailable, match=r"partitioned with MIG, and MIG slices have no power reading: run on a GPU with MIG disabled \(nvidia-smi -mig 0\) or without energy"):
         nv.open_nvml_sensor()
 
 
