@@ -11,7 +11,10 @@ import os
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--device", dest="e3p_device", default=None, metavar="DEVICE",
+        "--device",
+        dest="e3p_device",
+        default=None,
+        metavar="DEVICE",
         help="the suite's alias of --e3p-device: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin",
     )
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -53,7 +54,7 @@ class ThreadedBatches(Dataset):
         weakref.finalize(self, self._pool.shutdown, wait=False)  # no idle threads left behind
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))
 
     def __getitem__(self, i: int):
         return self.dataset[i]
@@ -91,7 +92,7 @@ def evaluate(
 
     `prepare(batch_on_device, dtype)` turns loader output into model input (EvalTransform.normalize
     for uint8 batches); without it batches are only cast to `dtype`."""
-    total = len(loader.dataset)
+    total = len(cast(Sized, loader.dataset))
     seen = 0
     # Hit counts stay on the device and labels are checked on the host, so the loop never waits for
     # the accelerator: one synchronisation at each end of the pass, as in the steady-state rounds.
@@ -115,7 +116,7 @@ def evaluate(
                 progress(seen, total, time.monotonic() - t0)
     synchronize()
     duration = time.monotonic() - t0
-    energy = window(start, sensor.read()).energy_mj if sensor else None
+    energy = window(start, sensor.read()).energy_mj if sensor and start is not None else None
     if seen == 0:
         raise DatasetError("the evaluation set is empty")
     return EvalResult(100.0 * int(correct1) / seen, 100.0 * int(correct5) / seen, seen, duration, energy)

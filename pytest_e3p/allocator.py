@@ -4,9 +4,8 @@ glibc moves its mmap threshold as a process frees large blocks ("dynamic mmap th
 trims the heap top whenever more than the trim threshold is free. A model's activations are
 blocks of 100 kB to tens of MB, so depending on the order of the first frees, one process keeps them
 on the heap while an identical one maps and unmaps (and page-faults) them on every forward pass.
-On the 2-core development VM, levit_128s ran at 4.1 ms/img in some processes and 6.3 in others,
-with a steady pass spread of 1 % within each; with both thresholds pinned, five processes ran at
-4.0-4.3 (scripts/bench_gate.py prints the current figures).
+On the 2-core development VM, three identical processes ran levit_128s at 4.1, 5.6 and 6.2 ms/img;
+with both thresholds pinned, three ran at 4.18-4.30 (README, "Where the noise comes from").
 
 Setting either threshold with mallopt() turns the dynamic adjustment off. 32 MiB is the largest
 mmap threshold glibc accepts on 64-bit; a trim threshold of 1 GiB keeps freed activations for the

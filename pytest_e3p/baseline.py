@@ -38,7 +38,7 @@ class Tolerances:
     latency: float | None = None
     top1: float | None = None
 
-    def with_overrides(self, **kw: float | None) -> "Tolerances":
+    def with_overrides(self, **kw: float | None) -> Tolerances:
         """These tolerances with the given ones replaced (a None leaves a metric as it is)."""
         return dataclasses.replace(self, **{m: v for m, v in kw.items() if v is not None})
 
@@ -52,7 +52,9 @@ def parse_tolerances(text: str) -> Tolerances:
         metric, sep, raw = part.partition("=")
         metric = metric.strip()
         if not sep or metric not in METRICS:
-            raise ToleranceError(f"cannot read tolerance {part!r}: expected METRIC=VALUE with METRIC in {', '.join(METRICS)} (e.g. energy=5%,latency=10%,top1=0.5)")
+            raise ToleranceError(
+                f"cannot read tolerance {part!r}: expected METRIC=VALUE with METRIC in {', '.join(METRICS)} (e.g. energy=5%,latency=10%,top1=0.5)"
+            )
         raw = raw.strip()
         if raw.lower() == "off":
             values[metric] = None
@@ -78,7 +80,9 @@ def check_tolerance(metric: str, value: object, source: str, percent: bool = Fal
     if value < 0:
         raise ToleranceError(f"tolerance {source} is negative")
     if metric != "top1" and not percent and value > 1:
-        raise ToleranceError(f"tolerance {source}: {value:g} would mean {value:.0%}; write {value:g}% for {value:g} percent, or a fraction such as {value / 100:g}")
+        raise ToleranceError(
+            f"tolerance {source}: {value:g} would mean {value:.0%}; write {value:g}% for {value:g} percent, or a fraction such as {value / 100:g}"
+        )
     return value
 
 
@@ -244,7 +248,7 @@ def merge_runs(old: ResultsFile | None, new: ResultsFile, keep_runs: int) -> tup
         before = old.cases.get(cid)
         if before is None or case_incompatibility(before, case) or keep_runs <= 1:
             continue
-        earlier = [*before.earlier_runs, before.own_run(old.created)][-(keep_runs - 1):]
+        earlier = [*before.earlier_runs, before.own_run(old.created)][-(keep_runs - 1) :]
         merged.cases[cid] = dataclasses.replace(case, earlier_runs=earlier)
         added = max(added, len(earlier))
     kept = sorted(set(old.cases) - set(new.cases))

@@ -1,18 +1,19 @@
 """`python -m pytest_e3p COMMAND`: the parts of the pipeline that need no benchmark run.
 
-    screen    stage 1 on its own: params, GMACs, NetScore, Pareto screening
-    sensors   which power sensors this machine has (boundary, unit, update period) and their power now
-    compare   a results file against a baseline; exit 1 on a regression, 2 on an error
-    report    Markdown report with plots from one or more results files
-    finetune  the paper's CIFAR-10 fine-tuning recipe, writing a checkpoint the suite loads
-    history   the runs kept by --e3p-history (and pruning them)
-    dashboard a static site of the history: trends, steps, regressions
+screen    stage 1 on its own: params, GMACs, NetScore, Pareto screening
+sensors   which power sensors this machine has (boundary, unit, update period) and their power now
+compare   a results file against a baseline; exit 1 on a regression, 2 on an error
+report    Markdown report with plots from one or more results files
+finetune  the paper's CIFAR-10 fine-tuning recipe, writing a checkpoint the suite loads
+history   the runs kept by --e3p-history (and pruning them)
+dashboard a static site of the history: trends, steps, regressions
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from . import __version__, dashboard, history
 from .options import DEFAULTS
@@ -40,13 +41,13 @@ def _screen(args: argparse.Namespace) -> int:
 def _sensors(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from .sensors import SamplingSensor, SensorFault, SensorUnavailable
+    from .sensors import EnergySensor, SamplingSensor, SensorFault, SensorUnavailable
     from .sensors.estimate import CpuTimeEstimate
     from .sensors.jetson import open_jetson_sensor
     from .sensors.nvml import gpu_count, open_nvml_sensor
     from .sensors.rapl import RaplSensor
 
-    openers: list[tuple[str, object]] = []
+    openers: list[tuple[str, Callable[[], EnergySensor]]] = []
     try:
         openers += [(f"NVIDIA GPU {i} (NVML)", partial(open_nvml_sensor, index=i, rate_hz=args.sample_hz)) for i in range(gpu_count())]
     except SensorUnavailable as exc:
@@ -171,7 +172,18 @@ def _finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune
 
     device = args.device or ("cuda" if _cuda() else "cpu")
-    cfg = FinetuneConfig(model=args.model, dataset=args.dataset, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.eval_every, device=device, limit=args.limit)
+    cfg = FinetuneConfig(
+        model=args.model,
+        dataset=args.dataset,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        device=device,
+        limit=args.limit,
+    )
     try:
         path = finetune(cfg)
     except Exception as exc:  # the commands below report their own bad input as one line
@@ -198,16 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default="", help="comma list of models always kept")
     p.set_defaults(run=_screen)
 
-    p = sub.add_parser("sensors", help="list the power sensors of this machine and read each once",
-                       description="List the power sensors of this machine (boundary, unit, update period) and print the "
-                       "power of each rail, zone or GPU and the total, in watts, over one short window.")
+    p = sub.add_parser(
+        "sensors",
+        help="list the power sensors of this machine and read each once",
+        description="List the power sensors of this machine (boundary, unit, update period) and print the "
+        "power of each rail, zone or GPU and the total, in watts, over one short window.",
+    )
     p.add_argument("--sample-hz", type=_positive_float, default=100.0, help="sampling rate of the sampling sensors (default 100)")
     p.add_argument("--window-s", type=_positive_float, default=1.0, help="length of the window the power is read over (default 1 s)")
     p.set_defaults(run=_sensors)
 
-    p = sub.add_parser("compare", help="compare a results file with a baseline; exit 1 on a regression, 2 on an error",
-                       description="Compare a results file with a baseline, case by case.",
-                       epilog=COMPARE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "compare",
+        help="compare a results file with a baseline; exit 1 on a regression, 2 on an error",
+        description="Compare a results file with a baseline, case by case.",
+        epilog=COMPARE_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("baseline")
     p.add_argument("results")
     p.add_argument("--tolerance", default=DEFAULTS["tolerance"], help="e.g. energy=5%%,latency=10%%,top1=0.5")

@@ -35,9 +35,10 @@ import io
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .history import Run, load_history
 from .results import OK, ResultsFileError, load, write_atomic
@@ -138,7 +139,11 @@ def detect_steps(values: Sequence[float], min_step: float, relative: bool = True
         changed = False
         meds = medians(bounds)
         # the smallest step first: merging it changes its neighbours' medians
-        small = [(abs(meds[i + 1] - meds[i]) / (abs(meds[i]) or 1.0) if relative else abs(meds[i + 1] - meds[i]), i) for i in range(len(bounds)) if not _differ(meds[i], meds[i + 1], min_step, relative)]
+        small = [
+            (abs(meds[i + 1] - meds[i]) / (abs(meds[i]) or 1.0) if relative else abs(meds[i + 1] - meds[i]), i)
+            for i in range(len(bounds))
+            if not _differ(meds[i], meds[i + 1], min_step, relative)
+        ]
         if small:
             bounds.pop(min(small)[1])
             changed = True
@@ -195,7 +200,7 @@ class Point:
 
 @dataclass
 class Step:
-    series: "Series"
+    series: Series
     metric: Metric
     point: ChangePoint
     run: Run  # the first run after the step: its commit is where the series stepped
@@ -332,7 +337,16 @@ def chart_svg(series: Series, ref: Reference) -> str | None:
     for ax, metric in zip(axes, rows):
         vals = series.values(metric)
         color = COLORS[metric.key]
-        ax.plot([i for i, _ in vals], [v for _, v in vals], "-o", color=color, ms=3.5, lw=1.3, label="median of rounds", gid=f"{series.key}-{metric.key}-line")
+        ax.plot(
+            [i for i, _ in vals],
+            [v for _, v in vals],
+            "-o",
+            color=color,
+            ms=3.5,
+            lw=1.3,
+            label="run value (median of its passes)",
+            gid=f"{series.key}-{metric.key}-line",
+        )
         # baseline and tolerance band, per run: a refreshed baseline shows as a step in the line
         bx, by, lo, hi = [], [], [], []
         for i, p in enumerate(series.points):
@@ -357,7 +371,16 @@ def chart_svg(series: Series, ref: Reference) -> str | None:
             x = vals[step.point.index][0]
             c = "#dc2626" if step.regression else "#16a34a"
             ax.axvline(x - 0.5, color=c, lw=1.4, ls=":", gid=f"{series.key}-step-{metric.key}-{k}")
-            ax.annotate(step.change_text(), (x - 0.5, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10), textcoords="offset points", color=c, fontsize=8, fontweight="bold")
+            ax.annotate(
+                step.change_text(),
+                (x - 0.5, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10),
+                textcoords="offset points",
+                color=c,
+                fontsize=8,
+                fontweight="bold",
+            )
         ax.set_ylabel(metric.label, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -399,7 +422,7 @@ VERDICT_CLASS = {"regressed": "bad", "improved": "good", "unchanged": "neutral",
 
 
 def _energy_change_vs_previous(series: Series) -> float | None:
-    kind = series.latest.case.get("energy_kind")
+    kind = series.latest.case.get("energy_kind", "")
     metric = {"measured": ENERGY_MEASURED, "estimate": ENERGY_ESTIMATE}.get(kind)
     vals = series.values(metric) if metric else []
     if len(vals) < 2 or vals[-1][0] != len(series.points) - 1 or not vals[-2][1]:
@@ -412,7 +435,7 @@ def _energy_change_vs_baseline(series: Series, ref: Reference) -> float | None:
     change = case.get("change_vs_baseline")
     if isinstance(change, (int, float)):
         return float(change)
-    metric = {"measured": ENERGY_MEASURED, "estimate": ENERGY_ESTIMATE}.get(case.get("energy_kind"))
+    metric = {"measured": ENERGY_MEASURED, "estimate": ENERGY_ESTIMATE}.get(case.get("energy_kind", ""))
     value = metric_value(metric, case) if metric else None
     base = ref.baseline(metric, series.latest) if metric else None
     return value / base - 1.0 if value is not None and base else None
@@ -466,20 +489,20 @@ def _step_row(st: Step, newest_time: dict[str, str]) -> str:
 def _case_article(s: Series, ref: Reference, svg: str | None) -> str:
     regressed = s.latest.case.get("verdict") == "regressed" or any(st.regression for st in s.steps)
     if svg is None:
-        chart = '<p class="note">No chart: matplotlib is not installed (<code>pip install \'pytest-e3p[report]\'</code>).</p>'
+        chart = "<p class=\"note\">No chart: matplotlib is not installed (<code>pip install 'pytest-e3p[report]'</code>).</p>"
     elif not svg:
         chart = '<p class="note">No energy, latency or measured top-1 in these runs.</p>'
     else:
         chart = f'<div class="chart" data-chart-for="{_esc(s.key)}">{svg}</div>'
-    steps = "".join(f'<li class="{"worse" if st.regression else "better"}">{_esc(st.describe())} at <code>{_esc(st.run.commit.label())}</code></li>' for st in s.steps)
+    steps = "".join(
+        f'<li class="{"worse" if st.regression else "better"}">{_esc(st.describe())} at <code>{_esc(st.run.commit.label())}</code></li>' for st in s.steps
+    )
     c = s.latest.case
-    meta = f'{_esc(s.conditions)}; energy: {_esc(c.get("energy_kind", "?"))} ({_esc(c.get("energy_source", "?"))}); {len(s.points)} run(s)'
+    meta = f"{_esc(s.conditions)}; energy: {_esc(c.get('energy_kind', '?'))} ({_esc(c.get('energy_source', '?'))}); {len(s.points)} run(s)"
     return (
         f'<article class="case" id="{_esc(s.key)}" {_data_attrs(s, regressed)}>'
-        f"<h3>{_esc(s.model)} <span class=\"dim\">on</span> {_esc(s.device)} <span class=\"dim\">/</span> {_esc(s.dataset)}</h3>"
-        f'<p class="meta"><code>{_esc(s.case_id)}</code> &middot; {meta}</p>{chart}'
-        + (f'<ul class="steps">{steps}</ul>' if steps else "")
-        + "</article>"
+        f'<h3>{_esc(s.model)} <span class="dim">on</span> {_esc(s.device)} <span class="dim">/</span> {_esc(s.dataset)}</h3>'
+        f'<p class="meta"><code>{_esc(s.case_id)}</code> &middot; {meta}</p>{chart}' + (f'<ul class="steps">{steps}</ul>' if steps else "") + "</article>"
     )
 
 
@@ -493,11 +516,18 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
     newest = {s.key: s.latest.run.time for s in series}
     reg_rows = "".join(_step_row(st, newest) for st in steps if st.regression)
     imp = [st for st in steps if not st.regression]
-    imp_html = "".join(f'<li><a href="#{_esc(st.series.key)}">{_esc(st.series.case_id)}</a>: {_esc(st.describe())} at <code>{_esc(st.run.commit.label())}</code></li>' for st in imp)
+    imp_html = "".join(
+        f'<li><a href="#{_esc(st.series.key)}">{_esc(st.series.case_id)}</a>: {_esc(st.describe())} at <code>{_esc(st.run.commit.label())}</code></li>'
+        for st in imp
+    )
     devices = sorted({s.device for s in series})
     commits = [r.commit for r in runs]
     span = f"{commits[0].label()} &rarr; {commits[-1].label()}" if commits else "no runs yet"
-    head_note = f"{len(runs)} run(s), {len(series)} case(s) on {len(devices)} device(s); commits {span}" if runs else "No runs yet: pytest appends one to the history folder with --e3p-history DIR"
+    head_note = (
+        f"{len(runs)} run(s), {len(series)} case(s) on {len(devices)} device(s); commits {span}"
+        if runs
+        else "No runs yet: pytest appends one to the history folder with --e3p-history DIR"
+    )
     skipped = "".join(f"<li>{_esc(p)}</li>" for p in problems)
     any_est = any(s.latest.case.get("energy_kind") == "estimate" for s in series)
     return f"""<!doctype html>
@@ -519,15 +549,15 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 </section>
 <section id="regressions"><h2>Regressions: where a series stepped up</h2>
 {f'<table class="regressions"><thead><tr><th>case</th><th>metric</th><th>commit where it stepped</th><th>run (UTC)</th><th>median before &rarr; after</th><th>change</th></tr></thead><tbody>{reg_rows}</tbody></table>' if reg_rows else '<p class="none">No step for the worse in any series.</p>'}
-{f'<details><summary>{len(imp)} step(s) for the better</summary><ul>{imp_html}</ul></details>' if imp else ""}
+{f"<details><summary>{len(imp)} step(s) for the better</summary><ul>{imp_html}</ul></details>" if imp else ""}
 </section>
 <section id="cases"><h2>Trends</h2>
-<p class="note">Per run, the median of the measured rounds; the dashed line is the baseline the run was compared with and the grey band its tolerance; &times; marks a run the gate failed; a dotted line marks a step found over the whole history (the change and the commit are listed under the chart).</p>
+<p class="note">Per run, the run's value (the median of its passes, each the median of its rounds); the dashed line is the baseline the run was compared with and the grey band its tolerance; &times; marks a run the gate failed; a dotted line marks a step found over the whole history (the change and the commit are listed under the chart).</p>
 {"".join(_case_article(s, ref, svgs.get(s.key)) for s in series)}
 </section>
 {f'<section id="skipped"><h2>Files skipped</h2><ul>{skipped}</ul></section>' if skipped else ""}
 </main>
-<footer><p>pytest-e3p dashboard. Steps: binary segmentation on medians with a noise-scaled penalty and a minimum step (the tolerance); see <code>pytest_e3p/dashboard.py</code>.</p></footer>
+<footer><p>pytest-e3p dashboard. Steps: an exact penalised L1 step fit (optimal partitioning) with a noise-scaled penalty and a minimum step (the tolerance); see <code>pytest_e3p/dashboard.py</code>.</p></footer>
 <script src="assets/dashboard.js"></script>
 </body></html>
 """
@@ -658,7 +688,9 @@ class Site:
         return [st for s in self.series for st in s.steps if st.regression]
 
 
-def write_dashboard(history_dir: str | Path, out_dir: str | Path, baselines: Sequence[str | Path] = (), tolerance: str = "", title: str = "pytest-e3p energy dashboard") -> Site:
+def write_dashboard(
+    history_dir: str | Path, out_dir: str | Path, baselines: Sequence[str | Path] = (), tolerance: str = "", title: str = "pytest-e3p energy dashboard"
+) -> Site:
     """Write out_dir/index.html and out_dir/assets/ from a history folder."""
     from .baseline import parse_tolerances
 

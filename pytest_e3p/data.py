@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import functools
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -53,6 +53,12 @@ class DatasetSpec:
     @property
     def has_labels(self) -> bool:
         return self.kind != SYNTHETIC
+
+    @property
+    def data_path(self) -> Path:
+        """`path`, which parse_datasets gives every kind but synthetic."""
+        assert self.path is not None, f"{self.kind} has no path"
+        return self.path
 
 
 def parse_datasets(spec: str) -> list[DatasetSpec]:
@@ -109,7 +115,9 @@ class LabelledImages(Dataset):
                 img.load()  # decode now, while the file is open; no copy when it is RGB already
                 img = img if img.mode == "RGB" else img.convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for truncated or foreign files
-            raise CorruptImage(f"{path} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); remove or replace it") from None
+            raise CorruptImage(
+                f"{path} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); remove or replace it"
+            ) from None
         return (self.transform(img) if self.transform else img), label
 
 
@@ -295,13 +303,13 @@ def validate(spec: DatasetSpec) -> None:
     if not spec.has_labels:
         return
     dataset = open_dataset(spec)
-    if len(dataset) == 0:
+    if len(cast(Sized, dataset)) == 0:
         raise DatasetError(f"{spec.name}: {spec.path} holds no images")
     try:
         dataset[0]
     except CorruptImage as exc:
         raise DatasetError(f"{spec.name}: the first image {exc}") from None
-    if spec.kind == FOLDER and num_classes(spec) < 2:
+    if spec.kind == FOLDER and len(_class_folders(spec.data_path)) < 2:
         raise DatasetError(f"folder: {spec.path} has one class folder; top-1 over one class says nothing (expected PATH/<class>/<image> for 2 or more classes)")
 
 
@@ -311,7 +319,7 @@ def num_classes(spec: DatasetSpec) -> int | None:
     if spec.kind == CIFAR10:
         return 10
     if spec.kind == FOLDER:
-        return len(_class_folders(spec.path))
+        return len(_class_folders(spec.data_path))
     return None
 
 
@@ -362,11 +370,11 @@ def eval_transform(spec: DatasetSpec, model: torch.nn.Module) -> EvalTransform:
 
 def open_dataset(spec: DatasetSpec, transform=None) -> Dataset:
     if spec.kind == IMAGENET:
-        return open_imagenet(spec.path, transform)
+        return open_imagenet(spec.data_path, transform)
     if spec.kind == CIFAR10:
-        return open_cifar10(spec.path, "test", transform)
+        return open_cifar10(spec.data_path, "test", transform)
     if spec.kind == FOLDER:
-        return open_folder(spec.path, transform)
+        return open_folder(spec.data_path, transform)
     raise DatasetError("the synthetic dataset has no images to evaluate")
 
 
@@ -378,5 +386,6 @@ def subset_indices(total: int, limit: int | None) -> list[int]:
 
 
 def limited(dataset: Dataset, limit: int | None) -> Dataset:
-    indices = subset_indices(len(dataset), limit)
-    return dataset if len(indices) == len(dataset) else Subset(dataset, indices)
+    total = len(cast(Sized, dataset))
+    indices = subset_indices(total, limit)
+    return dataset if len(indices) == total else Subset(dataset, indices)

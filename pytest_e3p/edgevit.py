@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -53,7 +54,7 @@ from timm.models._features import feature_take_indices
 __all__ = ["EdgeViT", "EdgeViTVariantError", "VARIANTS", "checkpoint_filter_fn", "to_authors_state_dict"]
 
 # name -> (paper name, configuration); the configurations are the authors' implementation's.
-VARIANTS: Dict[str, Tuple[str, dict]] = {
+VARIANTS: dict[str, tuple[str, dict]] = {
     "edgevit_xxs": ("EdgeViT-XXS", dict(embed_dims=(36, 72, 144, 288), depths=(1, 1, 3, 2), head_dim=36)),
     "edgevit_xs": ("EdgeViT-XS", dict(embed_dims=(48, 96, 240, 384), depths=(1, 1, 3, 1), head_dim=48)),
     "edgevit_s": ("EdgeViT-S", dict(embed_dims=(48, 96, 240, 384), depths=(1, 2, 5, 3), head_dim=48)),
@@ -101,6 +102,8 @@ class GlobalSparseAttn(nn.Module):
         self.fused_attn = use_fused_attn()
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias, **dd)
         self.attn_drop = nn.Dropout(attn_drop)
+        self.local_prop: nn.ConvTranspose2d | None
+        self.norm: nn.Module
         if sample_rate > 1:
             self.local_prop = nn.ConvTranspose2d(dim, dim, sample_rate, stride=sample_rate, groups=dim, **dd)
             self.norm = nn.LayerNorm(dim, eps=1e-5, **dd)
@@ -110,7 +113,7 @@ class GlobalSparseAttn(nn.Module):
         self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = size
         r = self.sample_rate
@@ -206,10 +209,10 @@ class EdgeViT(nn.Module):
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = "avg",
-        embed_dims: Tuple[int, ...] = (48, 96, 240, 384),
-        depths: Tuple[int, ...] = (1, 2, 5, 3),
+        embed_dims: tuple[int, ...] = (48, 96, 240, 384),
+        depths: tuple[int, ...] = (1, 2, 5, 3),
         head_dim: int = 48,
-        sample_rates: Tuple[int, ...] = (4, 2, 2, 1),
+        sample_rates: tuple[int, ...] = (4, 2, 2, 1),
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
@@ -238,13 +241,27 @@ class EdgeViT(nn.Module):
         for i, (dim, depth, r) in enumerate(zip(embed_dims, depths, sample_rates)):
             stride = 4 if i == 0 else 2
             stages.append(
-                EdgeViTStage(prev, dim, stride, depth, dim // head_dim, r, mlp_ratio, qkv_bias, rates[start : start + depth], proj_drop_rate, attn_drop_rate, act_layer, dd)
+                EdgeViTStage(
+                    prev,
+                    dim,
+                    stride,
+                    depth,
+                    dim // head_dim,
+                    r,
+                    mlp_ratio,
+                    qkv_bias,
+                    rates[start : start + depth],
+                    proj_drop_rate,
+                    attn_drop_rate,
+                    act_layer,
+                    dd,
+                )
             )
             self.feature_info.append(dict(num_chs=dim, reduction=4 * 2**i, module=f"stages.{i}"))
             prev, start = dim, start + depth
         self.stages = nn.Sequential(*stages)
         self.num_features = self.head_hidden_size = embed_dims[-1]
-        self.norm = nn.BatchNorm2d(self.num_features, **dd)
+        self.norm: nn.Module = nn.BatchNorm2d(self.num_features, **dd)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
@@ -271,30 +288,30 @@ class EdgeViT(nn.Module):
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         for stage in self.stages:
-            stage.grad_checkpointing = enable
+            cast(EdgeViTStage, stage).grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
             assert global_pool in ("avg", "")
             self.global_pool = global_pool
         ref = self.norm.weight if isinstance(self.norm, nn.BatchNorm2d) else None
-        dd = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+        dd: dict[str, Any] = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: int | list[int] | None = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """The output of each stage taken (NCHW); `norm` applies the head's BatchNorm to the last."""
         assert output_fmt == "NCHW", "output shape must be NCHW"
         take, last = feature_take_indices(len(self.stages), indices)
@@ -310,7 +327,7 @@ class EdgeViT(nn.Module):
             x = self.norm(x)
         return x, out
 
-    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True):
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True):
         take, last = feature_take_indices(len(self.stages), indices)
         self.stages = self.stages[: last + 1]
         if prune_norm or last < 3:
@@ -378,12 +395,12 @@ def _to_authors(key: str) -> str:
     return key
 
 
-def to_authors_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def to_authors_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our state dict in the authors' parameter names (what their EdgeVit.state_dict() holds)."""
     return {_to_authors(k): v for k, v in state_dict.items()}
 
 
-def _variant_of(state_dict: Dict[str, torch.Tensor]) -> Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
+def _variant_of(state_dict: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """(channels, depths) of an EdgeViT state dict in our names; None if it does not look like one."""
     dims = []
     for i in range(4):
@@ -399,14 +416,14 @@ def _variant_of(state_dict: Dict[str, torch.Tensor]) -> Optional[Tuple[Tuple[int
     return tuple(dims), tuple(depths)
 
 
-def _describe(dims: Tuple[int, ...], depths: Tuple[int, ...], head_dim: Optional[int] = None) -> str:
+def _describe(dims: tuple[int, ...], depths: tuple[int, ...], head_dim: int | None = None) -> str:
     for name, (paper, cfg) in VARIANTS.items():
         if cfg["embed_dims"] == dims and cfg["depths"] == depths and head_dim in (None, cfg["head_dim"]):
             return f"{paper} ({name})"
     return f"an EdgeViT with channels {'-'.join(map(str, dims))} and depths {'-'.join(map(str, depths))}"
 
 
-def _check_variant(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> None:
+def _check_variant(state_dict: dict[str, torch.Tensor], model: EdgeViT) -> None:
     found = _variant_of(state_dict)
     want = (tuple(model.embed_dims), tuple(model.depths))
     if found is not None and found != want:
@@ -417,7 +434,7 @@ def _check_variant(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Non
         )
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: EdgeViT) -> dict[str, torch.Tensor]:
     """timm's pretrained filter: the authors' names -> ours (ours pass unchanged); another variant is
     refused with EdgeViTVariantError."""
     if _AUTHORS_MARK in state_dict:

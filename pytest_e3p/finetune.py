@@ -44,13 +44,15 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
     model, weights = build_model(name, PRETRAINED, num_classes=10)
     log(f"{name.full}: weights {weights.source} ({weights.detail})")
     transform = data.eval_transform(spec, model)
-    train_all = data.open_cifar10(spec.path, "train", transform.per_image)
+    train_all = data.open_cifar10(spec.data_path, "train", transform.per_image)
     order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     if cfg.limit:
         order = order[: cfg.limit]
     n_val = max(1, int(len(order) * cfg.val_fraction))
     train, val = Subset(train_all, order[n_val:]), Subset(train_all, order[:n_val])
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) >= cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) >= cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     val_loader = DataLoader(val, batch_size=64)
     model.to(cfg.device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
@@ -79,5 +81,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
     tmp = out.with_suffix(".pth.tmp")
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     tmp.replace(out)  # atomic: a crashed run leaves no half checkpoint under the final name
-    write_atomic(out.with_suffix(".json"), f'{{"model": "{name.full}", "steps": {cfg.steps}, "seed": {cfg.seed}, "lr": {cfg.lr}, "batch_size": {cfg.batch_size}}}\n')
+    write_atomic(
+        out.with_suffix(".json"), f'{{"model": "{name.full}", "steps": {cfg.steps}, "seed": {cfg.seed}, "lr": {cfg.lr}, "batch_size": {cfg.batch_size}}}\n'
+    )
     return out

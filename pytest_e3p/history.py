@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class CommitInfo:
         return f"{self.short} ({', '.join(extra)})" if extra else self.short
 
     @classmethod
-    def from_dict(cls, data: Any) -> "CommitInfo":
+    def from_dict(cls, data: Any) -> CommitInfo:
         if not isinstance(data, dict):
             return cls()
         names = cls.__dataclass_fields__
@@ -86,7 +87,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def commit_info(cwd: str | Path | None = None, env: dict[str, str] | None = None) -> CommitInfo:
+def commit_info(cwd: str | Path | None = None, env: Mapping[str, str] | None = None) -> CommitInfo:
     """The commit of the working tree at cwd from git; else from the CI's variables; else unknown.
 
     git can be present and still refuse (a checkout owned by another user: "dubious ownership"),

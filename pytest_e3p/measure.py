@@ -76,9 +76,10 @@ class SteadyState:
 
     @property
     def power_w(self) -> float | None:
-        if not self.energy_mj_per_image_samples:
+        measured = [(r.energy_mj, r.duration_s) for r in self.rounds if r.energy_mj is not None]
+        if not measured:
             return None
-        return sum(r.energy_mj for r in self.rounds) / 1000.0 / sum(r.duration_s for r in self.rounds)
+        return sum(e for e, _ in measured) / 1000.0 / sum(d for _, d in measured)
 
     @property
     def rails_mj_per_image(self) -> dict[str, float]:
@@ -164,11 +165,11 @@ def run_protocol(
             calls += 1
         t1 = time.monotonic()
         if sensor is not None:
+            assert e0 is not None  # read at the start of the round
             w = window(e0, sensor.read())
             if w.energy_mj <= 0:
                 raise SensorFault(
-                    f"{info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than "
-                    "the sensor's update period, or the sensor is stuck"
+                    f"{sensor.info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck"
                 )
             rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj, w.rails_mj))
         else:

@@ -44,11 +44,7 @@ def dominated_by(points: Sequence[Sequence[float]], maximize: Sequence[bool], i:
     """Indices of the points that dominate point i (empty when i is on the front)."""
     signed = [[v if up else -v for v, up in zip(p, maximize)] for p in points]
     p = signed[i]
-    return [
-        j
-        for j, q in enumerate(signed)
-        if j != i and all(q[k] >= p[k] for k in range(len(p))) and any(q[k] > p[k] for k in range(len(p)))
-    ]
+    return [j for j, q in enumerate(signed) if j != i and all(q[k] >= p[k] for k in range(len(p))) and any(q[k] > p[k] for k in range(len(p)))]
 
 
 def ranks(values: Sequence[float], higher_is_better: bool) -> list[int]:

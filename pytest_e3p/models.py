@@ -14,6 +14,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -102,8 +103,7 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, a non-tensor payload
         raise WeightsError(
-            f"checkpoint {path} cannot be read as a weights-only torch file ({_load_error(exc)}); "
-            "save a state dict with torch.save(model.state_dict(), path)"
+            f"checkpoint {path} cannot be read as a weights-only torch file ({_load_error(exc)}); save a state dict with torch.save(model.state_dict(), path)"
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -123,7 +123,8 @@ def _load_error(exc: Exception) -> str:
 
 def _num_classes_of(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> int | None:
     """Classes of the checkpoint's classifier, read from the weight the model calls its head."""
-    head = model.default_cfg.get("classifier") if hasattr(model, "default_cfg") else None
+    cfg: dict[str, Any] = getattr(model, "default_cfg", {})
+    head = cfg.get("classifier")
     heads = head if isinstance(head, (list, tuple)) else [head]
     for name in heads:
         if name and f"{name}.weight" in state_dict:
@@ -150,8 +151,7 @@ def build_model(
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
             raise WeightsError(
-                f"checkpoint {checkpoint} does not fit {model.arch}"
-                f"{f' with {classes} classes' if classes else ''}: {' '.join(first[:3])[:300]}"
+                f"checkpoint {checkpoint} does not fit {model.arch}{f' with {classes} classes' if classes else ''}: {' '.join(first[:3])[:300]}"
             ) from None
         if num_classes is not None and classes is not None and classes != num_classes:
             raise WeightsError(f"checkpoint {checkpoint} has {classes} classes; the dataset has {num_classes}")

@@ -7,11 +7,13 @@ every model x device x dataset of the run, so each combination is its own test i
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import pytest
 
-from . import hookspecs, options as opts
+from . import hookspecs
+from . import options as opts
 from .results import FAILED, OK, MeasurementError
 
 SESSION_KEY = pytest.StashKey["Any"]()
@@ -28,7 +30,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e3p(energy_tolerance=None, latency_tolerance=None, top1_tolerance=None): per-benchmark regression tolerances (fractions such as 0.08, or strings such as '8%'; top1 in points)")
+    config.addinivalue_line(
+        "markers",
+        "e3p(energy_tolerance=None, latency_tolerance=None, top1_tolerance=None): per-benchmark regression tolerances (fractions such as 0.08, or strings such as '8%'; top1 in points)",
+    )
     # Validate at once when the user asked for pytest-e3p, so bad input is a usage error before
     # anything runs; other projects with the plugin installed pay nothing.
     if opts.explicitly_set(config) and not hasattr(config, "workerinput"):
@@ -102,11 +107,27 @@ def _live_writer(config: pytest.Config):
             return
         capman = config.pluginmanager.get_plugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            on_progress_line = reporter.currentfspath
             reporter.write_line(line)
-        # pytest's progress line was interrupted: make it start again with the file name
-        reporter.currentfspath = None
+            if isinstance(on_progress_line, os.PathLike):
+                # pytest's progress line was interrupted mid-file: start it again with the file name,
+                # so the test's letter does not stand alone
+                reporter.write(os.path.relpath(on_progress_line, reporter.startpath) + " ")
+                reporter.currentfspath = on_progress_line
 
     return write
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """The passes before the last, over every selected case, before the first test: their live
+    lines come before pytest's progress line instead of inside it."""
+    e3p = session.config.stash.get(SESSION_KEY, None)
+    if e3p is None or session.config.option.collectonly or session.testsfailed or e3p.protocol.passes < 2:
+        return
+    cases = _cases_of(session)
+    if cases:
+        e3p.run_early_passes(cases)
 
 
 def _session(config: pytest.Config):

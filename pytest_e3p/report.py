@@ -10,8 +10,8 @@ from tabulate import tabulate
 
 from .baseline import REGRESSED, Check, Comparison
 from .results import OK, REFERENCE_TOP1, CaseResult
-from .sensors.base import ESTIMATE
 from .screening import Stage1Row
+from .sensors.base import ESTIMATE
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:
@@ -65,9 +65,22 @@ def ranked_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], lis
     return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
 
 
-def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[str]]]:
+def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[int | str]]]:
     alpha = cases[0].sam_alpha if cases else 5.0
-    headers = ["#", "model", "params (M)", "GMACs", "NetScore", "top-1 (%)", "top-1 from", "latency (ms/img)", "energy (mJ/img)", "spread", "power (W)", f"SAM{alpha:g}"]
+    headers = [
+        "#",
+        "model",
+        "params (M)",
+        "GMACs",
+        "NetScore",
+        "top-1 (%)",
+        "top-1 from",
+        "latency (ms/img)",
+        "energy (mJ/img)",
+        "spread",
+        "power (W)",
+        f"SAM{alpha:g}",
+    ]
     if checks is not None:
         headers += ["baseline (mJ/img)", "change", "noise", "verdict"]
     rows = []
@@ -118,7 +131,9 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     notes = []
     if any(r.energy_kind == ESTIMATE for r in cases):
         notes.append("~ / est. / *: energy is an ESTIMATE (no power sensor readable), never compared with measured figures")
-    sources = sorted({(r.top1_ref_source or "timm results-imagenet.csv").removeprefix("reference (").removesuffix(")") for r in cases if r.top1_source == REFERENCE_TOP1})
+    sources = sorted(
+        {(r.top1_ref_source or "timm results-imagenet.csv").removeprefix("reference (").removesuffix(")") for r in cases if r.top1_source == REFERENCE_TOP1}
+    )
     if sources:
         notes.append(f"top-1 from 'reference': published ImageNet-1k accuracy ({'; '.join(sources)}), not measured in this run")
     untrained = [r for r in cases if r.weights == "random"]
@@ -131,7 +146,9 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
         "calls significant (p<0.01) against the baseline's passes and runs; unstable: either is wider than the energy tolerance"
     )
     if any(r.unstable for r in cases):
-        notes.append("unstable cases: their energy differences from other cases and from the baseline are within noise; no ranking or regression conclusion rests on them")
+        notes.append(
+            "unstable cases: their energy differences from other cases and from the baseline are within noise; no ranking or regression conclusion rests on them"
+        )
     idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
     if idle:
         notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")
@@ -158,7 +175,18 @@ def comparison_table(cmp: Comparison, fmt: str = "simple") -> str:
         for c in checks:
             change = f"{c.change:+.2f} pt" if c.metric == "top1" else f"{c.change:+.1%}"
             noise = "-" if c.noise is None else f"+/-{c.noise:.1%}"
-            rows.append([cid, c.metric, f"{c.baseline:.4g} {c.unit}", f"{c.current:.4g} {c.unit}", change, noise, "-" if c.p_value is None else f"{c.p_value:.2g}", c.verdict])
+            rows.append(
+                [
+                    cid,
+                    c.metric,
+                    f"{c.baseline:.4g} {c.unit}",
+                    f"{c.current:.4g} {c.unit}",
+                    change,
+                    noise,
+                    "-" if c.p_value is None else f"{c.p_value:.2g}",
+                    c.verdict,
+                ]
+            )
     for cid in cmp.new:
         rows.append([cid, "-", "-", "-", "-", "-", "-", "new (not in baseline)"])
     for cid in cmp.missing:
@@ -189,18 +217,21 @@ def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
         return None
     rows = []
     for r in passes:
+        assert r.eval_images and r.eval_duration_s is not None  # the accuracy pass sets both
         per_image_ms = 1e3 * r.eval_duration_s / r.eval_images
         energy = None if r.eval_energy_mj is None else r.eval_energy_mj / r.eval_images
         steady = r.latency_ms_per_image
-        rows.append([
-            r.model,
-            f"{r.eval_images}" + (" (subset)" if r.eval_subset else ""),
-            _num(r.eval_duration_s, ".3g"),
-            _num(per_image_ms, ".3g"),
-            _num(steady, ".3g"),
-            "-" if not steady else f"{steady / per_image_ms:.2f}",
-            _energy_text(energy, r.energy_kind),
-            energy_cell(r),
-        ])
+        rows.append(
+            [
+                r.model,
+                f"{r.eval_images}" + (" (subset)" if r.eval_subset else ""),
+                _num(r.eval_duration_s, ".3g"),
+                _num(per_image_ms, ".3g"),
+                _num(steady, ".3g"),
+                "-" if not steady else f"{steady / per_image_ms:.2f}",
+                _energy_text(energy, r.energy_kind),
+                energy_cell(r),
+            ]
+        )
     headers = ["model", "images", "pass (s)", "pass (ms/img)", "steady (ms/img)", "pass/steady throughput", "pass energy (mJ/img)", "steady energy (mJ/img)"]
     return "accuracy pass, data loading included\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)

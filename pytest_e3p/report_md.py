@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .options import DEFAULTS
 from .metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
+from .options import DEFAULTS
 from .report import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
 from .results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
 from .sensors.base import ESTIMATE
@@ -45,9 +45,9 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    xs = [c.energy_mj_per_image for c in cases]
-    ys = [c.top1 for c in cases]
-    xerr = [2 * (c.energy_spread or 0.0) * c.energy_mj_per_image for c in cases]  # 2 sd of the passes
+    xs = [_energy(c) for c in cases]
+    ys = [_top1(c) for c in cases]
+    xerr = [2 * (c.energy_spread or 0.0) * _energy(c) for c in cases]  # 2 sd of the passes
     ax.errorbar(xs, ys, xerr=xerr, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
     _label_points(ax, fig, cases)
     pts = sorted((xs[i], ys[i]) for i in front)
@@ -92,6 +92,18 @@ def _usable(c: CaseResult) -> bool:
     return c.status == OK and c.energy_mj_per_image is not None and c.top1 is not None
 
 
+def _energy(c: CaseResult) -> float:
+    """Energy per image of a case the report ranks (_usable: it has one)."""
+    assert c.energy_mj_per_image is not None
+    return c.energy_mj_per_image
+
+
+def _top1(c: CaseResult) -> float:
+    """Top-1 of a case the report ranks (_usable: it has one)."""
+    assert c.top1 is not None
+    return c.top1
+
+
 def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = DEFAULTS["reference_model"]) -> Path:
     """Write out_dir/report.md (and PNG plots where matplotlib is installed); returns its path."""
     out = Path(out_dir)
@@ -120,8 +132,8 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
                     lines += [f"*{caption}*", "", table, ""]
             usable = [c for c in group if _usable(c)]
             if usable:
-                winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=lambda c: c.energy_mj_per_image)
-                front = pareto_front([(c.top1, c.energy_mj_per_image) for c in usable], [True, False])
+                winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
+                front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
                 png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
                 if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
                     lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
@@ -132,7 +144,12 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
                 lines += _savings(usable, device, reference_model)
         if len(winners) > 1:
             lines += ["### Across devices", ""]
-            lines += [f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{short_name(c)}**" for d, c in sorted(winners.items())]
+            lines += [
+                f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})"
+                if c.sam is not None
+                else f"- on **{d}** the lowest energy is **{short_name(c)}**"
+                for d, c in sorted(winners.items())
+            ]
             if len({c.model for c in winners.values()}) > 1:
                 lines += ["", "The best model differs between devices."]
             lines.append("")
@@ -153,24 +170,39 @@ def _stage1_section(cases: list[CaseResult], files: list[ResultsFile]) -> list[s
     for model, c in sorted(seen.items(), key=lambda kv: -(kv[1].netscore or -1e9)):
         screening = kept.get(model)
         status = "-" if screening is None else ("kept" if screening["kept"] else f"dropped ({screening['why']})")
-        rows.append([model, f"{c.params_m:.2f}" if c.params_m else "-", f"{c.gmacs:.3f}" if c.gmacs else "-", f"{c.top1_ref:.2f}" if c.top1_ref else "-", f"{c.netscore:.1f}" if c.netscore else "-", status])
-    return ["### Stage 1: NetScore (device-agnostic)", "", tabulate(rows, headers=["model", "params (M)", "GMACs", "reference top-1 (%)", "NetScore", "screening"], tablefmt="github", disable_numparse=True), ""]
+        rows.append(
+            [
+                model,
+                f"{c.params_m:.2f}" if c.params_m else "-",
+                f"{c.gmacs:.3f}" if c.gmacs else "-",
+                f"{c.top1_ref:.2f}" if c.top1_ref else "-",
+                f"{c.netscore:.1f}" if c.netscore else "-",
+                status,
+            ]
+        )
+    return [
+        "### Stage 1: NetScore (device-agnostic)",
+        "",
+        tabulate(rows, headers=["model", "params (M)", "GMACs", "reference top-1 (%)", "NetScore", "screening"], tablefmt="github", disable_numparse=True),
+        "",
+    ]
 
 
 def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
     with_ns = [c for c in cases if c.netscore is not None]
     if len(with_ns) < 3:
         return []
-    ns_rank = ranks([c.netscore for c in with_ns], higher_is_better=True)
+    ns_rank = ranks([c.netscore for c in with_ns if c.netscore is not None], higher_is_better=True)  # the filter narrows the type only
     # device ranks tie where the measured spread does not separate two models (a 95 % band, 2 sd)
-    energy_rank = noise_ranks([c.energy_mj_per_image for c in with_ns], [2 * _cv(c) * c.energy_mj_per_image for c in with_ns], higher_is_better=False)
-    has_sam = all(c.sam is not None for c in with_ns)
-    sam_rank = noise_ranks([c.sam for c in with_ns], [_sam_halfwidth(c) for c in with_ns], higher_is_better=True) if has_sam else None
+    energy_rank = noise_ranks([_energy(c) for c in with_ns], [2 * _cv(c) * _energy(c) for c in with_ns], higher_is_better=False)
+    sams = [c.sam for c in with_ns if c.sam is not None]
+    has_sam = len(sams) == len(with_ns)
+    sam_rank = noise_ranks(sams, [_sam_halfwidth(c) for c in with_ns], higher_is_better=True) if has_sam else None
     device_rank = sam_rank or energy_rank
     rows = []
-    for i, c in enumerate(with_ns):
+    for i in sorted(range(len(with_ns)), key=lambda i: ns_rank[i]):  # by NetScore rank
+        c = with_ns[i]
         rows.append([short_name(c), ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
-    rows.sort(key=lambda r: r[1])
     tau_sam = kendall_tau(ns_rank, sam_rank) if sam_rank else None
     tau_energy = kendall_tau(ns_rank, energy_rank)
     movers = sorted(range(len(with_ns)), key=lambda i: -abs(device_rank[i] - ns_rank[i]))[:3]
@@ -203,7 +235,7 @@ def _sam_halfwidth(c: CaseResult) -> float:
     """Half the SAM range over energy +/- 2 sd of its passes."""
     if c.sam is None or not _cv(c) or c.top1 is None:
         return 0.0
-    lo, hi = c.energy_mj_per_image * (1 - 2 * _cv(c)), c.energy_mj_per_image * (1 + 2 * _cv(c))
+    lo, hi = _energy(c) * (1 - 2 * _cv(c)), _energy(c) * (1 + 2 * _cv(c))
     values = [v for v in (sam(c.top1 / 100.0, lo, c.sam_alpha), sam(c.top1 / 100.0, hi, c.sam_alpha)) if v is not None]
     return (max(values) - min(values)) / 2 if len(values) == 2 else float("inf")
 
@@ -212,10 +244,10 @@ def savings_line(cases: list[CaseResult], device: str, reference_model: str) -> 
     ref = next((c for c in cases if c.model == reference_model or short_name(c) == reference_model), None)
     if ref is None:
         return None
-    best = min(cases, key=lambda c: c.energy_mj_per_image)
+    best = min(cases, key=_energy)
     if best is ref:
         return f"{short_name(ref)} itself uses the least energy per image on {device}"
-    saving = 1.0 - best.energy_mj_per_image / ref.energy_mj_per_image
+    saving = 1.0 - _energy(best) / _energy(ref)
     return f"{short_name(best)} uses {saving:.0%} less energy per image than {short_name(ref)} on {device}"
 
 

@@ -119,7 +119,7 @@ class CaseResult:
         return [r for r in [*out, self.pass_values(metric)] if r]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CaseResult":
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -213,7 +213,9 @@ def load(path: str | Path) -> ResultsFile:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ResultsFileError(f"{path} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one") from None
+        raise ResultsFileError(
+            f"{path} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
+        ) from None
     except FileNotFoundError:
         raise ResultsFileError(f"{path} does not exist") from None
     except OSError as exc:
@@ -221,14 +223,15 @@ def load(path: str | Path) -> ResultsFile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ResultsFileError(f"{path} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one") from None
+        raise ResultsFileError(
+            f"{path} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultsFileError(f"{path} is not a pytest-e3p results file (no \"schema\": \"{SCHEMA}\")")
+        raise ResultsFileError(f'{path} is not a pytest-e3p results file (no "schema": "{SCHEMA}")')
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ResultsFileError(
-            f"{path} has schema version {version!r}; this pytest-e3p reads version {SCHEMA_VERSION}: "
-            "save the baseline again with this version"
+            f"{path} has schema version {version!r}; this pytest-e3p reads version {SCHEMA_VERSION}: save the baseline again with this version"
         )
     problem = _malformed(data)
     if problem:
@@ -250,9 +253,7 @@ def load(path: str | Path) -> ResultsFile:
 
 
 def _positive_numbers(values: Any) -> bool:
-    return isinstance(values, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
-    )
+    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
 
 
 def _malformed(data: dict[str, Any]) -> str | None:

@@ -12,10 +12,10 @@ import statistics
 import time
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -25,8 +25,8 @@ from .allocator import default_malloc, pin_glibc_malloc
 from .baseline import (
     Check,
     IncompatibleBaseline,
-    Tolerances,
     ToleranceError,
+    Tolerances,
     compare_case,
     device_incompatibility,
     gate_feasibility,
@@ -52,7 +52,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 class SetupError(Exception):
     """Bad input found before anything is measured; the plugin turns it into a usage error."""
-
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class E3PSession:
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     # -- setup -------------------------------------------------------------------------------
-    def start(self) -> "E3PSession":
+    def start(self) -> E3PSession:
         """Everything with an effect on the machine or the file system, before the first case."""
         if self.options.threads is not None:
             torch.set_num_threads(self.options.threads)
@@ -143,7 +142,9 @@ class E3PSession:
 
     def _open_sensor(self) -> None:
         try:
-            self.sensor, self.sensor_note = self.device.open_sensor(self.options.require_sensor, self.options.w_per_core, self.options.sample_hz, self.options.static_w)
+            self.sensor, self.sensor_note = self.device.open_sensor(
+                self.options.require_sensor, self.options.w_per_core, self.options.sample_hz, self.options.static_w
+            )
         except SensorUnavailable as exc:
             raise SetupError(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {exc}") from None
         if self.sensor is not None:
@@ -309,8 +310,13 @@ class E3PSession:
         model = loaded.module
         with torch.inference_mode():
             return run_protocol(
-                lambda: model(x), self.protocol.batch_size, self.device.synchronize, self.sensor, self.protocol,
-                slowdown=self.options.slowdown, device=self.device.torch_device,
+                lambda: model(x),
+                self.protocol.batch_size,
+                self.device.synchronize,
+                self.sensor,
+                self.protocol,
+                slowdown=self.options.slowdown,
+                device=self.device.torch_device,
             )
 
     def run_early_passes(self, cases: list[Case]) -> None:
@@ -326,6 +332,7 @@ class E3PSession:
             for case in cases:
                 if case.id in self.early_errors:
                     continue
+                loaded: LoadedModel | None
                 try:
                     loaded = self.load_model(case)
                     steady = self.steady_state(case, loaded)
@@ -366,7 +373,7 @@ class E3PSession:
         energy = next((c for c in checks if c.metric == "energy"), None)
         if energy is not None:
             result.change_vs_baseline, result.noise_vs_baseline = energy.change, energy.noise
-            if energy.noise is not None and energy.noise > tol.energy:
+            if energy.noise is not None and tol.energy is not None and energy.noise > tol.energy:
                 result.unstable = True
         worst = [c.verdict for c in checks]
         result.verdict = next((v for v in (gate.REGRESSED, gate.INCONCLUSIVE, gate.IMPROVED) if v in worst), gate.UNCHANGED if checks else "")
@@ -377,7 +384,7 @@ class E3PSession:
         """Write the results file (always) and the baseline (only after a passing run).
 
         Returns lines for the terminal saying what was written or why not."""
-        lines = []
+        lines: list[str] = []
         if self.sensor is not None:
             self.sensor.close()
         if not self.results:
@@ -485,9 +492,7 @@ class CaseRunner:
         self.evaluated = True
         if not case.dataset.has_labels:
             return self._reference_top1("the synthetic dataset has no labels")
-        if self.loaded.num_classes != data.num_classes(case.dataset) or (
-            case.dataset.kind != data.IMAGENET and self.loaded.weights.source != CHECKPOINT
-        ):
+        if self.loaded.num_classes != data.num_classes(case.dataset) or (case.dataset.kind != data.IMAGENET and self.loaded.weights.source != CHECKPOINT):
             r.top1_source = results.NO_TOP1
             where = (
                 f"{checkpoint_path(s.options.checkpoints, case.model, case.dataset.name)} does not exist"
@@ -527,8 +532,9 @@ class CaseRunner:
             raise results.MeasurementError(f"{case.id}: {r.reason}") from None
         r.top1, r.top5, r.top1_source = ev.top1, ev.top5, results.MEASURED_TOP1
         r.eval_images, r.eval_duration_s, r.eval_energy_mj = ev.images, ev.duration_s, ev.energy_mj
-        if len(subset) < len(dataset):
-            r.eval_subset = f"{len(subset)} of {len(dataset)} images, evenly spaced (--e3p-limit)"
+        n_subset, n_all = len(cast(Sized, subset)), len(cast(Sized, dataset))
+        if n_subset < n_all:
+            r.eval_subset = f"{n_subset} of {n_all} images, evenly spaced (--e3p-limit)"
         return r
 
     def _reference_top1(self, why: str) -> results.CaseResult:

@@ -106,7 +106,7 @@ class ModelName:
         return self.arch if self.tag == default_tag(self.arch) else self.full
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timm_archs() -> frozenset[str]:
     import timm
 
@@ -116,7 +116,7 @@ def _timm_archs() -> frozenset[str]:
     return frozenset(timm.list_models())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_tag(arch: str) -> str:
     from timm.models import get_pretrained_cfg
 
@@ -124,7 +124,7 @@ def default_tag(arch: str) -> str:
     return (cfg.tag or "") if cfg is not None else ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _arch_tags(arch: str) -> tuple[str, ...]:
     import timm
 
@@ -188,7 +188,7 @@ class Reference:
 @functools.lru_cache(maxsize=1)
 def reference_table() -> dict[str, Reference]:
     table = {}
-    with resources.files("pytest_e3p").joinpath("_data/results-imagenet.csv").open(newline="") as fh:
+    with resources.files("pytest_e3p").joinpath("_data/results-imagenet.csv").open(newline="") as fh:  # type: ignore[call-overload]  # Traversable stub lacks newline
         for row in csv.DictReader(fh):
             table[row["model"]] = Reference(
                 float(row["top1"]),
@@ -242,10 +242,24 @@ class EdgeViTPaperRow:
 def edgevit_paper_table() -> tuple[EdgeViTPaperRow, ...]:
     """All 18 rows of the EdgeViT paper's Table 3 (with Table 2's params, GFLOPs and latency sd)."""
     rows = []
-    with resources.files("pytest_e3p").joinpath("_data/edgevit-paper.csv").open(newline="") as fh:
+    with resources.files("pytest_e3p").joinpath("_data/edgevit-paper.csv").open(newline="") as fh:  # type: ignore[call-overload]  # Traversable stub lacks newline
         for r in csv.DictReader(fh):
-            nums = [float(r[k]) for k in ("params_m", "gflops", "top1", "latency_ms", "latency_ms_sd", "energy_mj", "energy_mj_sd", "power_w", "power_w_sd", "efficiency_pct_per_mj")]
-            rows.append(EdgeViTPaperRow(r["paper_model"], r["timm_model"] or None, *nums))
+            rows.append(
+                EdgeViTPaperRow(
+                    r["paper_model"],
+                    r["timm_model"] or None,
+                    params_m=float(r["params_m"]),
+                    gflops=float(r["gflops"]),
+                    top1=float(r["top1"]),
+                    latency_ms=float(r["latency_ms"]),
+                    latency_ms_sd=float(r["latency_ms_sd"]),
+                    energy_mj=float(r["energy_mj"]),
+                    energy_mj_sd=float(r["energy_mj_sd"]),
+                    power_w=float(r["power_w"]),
+                    power_w_sd=float(r["power_w_sd"]),
+                    efficiency_pct_per_mj=float(r["efficiency_pct_per_mj"]),
+                )
+            )
     return tuple(rows)
 
 

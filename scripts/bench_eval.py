@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,9 @@ def main() -> None:
     device = resolve(args.device)
     batch = device.default_batch_size
     workers = default_workers(device.torch_device)
-    print(f"device {device.name} ({device.identity.get('name')}), batch {batch}, loader workers {workers} (the default{'; 0 = a decode thread per core between forward passes' if workers == 0 else ''})")
+    print(
+        f"device {device.name} ({device.identity.get('name')}), batch {batch}, loader workers {workers} (the default{'; 0 = a decode thread per core between forward passes' if workers == 0 else ''})"
+    )
     with tempfile.TemporaryDirectory() as d:
         write_images(Path(d), args.images)
         spec = data.DatasetSpec(data.FOLDER, Path(d))

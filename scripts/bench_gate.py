@@ -39,8 +39,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_suite(models: str, out: Path, slowdown: float = 0.0) -> float:
     """One run in a fresh process; returns its wall time in seconds."""
     cmd = [
-        sys.executable, "-m", "pytest", "benchmarks/", "--device=cpu", f"--e3p-models={models}", "--e3p-weights=random",
-        "-q", "-p", "no:cacheprovider", "--benchmark-disable", f"--e3p-results={out}",
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        "--device=cpu",
+        f"--e3p-models={models}",
+        "--e3p-weights=random",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        f"--e3p-results={out}",
     ]
     if slowdown:
         cmd.append(f"--e3p-slowdown={slowdown}")
@@ -127,7 +137,9 @@ def main() -> None:
     print(f"   K={k}: {flagged} of {len(rows)} case comparisons flagged ({flagged / len(rows):.1%}; target <= 1%)")
     changes = sorted(abs(c) for _, _, c, _ in rows)
     noises = [nz for _, _, _, nz in rows if nz is not None]
-    print(f"   |change| between identical runs: median {statistics.median(changes):.1%}, max {changes[-1]:.1%}; noise threshold median {statistics.median(noises):.1%}")
+    print(
+        f"   |change| between identical runs: median {statistics.median(changes):.1%}, max {changes[-1]:.1%}; noise threshold median {statistics.median(noises):.1%}"
+    )
     one = [verdicts(baseline_of([same[(i - 1) % n]], 1), same[i], tol) for i in range(n)]
     one_rows = [r for rs in one for r in rs]
     one_flagged = sum(v == REGRESSED for _, v, _, _ in one_rows)
@@ -157,7 +169,9 @@ def main() -> None:
             f"within a run between passes median CV {statistics.median(pass_cvs):.1%}"
         )
     noise_med = statistics.median(noises) if noises else float("nan")
-    print(f"   smallest slowdown caught at this false-alarm rate: about max(tolerance {tol.energy:.0%}, noise {noise_med:.1%}) = {max(tol.energy, noise_med):.1%}")
+    print(
+        f"   smallest slowdown caught at this false-alarm rate: about max(tolerance {tol.energy:.0%}, noise {noise_med:.1%}) = {max(tol.energy, noise_med):.1%}"
+    )
     if walls:
         print(f"   wall time of one {args.models} run: median {statistics.median(walls):.0f} s")
 

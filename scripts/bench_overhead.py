@@ -52,7 +52,7 @@ def main() -> None:
         bare, harness = [], []
         for _ in range(args.repeats):
             with torch.inference_mode():
-                steady = run_protocol(lambda: model(x), batch, device.synchronize, sensor, protocol, measure_idle=False)
+                steady = run_protocol(lambda model=model, x=x: model(x), batch, device.synchronize, sensor, protocol, measure_idle=False)
             harness.append(sum(r.images for r in steady.rounds) / sum(r.duration_s for r in steady.rounds))
             bare.append(bare_images_per_s(model, x, device.synchronize, seconds=5.0))
         b, h = statistics.median(bare), statistics.median(harness)

@@ -28,11 +28,26 @@ def constructed_file(device: str, seed: int) -> results.ResultsFile:
             energy = rng.uniform(20, 400)
             top1 = ref.top1 if dataset == "imagenet" else min(99.0, ref.top1 + 15)
             c = results.CaseResult(
-                case_id=f"{m.case_id}-{device}-{dataset}", model=m.full, device=device, dataset=dataset, batch_size=64,
-                image_size=[3, 224, 224], precision="fp32", params_m=ref.params_m, gmacs=1.0, top1_ref=ref.top1,
-                netscore=netscore(ref.top1, ref.params_m, 1.0), energy_kind="measured", energy_source="nvml-counter",
-                boundary="GPU board", energy_mj_per_image=energy, energy_mj_per_image_samples=[energy] * 15,
-                latency_ms_per_image=energy / 20, top1=top1, top1_source="measured", sam=sam(top1 / 100, energy),
+                case_id=f"{m.case_id}-{device}-{dataset}",
+                model=m.full,
+                device=device,
+                dataset=dataset,
+                batch_size=64,
+                image_size=[3, 224, 224],
+                precision="fp32",
+                params_m=ref.params_m,
+                gmacs=1.0,
+                top1_ref=ref.top1,
+                netscore=netscore(ref.top1, ref.params_m, 1.0),
+                energy_kind="measured",
+                energy_source="nvml-counter",
+                boundary="GPU board",
+                energy_mj_per_image=energy,
+                energy_mj_per_image_samples=[energy] * 15,
+                latency_ms_per_image=energy / 20,
+                top1=top1,
+                top1_source="measured",
+                sam=sam(top1 / 100, energy),
             )
             cases[c.case_id] = c
     return results.ResultsFile({"name": device, "identity": {"name": device}}, {"torch": "x"}, {"energy_kind": "measured"}, cases)
@@ -45,7 +60,9 @@ def main() -> None:
         path = write_report(files, d)
         took = time.perf_counter() - t0
         pngs = len(list(path.parent.glob("*.png")))
-        print(f"report of 3 devices x 2 datasets x 25 models: {took:.2f} s ({pngs} plots, {len(path.read_text().splitlines())} lines of Markdown); target < 10 s")
+        print(
+            f"report of 3 devices x 2 datasets x 25 models: {took:.2f} s ({pngs} plots, {len(path.read_text().splitlines())} lines of Markdown); target < 10 s"
+        )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def integration_error(trace_name: str, rate_hz: float, window_s: float = 2.0) ->
         return measured, exact, sensor.samples
 
 
-def sampler_overhead(rate_hz: float, model_name: str = "levit_128s", batch: int = 16, seconds: float = 1.5, pairs: int = 30, threads: int | None = None) -> list[float]:
+def sampler_overhead(
+    rate_hz: float, model_name: str = "levit_128s", batch: int = 16, seconds: float = 1.5, pairs: int = 30, threads: int | None = None
+) -> list[float]:
     """Throughput with the sampler running over throughput without it, once per pair of runs.
 
     Runs alternate without / with / without / ...; each run with the sampler is set against the mean
@@ -191,7 +193,9 @@ def main() -> None:
         print(f"   sampler overhead on levit_128s, batch 16, {what}; target < 1%")
         ratios = sampler_overhead(args.rate_hz, pairs=args.overhead_pairs, threads=threads)
         med, lo, hi = median_interval(ratios)
-        print(f"     throughput with / without the {args.rate_hz:g} Hz sampler: median {med:.4f} over {len(ratios)} alternating pairs, 95% interval {lo:.4f}-{hi:.4f}")
+        print(
+            f"     throughput with / without the {args.rate_hz:g} Hz sampler: median {med:.4f} over {len(ratios)} alternating pairs, 95% interval {lo:.4f}-{hi:.4f}"
+        )
         print(f"     cost {1 - med:+.2%} (interval {1 - hi:+.2%} to {1 - lo:+.2%}); single pairs ranged {min(ratios):.3f}-{max(ratios):.3f}")
 
 

@@ -52,7 +52,9 @@ def main() -> None:
             wc, ws = window(c0, c1), window(s0, s1)
             diff = ws.energy_mj / wc.energy_mj - 1
             diffs.append(diff)
-            print(f"round {i}: {n * batch} images, counter {wc.energy_mj / 1000:.2f} J ({wc.power_w:.0f} W), sampled {ws.energy_mj / 1000:.2f} J, difference {diff:+.2%}")
+            print(
+                f"round {i}: {n * batch} images, counter {wc.energy_mj / 1000:.2f} J ({wc.power_w:.0f} W), sampled {ws.energy_mj / 1000:.2f} J, difference {diff:+.2%}"
+            )
     print(f"median difference {statistics.median(diffs):+.2%}, worst {max(diffs, key=abs):+.2%} (target within 3%)")
 
 

@@ -2,12 +2,14 @@
 
 import json
 
+import datasets as make
 import pytest
 import timm
 import torch
 from PIL import Image
 
-import datasets as make
+# a short protocol: these tests check accuracy and loading, not the measurement
+FAST = ["--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider"]
 
 
 def train_small_model(folder, steps=30):
@@ -50,9 +52,18 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
 
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=synthetic,folder={folder}", f"--e3p-checkpoints={ckpts}",
-        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0",
-        "--e3p-workers=1", "-p", "no:cacheprovider",  # a loader process (the GPU default); the next run decodes in-process
+        "--e3p-device=cpu",
+        "--e3p-models=test_vit",
+        f"--e3p-dataset=synthetic,folder={folder}",
+        f"--e3p-checkpoints={ckpts}",
+        "--e3p-batch-size=4",
+        "--e3p-rounds=3",
+        "--e3p-min-round-s=0.05",
+        "--e3p-warmup-s=0",
+        "--e3p-idle-s=0",
+        "--e3p-workers=1",
+        "-p",
+        "no:cacheprovider",  # a loader process (the GPU default); the next run decodes in-process
     )
     result.assert_outcomes(passed=2)
     cases = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]
@@ -68,8 +79,12 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
 
     # --e3p-limit: a documented subset, said so in the results
     result = pytester.runpytest(
-        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-limit=5",
-        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+        "--e3p-device=cpu",
+        "--e3p-models=test_vit",
+        f"--e3p-dataset=folder={folder}",
+        f"--e3p-checkpoints={ckpts}",
+        "--e3p-limit=5",
+        *FAST,
     )
     result.assert_outcomes(passed=1)
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-cpu-folder"]
@@ -78,8 +93,12 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
 
     # progress lines while a pass runs: images done, rate, time left; the test outcome line survives
     result = pytester.runpytest(
-        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-progress-s=0",
-        "--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+        "--e3p-device=cpu",
+        "--e3p-models=test_vit",
+        f"--e3p-dataset=folder={folder}",
+        f"--e3p-checkpoints={ckpts}",
+        "--e3p-progress-s=0",
+        *FAST,
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["[[]e3p[]] test_vit-cpu-folder: 4/12 images, * img/s, * s left", "[[]e3p[]] test_vit-cpu-folder: 8/12 images, *"])
@@ -89,8 +108,17 @@ def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
     make.cifar_tree(tmp_path)
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--e3p-device=cpu", "--e3p-models=test_vit", f"--e3p-dataset=cifar10={tmp_path}", "--e3p-weights=random",
-        "--e3p-batch-size=2", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+        "--e3p-device=cpu",
+        "--e3p-models=test_vit",
+        f"--e3p-dataset=cifar10={tmp_path}",
+        "--e3p-weights=random",
+        "--e3p-batch-size=2",
+        "--e3p-rounds=3",
+        "--e3p-min-round-s=0.05",
+        "--e3p-warmup-s=0",
+        "--e3p-idle-s=0",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
     why = "cifar10 needs a fine-tuned checkpoint: --e3p-checkpoints DIR with test_vit_cifar10.pth (see `python -m pytest_e3p finetune`)"
@@ -108,14 +136,25 @@ def test_a_missing_checkpoint_costs_top1_only_and_a_corrupt_one_fails_its_case_a
     (ckpts / "test_vit_folder.pth").write_bytes(b"not a checkpoint")  # test_vit's is corrupt, test_vit2's is missing
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
     result = pytester.runpytest(
-        "--e3p-device=cpu", "--e3p-models=test_vit,test_vit2", f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}",
-        "--e3p-batch-size=2", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider",
+        "--e3p-device=cpu",
+        "--e3p-models=test_vit,test_vit2",
+        f"--e3p-dataset=folder={folder}",
+        f"--e3p-checkpoints={ckpts}",
+        "--e3p-batch-size=2",
+        "--e3p-rounds=3",
+        "--e3p-min-round-s=0.05",
+        "--e3p-warmup-s=0",
+        "--e3p-idle-s=0",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([
-        f"checkpoint {ckpts / 'test_vit_folder.pth'} cannot be read as a weights-only torch file (*); save a state dict with torch.save(*",
-        f"*top-1 unavailable: folder needs a fine-tuned checkpoint: {ckpts / 'test_vit2_folder.pth'} does not exist*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"checkpoint {ckpts / 'test_vit_folder.pth'} cannot be read as a weights-only torch file (*); save a state dict with torch.save(*",
+            f"*top-1 unavailable: folder needs a fine-tuned checkpoint: {ckpts / 'test_vit2_folder.pth'} does not exist*",
+        ]
+    )
     result.stdout.no_fnmatch_line("*Traceback*")
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit2-cpu-folder"]
     assert case["top1"] is None and case["energy_mj_per_image"] is not None
@@ -127,7 +166,25 @@ def test_finetune_command_runs_the_recipe_and_writes_a_checkpoint_the_suite_load
     from pytest_e3p.zoo import parse_model
 
     make.cifar_tree(tmp_path / "cifar", n_train=8)
-    rc = main(["finetune", "--model", "test_vit", "--dataset", f"cifar10={tmp_path / 'cifar'}", "--out", str(tmp_path / "ck"), "--steps", "3", "--eval-every", "2", "--batch-size", "4", "--device", "cpu"])
+    rc = main(
+        [
+            "finetune",
+            "--model",
+            "test_vit",
+            "--dataset",
+            f"cifar10={tmp_path / 'cifar'}",
+            "--out",
+            str(tmp_path / "ck"),
+            "--steps",
+            "3",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "step 2/3" in out and "validation top-1" in out and "step 3/3" in out

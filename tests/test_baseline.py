@@ -1,7 +1,7 @@
 import os
 import random
-import stat
 import re
+import stat
 
 import pytest
 
@@ -12,8 +12,8 @@ from pytest_e3p.baseline import (
     REGRESSED,
     UNCHANGED,
     IncompatibleBaseline,
-    Tolerances,
     ToleranceError,
+    Tolerances,
     compare_files,
     decide,
     decide_top1,
@@ -82,16 +82,28 @@ def test_tolerances_that_would_switch_the_gate_off_are_refused(text, words):
 
 def make_case(cid="m-cpu-synthetic", energy=40.0, **kw):
     fields = dict(
-        case_id=cid, model="m.tag", device="cpu", dataset="synthetic", batch_size=16, image_size=[3, 224, 224], precision="fp32",
-        energy_kind="measured", energy_mj_per_image_samples=noisy(energy, 0.01), latency_ms_per_image_samples=noisy(5.0, 0.01),
-        energy_mj_per_image_passes=noisy(energy, 0.01, 3), latency_ms_per_image_passes=noisy(5.0, 0.01, 3), passes=3,
+        case_id=cid,
+        model="m.tag",
+        device="cpu",
+        dataset="synthetic",
+        batch_size=16,
+        image_size=[3, 224, 224],
+        precision="fp32",
+        energy_kind="measured",
+        energy_mj_per_image_samples=noisy(energy, 0.01),
+        latency_ms_per_image_samples=noisy(5.0, 0.01),
+        energy_mj_per_image_passes=noisy(energy, 0.01, 3),
+        latency_ms_per_image_passes=noisy(5.0, 0.01, 3),
+        passes=3,
     )
     fields.update(kw)
     return results.CaseResult(**fields)
 
 
 def make_file(cases, device="cpu", hw="Xeon"):
-    return results.ResultsFile(device={"name": device, "kind": "cpu", "identity": {"name": hw}}, environment={}, protocol={}, cases={c.case_id: c for c in cases})
+    return results.ResultsFile(
+        device={"name": device, "kind": "cpu", "identity": {"name": hw}}, environment={}, protocol={}, cases={c.case_id: c for c in cases}
+    )
 
 
 def test_compare_files_lists_new_missing_and_regressed():
@@ -108,7 +120,13 @@ def test_baselines_of_other_conditions_are_refused_naming_the_difference():
         compare_files(make_file([make_case()], device="rtx3050"), make_file([make_case()]), Tolerances())
     with pytest.raises(IncompatibleBaseline, match="measured on 'Xeon'"):
         compare_files(make_file([make_case()]), make_file([make_case()], hw="EPYC"), Tolerances())
-    for change, words in [({"batch_size": 64}, "batch size differs"), ({"precision": "fp16"}, "precision differs"), ({"energy_kind": "estimate"}, "never compared with a measurement"), ({"image_size": [3, 256, 256]}, "image size"), ({"boundary": "sum of rails"}, "energy boundary differs")]:
+    for change, words in [
+        ({"batch_size": 64}, "batch size differs"),
+        ({"precision": "fp16"}, "precision differs"),
+        ({"energy_kind": "estimate"}, "never compared with a measurement"),
+        ({"image_size": [3, 256, 256]}, "image size"),
+        ({"boundary": "sum of rails"}, "energy boundary differs"),
+    ]:
         cmp = compare_files(make_file([make_case()]), make_file([make_case(**change)]), Tolerances())
         assert words in cmp.refused["m-cpu-synthetic"] and cmp.failed
 
@@ -141,7 +159,7 @@ CASE = (
         ('{"schema": "pytest-e3p/results", "schema_version": 99, "cases": {}}', "schema version 99"),
         ('{"schema": "pytest-e3p/results", "schema_version": 1, "cases": {}}', "schema version 1; this pytest-e3p reads version 2: save the baseline again"),
         ('{"schema": "pytest-e3p/results", "schema_version": 2}', "malformed entry"),
-        ('{"schema": "pytest-e3p/results", "schema_version": 2, "device": "cpu", "cases": {}}', "malformed entry: \"device\" must be an object"),
+        ('{"schema": "pytest-e3p/results", "schema_version": 2, "device": "cpu", "cases": {}}', 'malformed entry: "device" must be an object'),
         (CASE.replace("PASSES", "[40.0, NaN]"), "'energy_mj_per_image_passes' must be a list of positive numbers"),
         (CASE.replace("PASSES", "[0, 0, 0]"), "'energy_mj_per_image_passes' must be a list of positive numbers"),
         (CASE.replace("PASSES", '["40", "41"]'), "'energy_mj_per_image_passes' must be a list of positive numbers"),

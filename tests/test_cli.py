@@ -1,9 +1,8 @@
-
 import pytest
+from test_baseline import make_case, make_file
 
 from pytest_e3p import results
 from pytest_e3p.cli import main
-from test_baseline import make_case, make_file
 
 
 def test_compare_exit_codes(tmp_path, capsys):
@@ -66,10 +65,19 @@ def test_help_of_the_command_runs_in_a_fresh_interpreter():
     done = subprocess.run([sys.executable, "-m", "pytest_e3p", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage: python -m pytest_e3p" in done.stdout and not done.stderr
-    assert "torch" not in subprocess.run(
-        [sys.executable, "-c", "import sys; from pytest_e3p.cli import main\ntry: main(['finetune', '--help'])\nexcept SystemExit: pass\nprint(*[m for m in sys.modules if m.split('.')[0] == 'torch'])"],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # --help must not wait for torch to import
+    assert (
+        "torch"
+        not in subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pytest_e3p.cli import main\ntry: main(['finetune', '--help'])\nexcept SystemExit: pass\nprint(*[m for m in sys.modules if m.split('.')[0] == 'torch'])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )  # --help must not wait for torch to import
 
 
 def test_every_subcommand_help_exits_0(capsys):

@@ -5,13 +5,13 @@ import threading
 import time
 
 import pytest
+from test_sensors_nvml import FakeNvml
+from test_sensors_sysfs import orin_tree, rapl_tree, tx2_tree
 
 import pytest_e3p.sensors as sensors
 from conftest import rewrite, write
 from pytest_e3p.cli import main
 from pytest_e3p.sensors import nvml as nv
-from test_sensors_nvml import FakeNvml
-from test_sensors_sysfs import orin_tree, rapl_tree, tx2_tree
 
 
 @pytest.fixture
@@ -54,7 +54,9 @@ def test_sensors_prints_each_rapl_zone_and_their_sum(capsys, sysfs_root, quick_p
     rewrite(dram, 200_000)
     stop = threading.Event()
 
-    def counters(t0=time.monotonic()):
+    t0 = time.monotonic()
+
+    def counters():
         # a package at 20 W and DRAM at 5 W, written as a running kernel counter would be
         while not stop.is_set():
             dt = time.monotonic() - t0

@@ -5,9 +5,7 @@ from pytest_e3p.complexity import count_gmacs, count_params_m, measure_complexit
 
 def test_macs_of_a_vit_with_attention_match_a_manual_count():
     dim, depth, patch, img, classes = 64, 2, 16, 64, 10
-    model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=img, embed_dim=dim, depth=depth, num_heads=2, num_classes=classes
-    ).eval()
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=img, embed_dim=dim, depth=depth, num_heads=2, num_classes=classes).eval()
     tokens = (img // patch) ** 2 + 1  # patches + class token
     patch_embed = (img // patch) ** 2 * (3 * patch * patch) * dim
     per_block = (

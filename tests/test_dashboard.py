@@ -73,11 +73,23 @@ STEP_RUN = 5  # deit_tiny's energy on the rtx3050 steps up here
 
 def _case(cid, model, device, dataset, energy, kind="measured", latency=5.0, top1=None, **kw):
     return VerdictCase(
-        case_id=cid, model=model, device=device, dataset=dataset, batch_size=64, image_size=[3, 224, 224], precision="fp32",
-        energy_kind=kind, energy_source="nvml" if kind == "measured" else "cpu-time estimate",
-        energy_mj_per_image=energy, latency_ms_per_image=latency,
-        energy_mj_per_image_samples=noisy(energy, 15, seed=int(energy * 10)), latency_ms_per_image_samples=noisy(latency, 15),
-        top1=top1, top1_source="measured" if top1 is not None else "unavailable", sam=1.2, **kw,
+        case_id=cid,
+        model=model,
+        device=device,
+        dataset=dataset,
+        batch_size=64,
+        image_size=[3, 224, 224],
+        precision="fp32",
+        energy_kind=kind,
+        energy_source="nvml" if kind == "measured" else "cpu-time estimate",
+        energy_mj_per_image=energy,
+        latency_ms_per_image=latency,
+        energy_mj_per_image_samples=noisy(energy, 15, seed=int(energy * 10)),
+        latency_ms_per_image_samples=noisy(latency, 15),
+        top1=top1,
+        top1_source="measured" if top1 is not None else "unavailable",
+        sam=1.2,
+        **kw,
     )
 
 
@@ -92,28 +104,58 @@ def scripted_history(folder: Path) -> Path:
         commit = CommitInfo(sha=sha, branch="main", dirty=False, subject=f"change number {i}", source="git")
         regressed = i >= STEP_RUN
         gpu = [
-            _case("deit_tiny_patch16_224-rtx3050-synthetic", "deit_tiny_patch16_224.fb_in1k", "rtx3050", "synthetic", e_deit[i],
-                  verdict="regressed" if regressed else "unchanged", change_vs_baseline=e_deit[i] / 40.0 - 1),
-            _case("levit_128s-rtx3050-synthetic", "levit_128s.fb_dist_in1k", "rtx3050", "synthetic", e_levit[i], latency=2.1,
-                  verdict="unchanged", change_vs_baseline=e_levit[i] / 20.0 - 1),
-            _case("levit_128s-rtx3050-cifar10", "levit_128s.fb_dist_in1k", "rtx3050", "cifar10", e_levit[i] * 1.01, latency=2.2,
-                  top1=91.3 if i < 6 else 89.9),
+            _case(
+                "deit_tiny_patch16_224-rtx3050-synthetic",
+                "deit_tiny_patch16_224.fb_in1k",
+                "rtx3050",
+                "synthetic",
+                e_deit[i],
+                verdict="regressed" if regressed else "unchanged",
+                change_vs_baseline=e_deit[i] / 40.0 - 1,
+            ),
+            _case(
+                "levit_128s-rtx3050-synthetic",
+                "levit_128s.fb_dist_in1k",
+                "rtx3050",
+                "synthetic",
+                e_levit[i],
+                latency=2.1,
+                verdict="unchanged",
+                change_vs_baseline=e_levit[i] / 20.0 - 1,
+            ),
+            _case("levit_128s-rtx3050-cifar10", "levit_128s.fb_dist_in1k", "rtx3050", "cifar10", e_levit[i] * 1.01, latency=2.2, top1=91.3 if i < 6 else 89.9),
         ]
         cpu = [
             _case("deit_tiny_patch16_224-cpu-synthetic", "deit_tiny_patch16_224.fb_in1k", "cpu", "synthetic", 300 + i, kind="estimate", latency=lat_cpu[i]),
             # the sensor became readable at run 4: measured from there on, never on the estimate's axis
-            _case("levit_128s-cpu-synthetic", "levit_128s.fb_dist_in1k", "cpu", "synthetic", 120 if i < 4 else 95, kind="estimate" if i < 4 else "measured", latency=9.0),
+            _case(
+                "levit_128s-cpu-synthetic",
+                "levit_128s.fb_dist_in1k",
+                "cpu",
+                "synthetic",
+                120 if i < 4 else 95,
+                kind="estimate" if i < 4 else "measured",
+                latency=9.0,
+            ),
         ]
         for device, hw, cases in (("rtx3050", "NVIDIA GeForce RTX 3050", gpu), ("cpu", "Intel Xeon", cpu)):
             rf = results.ResultsFile(
                 device={"name": device, "kind": "cuda" if device != "cpu" else "cpu", "identity": {"name": hw}},
-                environment={"torch": "2.5"}, protocol={"tolerances": {"energy": 0.05}}, cases={c.case_id: c for c in cases},
+                environment={"torch": "2.5"},
+                protocol={"tolerances": {"energy": 0.05}},
+                cases={c.case_id: c for c in cases},
             )
             append_run(rf, folder, {"hostname": f"runner-{device}"}, commit=commit, when=start + dt.timedelta(hours=i, minutes=1 if device == "cpu" else 0))
     return folder
 
 
-ALL_CASES = ["deit_tiny_patch16_224-rtx3050-synthetic", "levit_128s-rtx3050-synthetic", "levit_128s-rtx3050-cifar10", "deit_tiny_patch16_224-cpu-synthetic", "levit_128s-cpu-synthetic"]
+ALL_CASES = [
+    "deit_tiny_patch16_224-rtx3050-synthetic",
+    "levit_128s-rtx3050-synthetic",
+    "levit_128s-rtx3050-cifar10",
+    "deit_tiny_patch16_224-cpu-synthetic",
+    "levit_128s-cpu-synthetic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +225,21 @@ def find_browser() -> str | None:
 
 def headless(browser: str, url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     """Chromium's own headless mode; --no-sandbox because CI runs as root."""
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
-           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", *extra, url]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        *extra,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 

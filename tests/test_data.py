@@ -1,10 +1,10 @@
 import re
 
+import datasets as make
 import pytest
 import timm
 import torch
 
-import datasets as make
 from pytest_e3p import data
 from pytest_e3p.data import DatasetError
 

@@ -123,9 +123,13 @@ def test_authors_state_dict_loads_the_timm_way_and_as_a_checkpoint(built, tmp_pa
 def test_a_state_dict_of_another_variant_is_refused_naming_both(tmp_path):
     path = tmp_path / "edgevit_xs.pth"
     torch.save(to_authors_state_dict(timm.create_model("edgevit_xs").state_dict()), path)
-    with pytest.raises(EdgeViTVariantError, match=r"^state dict of EdgeViT-XS \(edgevit_xs\) does not fit EdgeViT-XXS \(edgevit_xxs\): channels 48-96-240-384 vs 36-72-144-288"):
+    with pytest.raises(
+        EdgeViTVariantError, match=r"^state dict of EdgeViT-XS \(edgevit_xs\) does not fit EdgeViT-XXS \(edgevit_xxs\): channels 48-96-240-384 vs 36-72-144-288"
+    ):
         timm.create_model("edgevit_xxs", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
-    with pytest.raises(WeightsError, match=r"does not fit edgevit_xxs.*EdgeViT-XS \(edgevit_xs\) does not fit EdgeViT-XXS \(edgevit_xxs\).*depths 1-1-3-1 vs 1-1-3-2") as err:
+    with pytest.raises(
+        WeightsError, match=r"does not fit edgevit_xxs.*EdgeViT-XS \(edgevit_xs\) does not fit EdgeViT-XXS \(edgevit_xxs\).*depths 1-1-3-1 vs 1-1-3-2"
+    ) as err:
         build_model(parse_model("edgevit_xxs"), checkpoint=path)  # --e3p-checkpoints
     assert "\n" not in str(err.value)
 
@@ -134,7 +138,9 @@ def test_edgevit_table3_set_and_the_models_timm_lacks():
     models = resolve_models("edgevit-table3")
     names = [m.full for m in models]
     assert names[-3:] == ["edgevit_xxs", "edgevit_xs", "edgevit_s"] and len(names) == 12
-    assert {"tf_mobilenetv3_large_075.in1k", "efficientnet_b0.ra_in1k", "mobilevit_xxs.cvnets_in1k", "pvt_v2_b1.in1k", "deit_tiny_patch16_224.fb_in1k"} <= set(names)
+    assert {"tf_mobilenetv3_large_075.in1k", "efficientnet_b0.ra_in1k", "mobilevit_xxs.cvnets_in1k", "pvt_v2_b1.in1k", "deit_tiny_patch16_224.fb_in1k"} <= set(
+        names
+    )
     assert parse_model("edgevit_xxs").case_id == "edgevit_xxs"  # no weights tag
     unavailable = dict(zoo.EDGEVIT_TABLE3_UNAVAILABLE)
     assert set(unavailable) == {"T2T-ViT-7", "T2T-ViT-10", "T2T-ViT-12", "TNT-Tiny", "Uniformer-Tiny*", "Twins-SVT-Tiny*"}

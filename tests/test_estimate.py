@@ -8,8 +8,7 @@ import types
 import pytest
 
 from pytest_e3p import devices
-from pytest_e3p.sensors import ESTIMATE, window
-from pytest_e3p.sensors import estimate
+from pytest_e3p.sensors import ESTIMATE, estimate, window
 from pytest_e3p.sensors.estimate import CpuTimeEstimate
 
 # Different figures for the two terms, so a swapped pair (or a term left out) shows.

@@ -29,7 +29,7 @@ def test_identical_code_on_a_machine_with_between_run_noise_does_not_cry_wolf():
     # Rounds and passes agree within 1 %, runs move by 4 %: the rule must weigh the runs' spread.
     rng = random.Random(1)
     flagged = 0
-    for trial in range(300):
+    for _ in range(300):
         all_runs = runs(40, 0.04, 0.01, 6, seed=rng.random())
         flagged += decide(all_runs[:5], all_runs[5], 0.05).verdict == REGRESSED
     assert flagged <= 6  # <= 2 %, expected about 1 % at alpha 0.01
@@ -79,14 +79,28 @@ def test_more_baseline_runs_make_the_noise_threshold_smaller():
 
 
 def case(cid="m-cpu-synthetic", passes=(40.0, 40.2, 39.8), **kw):
-    fields = dict(case_id=cid, model="m", device="cpu", dataset="synthetic", batch_size=16, image_size=[3, 224, 224], precision="fp32",
-                  energy_kind="estimate", energy_mj_per_image_passes=list(passes), latency_ms_per_image_passes=[5.0, 5.1, 4.9], passes=3, threads=2)
+    fields = dict(
+        case_id=cid,
+        model="m",
+        device="cpu",
+        dataset="synthetic",
+        batch_size=16,
+        image_size=[3, 224, 224],
+        precision="fp32",
+        energy_kind="estimate",
+        energy_mj_per_image_passes=list(passes),
+        latency_ms_per_image_passes=[5.0, 5.1, 4.9],
+        passes=3,
+        threads=2,
+    )
     fields.update(kw)
     return results.CaseResult(**fields)
 
 
 def rfile(*cases, created="2026-01-01", protocol=None):
-    return results.ResultsFile(device={"name": "cpu", "identity": {}}, environment={}, protocol=protocol or {"threads": 2}, cases={c.case_id: c for c in cases}, created=created)
+    return results.ResultsFile(
+        device={"name": "cpu", "identity": {}}, environment={}, protocol=protocol or {"threads": 2}, cases={c.case_id: c for c in cases}, created=created
+    )
 
 
 def test_saving_adds_runs_up_to_k_keeps_cases_not_run_and_says_so():
@@ -151,7 +165,7 @@ def test_moderated_false_alarms_stay_at_the_stated_level():
     """13 cases sharing a machine's between-run noise of 3 %, baselines of 5 runs, identical code."""
     rng = random.Random(7)
     flagged = total = 0
-    for trial in range(150):
+    for _ in range(150):
         cases = [runs(40, 0.03, 0.01, 6, seed=rng.random()) for _ in range(13)]
         prior = gate.pooled_run_prior([c[:5] for c in cases])
         for c in cases:

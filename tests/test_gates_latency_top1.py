@@ -23,10 +23,22 @@ def case(energy=ENERGY, latency=LATENCY, top1=None, top1_source=results.NO_TOP1,
         for i, f in enumerate((1.004, 0.997, 1.002)[:earlier])
     ]
     return results.CaseResult(
-        case_id="m-cpu-imagenet", model="m.tag", device="cpu", dataset="imagenet", batch_size=16, image_size=[3, 224, 224],
-        precision="fp32", weights="pretrained", energy_kind="measured", passes=3,
-        energy_mj_per_image_passes=list(energy), latency_ms_per_image_passes=list(latency),
-        top1=top1, top1_source=top1_source, earlier_runs=runs, threads=2,
+        case_id="m-cpu-imagenet",
+        model="m.tag",
+        device="cpu",
+        dataset="imagenet",
+        batch_size=16,
+        image_size=[3, 224, 224],
+        precision="fp32",
+        weights="pretrained",
+        energy_kind="measured",
+        passes=3,
+        energy_mj_per_image_passes=list(energy),
+        latency_ms_per_image_passes=list(latency),
+        top1=top1,
+        top1_source=top1_source,
+        earlier_runs=runs,
+        threads=2,
     )
 
 

@@ -8,10 +8,10 @@ import subprocess
 import threading
 
 import pytest
+from test_dashboard import VerdictCase
 
 from pytest_e3p import history, results
 from pytest_e3p.history import CommitInfo, add_cli, append_run, commit_info, load_history, prune
-from test_dashboard import VerdictCase
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -19,8 +19,23 @@ T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 def run_file(device="rtx3050", hw="NVIDIA GeForce RTX 3050", cases=("a", "b"), verdicts=None):
     verdicts = verdicts or {}
     return results.ResultsFile(
-        device={"name": device, "kind": "cuda", "identity": {"name": hw}}, environment={"torch": "2.5"}, protocol={},
-        cases={c: VerdictCase(case_id=c, model="m.tag", device=device, dataset="synthetic", batch_size=64, image_size=[3, 224, 224], precision="fp32", energy_mj_per_image=40.0, verdict=verdicts.get(c, "")) for c in cases},
+        device={"name": device, "kind": "cuda", "identity": {"name": hw}},
+        environment={"torch": "2.5"},
+        protocol={},
+        cases={
+            c: VerdictCase(
+                case_id=c,
+                model="m.tag",
+                device=device,
+                dataset="synthetic",
+                batch_size=64,
+                image_size=[3, 224, 224],
+                precision="fp32",
+                energy_mj_per_image=40.0,
+                verdict=verdicts.get(c, ""),
+            )
+            for c in cases
+        },
     )
 
 
@@ -113,9 +128,21 @@ def test_earlier_files_are_never_rewritten_and_concurrent_runs_do_not_clobber(tm
 
 def _history(folder):
     for i in range(4):
-        append_run(run_file(verdicts={"a": "regressed" if i == 3 else "unchanged"}), folder, {}, commit=CommitInfo(sha=f"{i}" * 40, branch="main"), when=T0 + dt.timedelta(hours=i))
+        append_run(
+            run_file(verdicts={"a": "regressed" if i == 3 else "unchanged"}),
+            folder,
+            {},
+            commit=CommitInfo(sha=f"{i}" * 40, branch="main"),
+            when=T0 + dt.timedelta(hours=i),
+        )
     for i in range(2):
-        append_run(run_file("cpu", "Intel Xeon", cases=("c",)), folder, {}, commit=CommitInfo(sha=f"{i}" * 40, branch="main", dirty=True), when=T0 + dt.timedelta(hours=i, minutes=30))
+        append_run(
+            run_file("cpu", "Intel Xeon", cases=("c",)),
+            folder,
+            {},
+            commit=CommitInfo(sha=f"{i}" * 40, branch="main", dirty=True),
+            when=T0 + dt.timedelta(hours=i, minutes=30),
+        )
     return folder
 
 

@@ -2,14 +2,22 @@
 
 import json
 
+import datasets as make
 import pytest
 import timm
 import torch
 
-import datasets as make
-
-FAST = ["--e3p-device=cpu", "--e3p-batch-size=2", "--e3p-passes=1", "--e3p-rounds=2", "--e3p-min-round-s=0.05",
-        "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider"]
+FAST = [
+    "--e3p-device=cpu",
+    "--e3p-batch-size=2",
+    "--e3p-passes=1",
+    "--e3p-rounds=2",
+    "--e3p-min-round-s=0.05",
+    "--e3p-warmup-s=0",
+    "--e3p-idle-s=0",
+    "-p",
+    "no:cacheprovider",
+]
 BENCH = "def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n"
 
 
@@ -60,7 +68,7 @@ def test_a_corrupt_image_mid_pass_fails_its_case_in_one_line_and_the_run_goes_on
     assert cases["test_vit-cpu-folder"]["status"] == "failed" and cases["test_vit-cpu-synthetic"]["status"] == "ok"
 
 
-TICKING_RAPL = '''
+TICKING_RAPL = """
 import os
 import threading
 import time
@@ -91,7 +99,7 @@ def pytest_e3p_case_result(config, result):
     state["seen"] += 1
     if state["seen"] == 1:
         os.unlink(COUNTER)  # the zone's file vanishes after the first case
-'''
+"""
 
 
 def test_after_a_sensor_fault_measured_and_estimated_cases_are_never_ranked_together(pytester, sysfs_root):

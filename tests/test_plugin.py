@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-BENCH = '''
+BENCH = """
 def test_energy(e3p, benchmark):
     e3p.measure(benchmark)
     e3p.evaluate()
-'''
+"""
 FAST = [
     "--e3p-batch-size=2",
     "--e3p-passes=2",
@@ -19,7 +19,8 @@ FAST = [
     "--e3p-warmup-s=0",
     "--e3p-idle-s=0",
     "--e3p-weights=random",
-    "-p", "no:cacheprovider",
+    "-p",
+    "no:cacheprovider",
 ]
 MODELS = "--e3p-models=efficientvit_m0,levit_128s"
 
@@ -103,12 +104,12 @@ def test_bad_input_is_a_one_line_usage_error(bench, args, message):
 
 def test_any_project_can_write_its_own_case_with_the_fixtures(pytester):
     pytester.makepyfile(
-        test_mine='''
+        test_mine="""
 def test_custom(e3p_case, e3p_model, e3p_session):
     assert e3p_case.id == "efficientvit_m0-cpu-synthetic"
     assert e3p_model.module.training is False
     assert e3p_model.complexity.gmacs > 0
-'''
+"""
     )
     run(pytester, "--e3p-models=efficientvit_m0").assert_outcomes(passed=1)
 
@@ -150,13 +151,13 @@ def test_save_a_baseline_then_pass_then_fail_as_that_test_on_a_regression(bench)
 
 def test_a_marker_sets_a_benchmarks_tolerance(pytester):
     pytester.makepyfile(
-        test_bench='''
+        test_bench="""
 import pytest
 
 @pytest.mark.e3p(energy_tolerance="1e9%")  # far above any energy against the 1 mJ baseline below
 def test_energy(e3p):
     e3p.measure()
-'''
+"""
     )
     run(pytester, "--e3p-models=efficientvit_m0", "--e3p-save-baseline=b.json").assert_outcomes(passed=1)
     saved = json.loads((pytester.path / "b.json").read_text())
@@ -174,7 +175,9 @@ def test_a_baseline_of_another_device_or_a_corrupt_one_is_refused_before_measuri
     bad.write_text(json.dumps({"schema": "pytest-e3p/results", "schema_version": 2, "device": {"name": "rtx3050", "identity": {}}, "cases": {}}))
     result = run(bench, "--e3p-baseline=other.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --e3p-baseline other.json cannot be compared with this run: the baseline is for device 'rtx3050', this run is on 'cpu'"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --e3p-baseline other.json cannot be compared with this run: the baseline is for device 'rtx3050', this run is on 'cpu'"]
+    )
     (bench.path / "corrupt.json").write_text('{"schema": "pytest-e3p/res')
     result = run(bench, "--e3p-baseline=corrupt.json")
     result.stderr.fnmatch_lines(["ERROR: --e3p-baseline: corrupt.json is not valid JSON*"])
@@ -182,11 +185,11 @@ def test_a_baseline_of_another_device_or_a_corrupt_one_is_refused_before_measuri
 
 def test_a_failed_run_never_writes_the_baseline(pytester):
     pytester.makepyfile(
-        test_bench='''
+        test_bench="""
 def test_energy(e3p):
     e3p.measure()
     assert "levit" not in e3p.case.id, "a broken benchmark"
-'''
+"""
     )
     base = pytester.path / "b.json"
     base.write_text("the old baseline")
@@ -202,7 +205,7 @@ def test_energy(e3p):
 
 def test_a_sensor_failing_mid_run_invalidates_that_case_and_the_others_go_on(pytester):
     pytester.makeconftest(
-        '''
+        """
 import pytest
 from pytest_e3p.sensors import EnergyReading, SensorFault, SensorInfo, MEASURED
 from pytest_e3p.sensors.base import EnergySensor
@@ -225,7 +228,7 @@ class Flaky(EnergySensor):
 def flaky_for_levit(request, e3p_session):
     if "levit" in request.node.name:
         e3p_session.sensor = Flaky()
-'''
+"""
     )
     pytester.makepyfile(test_bench=BENCH)
     result = run(pytester, "--e3p-models=levit_128s,efficientvit_m0")
@@ -272,7 +275,7 @@ def test_auto_says_what_it_picked_and_options_come_from_the_ini_file(bench):
 
 def test_hooks_let_a_project_choose_cases_and_receive_results(bench):
     bench.makeconftest(
-        '''
+        """
 seen = []
 
 def pytest_e3p_modify_cases(config, cases):
@@ -283,7 +286,7 @@ def pytest_e3p_case_result(config, result):
 
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"hook saw: {seen}")
-'''
+"""
     )
     result = run(bench, MODELS)
     result.assert_outcomes(passed=1)
@@ -305,7 +308,11 @@ def test_pareto_screening_decides_which_cases_are_measured_and_prints_why(bench)
     )
     assert "deit_small_patch16_224-cpu-synthetic" not in result.stdout.str()
     screening = json.loads((bench.path / ".e3p/results.json").read_text())["screening"]
-    assert {r["model"]: r["kept"] for r in screening} == {"levit_192.fb_dist_in1k": True, "levit_conv_192.fb_dist_in1k": True, "deit_small_patch16_224.fb_in1k": False}
+    assert {r["model"]: r["kept"] for r in screening} == {
+        "levit_192.fb_dist_in1k": True,
+        "levit_conv_192.fb_dist_in1k": True,
+        "deit_small_patch16_224.fb_in1k": False,
+    }
 
 
 def test_missing_pretrained_weights_are_said_once_live_and_the_run_goes_on(bench, tmp_path, monkeypatch):
@@ -323,9 +330,11 @@ def test_a_second_benchmark_of_the_same_case_is_stopped_not_silently_merged(pyte
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n\ndef test_again(e3p):\n    e3p.measure()\n")
     result = run(pytester, "--e3p-models=efficientvit_m0")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([
-        "case efficientvit_m0-cpu-synthetic is already measured in this run by test_bench.py::test_energy[[]efficientvit_m0-cpu-synthetic[]]; *-k*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "case efficientvit_m0-cpu-synthetic is already measured in this run by test_bench.py::test_energy[[]efficientvit_m0-cpu-synthetic[]]; *-k*",
+        ]
+    )
     cases = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]
     assert list(cases) == ["efficientvit_m0-cpu-synthetic"] and cases["efficientvit_m0-cpu-synthetic"]["status"] == "ok"
 
@@ -438,3 +447,34 @@ def test_a_failing_report_write_is_one_line_and_the_table_is_still_printed(bench
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*E3P stage 2 on cpu / synthetic*", "report NOT written to rep: No space left on device"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_session_is_cheap_to_build_and_start_does_the_rest(monkeypatch):
+    """Building a session reads and checks options only: no sensor thread, no baseline, no models."""
+    import threading
+
+    from pytest_e3p.options import DEFAULTS, SPEC, Options
+    from pytest_e3p.session import E3PSession
+
+    values = {name: parse(DEFAULTS[name]) for name, _flag, _default, parse, _help in SPEC}
+    values["models"] = "levit_128s"
+    threads_before = threading.active_count()
+    session = E3PSession(Options(**values))
+    assert session.sensor is None and session.baseline is None and threading.active_count() == threads_before
+    assert [c.id for c in session.cases()] == ["levit_128s-cpu-synthetic"]
+    started = session.start()
+    try:
+        assert started.sensor is not None and started.allocator.startswith("glibc malloc, thresholds pinned")
+    finally:
+        started.sensor.close()
+
+
+def test_live_lines_do_not_break_pytests_progress_line(bench):
+    result = run(bench, MODELS, "--e3p-passes=2", "--e3p-weights=pretrained")  # offline: a live notice mid-run
+    result.assert_outcomes(passed=2)
+    lines = result.outlines
+    # the earlier passes (and the weights notice) run before the first test, so their lines come
+    # before pytest's progress line, which stays whole: the file name, then one letter per test
+    last_live = max(i for i, line in enumerate(lines) if line.startswith("[e3p] "))
+    after = [line for line in lines[last_live + 1 :] if line.strip()]
+    assert after[0].startswith("test_bench.py ..") and [line for line in lines if line.startswith("test_bench.py")] == [after[0]]

@@ -1,4 +1,3 @@
-
 from pytest_e3p import results
 from pytest_e3p.cli import main
 from pytest_e3p.report_md import savings_line, write_report
@@ -8,25 +7,50 @@ def case(model, device, dataset, energy, top1, netscore, kind="measured", sam=No
     from pytest_e3p.metrics import sam as sam_fn
 
     return results.CaseResult(
-        case_id=f"{model}-{device}-{dataset}", model=f"{model}.tag", device=device, dataset=dataset, batch_size=64,
-        image_size=[3, 224, 224], precision="fp32", params_m=5.0, gmacs=1.0, top1_ref=top1, netscore=netscore,
-        energy_kind=kind, energy_source="nvml-counter", boundary="GPU board", energy_mj_per_image=energy,
-        energy_mj_per_image_samples=[energy] * 5, latency_ms_per_image=1.0, top1=top1, top1_source="measured",
+        case_id=f"{model}-{device}-{dataset}",
+        model=f"{model}.tag",
+        device=device,
+        dataset=dataset,
+        batch_size=64,
+        image_size=[3, 224, 224],
+        precision="fp32",
+        params_m=5.0,
+        gmacs=1.0,
+        top1_ref=top1,
+        netscore=netscore,
+        energy_kind=kind,
+        energy_source="nvml-counter",
+        boundary="GPU board",
+        energy_mj_per_image=energy,
+        energy_mj_per_image_samples=[energy] * 5,
+        latency_ms_per_image=1.0,
+        top1=top1,
+        top1_source="measured",
         sam=sam_fn(top1 / 100, energy),
     )
 
 
 # A hand-checked example: NetScore order a > b > c > d; on tx2 energy order is c < a < d < b.
-TX2 = [case("a", "tx2", "cifar10", 200.0, 90.0, 70.0), case("b", "tx2", "cifar10", 400.0, 92.0, 65.0),
-       case("c", "tx2", "cifar10", 94.0, 80.0, 60.0), case("vit_small_patch16_224", "tx2", "cifar10", 200.0 / 0.47, 85.0, 50.0)]
-RTX = [case("a", "rtx3050", "cifar10", 300.0, 90.0, 70.0), case("b", "rtx3050", "cifar10", 250.0, 92.0, 65.0),
-       case("c", "rtx3050", "cifar10", 500.0, 80.0, 60.0)]
+TX2 = [
+    case("a", "tx2", "cifar10", 200.0, 90.0, 70.0),
+    case("b", "tx2", "cifar10", 400.0, 92.0, 65.0),
+    case("c", "tx2", "cifar10", 94.0, 80.0, 60.0),
+    case("vit_small_patch16_224", "tx2", "cifar10", 200.0 / 0.47, 85.0, 50.0),
+]
+RTX = [
+    case("a", "rtx3050", "cifar10", 300.0, 90.0, 70.0),
+    case("b", "rtx3050", "cifar10", 250.0, 92.0, 65.0),
+    case("c", "rtx3050", "cifar10", 500.0, 80.0, 60.0),
+]
 
 
 def file_of(cases, device):
-    return results.ResultsFile(device={"name": device, "identity": {"name": device.upper()}}, environment={"torch": "2.x"},
-                               protocol={"energy_kind": "measured", "energy_source": "nvml-counter", "boundary": "GPU board", "precision": "fp32", "batch_size": 64},
-                               cases={c.case_id: c for c in cases})
+    return results.ResultsFile(
+        device={"name": device, "identity": {"name": device.upper()}},
+        environment={"torch": "2.x"},
+        protocol={"energy_kind": "measured", "energy_source": "nvml-counter", "boundary": "GPU board", "precision": "fp32", "batch_size": 64},
+        cases={c.case_id: c for c in cases},
+    )
 
 
 def test_savings_line_is_computed_against_the_reference_model():

@@ -2,10 +2,11 @@
 
 import dataclasses
 
+from test_report import TX2, file_of
+
 from pytest_e3p.metrics import noise_ranks
 from pytest_e3p.report import ranking_tables
 from pytest_e3p.report_md import write_report
-from test_report import TX2, file_of
 
 
 def test_values_within_each_others_noise_share_a_rank():
@@ -27,5 +28,5 @@ def test_the_report_ties_models_the_spread_does_not_separate(tmp_path):
 
 def test_the_table_shows_each_cases_spread_and_marks_the_unstable():
     cases = [dataclasses.replace(TX2[0], energy_spread=0.012), dataclasses.replace(TX2[1], energy_spread=0.09, unstable=True)]
-    (_, table), = ranking_tables(cases)
+    ((_, table),) = ranking_tables(cases)
     assert "+/-1.2%" in table and "+/-9.0% unstable" in table

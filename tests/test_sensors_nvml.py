@@ -143,7 +143,10 @@ def test_counter_and_sampled_modes_agree_on_a_varying_power_trace(fake, monkeypa
 def test_mig_slices_are_refused_with_a_message(fake):
     fake.mig = 1
     # the message says why and both ways out
-    with pytest.raises(SensorUnavailable, match=r"partitioned with MIG, and MIG slices have no power reading: run on a GPU with MIG disabled \(nvidia-smi -mig 0\) or without energy"):
+    with pytest.raises(
+        SensorUnavailable,
+        match=r"partitioned with MIG, and MIG slices have no power reading: run on a GPU with MIG disabled \(nvidia-smi -mig 0\) or without energy",
+    ):
         nv.open_nvml_sensor()
 
 

@@ -78,14 +78,14 @@ class EnergySensor(ABC):
 
     info: SensorInfo
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - optional hook: most sensors need no start
         """Begin counting; called once before the first read."""
 
     @abstractmethod
     def read(self) -> EnergyReading:
         """Cumulative energy since start(); raises SensorFault when the sensor broke."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most sensors hold nothing
         """Release threads and handles."""
 
     def raw_value(self) -> float:
@@ -93,7 +93,7 @@ class EnergySensor(ABC):
         it changes."""
         return self.read().total_mj
 
-    def __enter__(self) -> "EnergySensor":
+    def __enter__(self) -> EnergySensor:
         self.start()
         return self
 

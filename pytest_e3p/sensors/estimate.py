@@ -16,10 +16,7 @@ from .base import ESTIMATE, EnergyReading, EnergySensor, SensorInfo
 DEFAULT_W_PER_CORE = 10.0  # a busy server/desktop core at load: package TDP / cores, roughly
 DEFAULT_STATIC_W = 10.0  # uncore, caches, idle cores: a package's draw before any work
 
-HINT = (
-    "for a real CPU reading, make RAPL readable (sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj) "
-    "on a machine that has it"
-)
+HINT = "for a real CPU reading, make RAPL readable (sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj) on a machine that has it"
 
 
 class CpuTimeEstimate(EnergySensor):

@@ -40,7 +40,9 @@ _UNCONNECTED = {"", "NC", "nc"}
 class Rail:
     """One INA3221 channel: a power file (iio, mW) or voltage (mV) and current (mA) files (hwmon)."""
 
-    def __init__(self, label: str, power_file: Path | None = None, voltage_file: Path | None = None, current_file: Path | None = None, on_carrier: bool = False):
+    def __init__(
+        self, label: str, power_file: Path | None = None, voltage_file: Path | None = None, current_file: Path | None = None, on_carrier: bool = False
+    ):
         self.label = label
         self.on_carrier = on_carrier  # a carrier-board monitor: outside the module boundary
         self._power = sysfs.Attribute(power_file) if power_file else None
@@ -51,6 +53,7 @@ class Rail:
         if self._power is not None:
             value = self._power.read_number()
         else:
+            assert self._voltage is not None and self._current is not None  # a rail without a power file has both
             value = self._voltage.read_number() * self._current.read_number() / 1000.0
         if value < 0:
             raise SensorFault(f"rail {self.label} read a negative power ({value} mW)")
@@ -119,7 +122,9 @@ class _JetsonSensor(SamplingSensor):
 
     _total: str | None = None
 
-    def _describe(self, name: str, labels: tuple[str, ...], total: str | None, outside: tuple[str, ...] = (), update_period_s: float | None = None) -> SensorInfo:
+    def _describe(
+        self, name: str, labels: tuple[str, ...], total: str | None, outside: tuple[str, ...] = (), update_period_s: float | None = None
+    ) -> SensorInfo:
         self._total = total
         if total:
             boundary = f"Jetson module input ({total})"
@@ -199,7 +204,9 @@ class JtopSensor(_JetsonSensor):
         # jtop refreshes its values once per service interval (1 s by default): the protocol's rounds
         # must span several of those, whatever our sampling rate.
         interval = getattr(self._jtop, "interval", None)
-        self.info = self._describe("jetson-jtop", labels, self._input, update_period_s=interval if isinstance(interval, (int, float)) and interval > 0 else None)
+        self.info = self._describe(
+            "jetson-jtop", labels, self._input, update_period_s=interval if isinstance(interval, (int, float)) and interval > 0 else None
+        )
 
     def sample_mw(self) -> dict[str, float]:
         # spin=True: jtop's ok() otherwise blocks until its next update (up to a second per sample).

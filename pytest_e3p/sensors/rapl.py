@@ -164,8 +164,7 @@ class RaplSensor(EnergySensor):
                 delta += zone.max_range_uj  # one wrap: polls come often enough that there is never more
                 if delta / 1e6 / elapsed > _MAX_PLAUSIBLE_W or delta < 0:
                     raise SensorFault(
-                        f"RAPL counter {zone.energy_file} went backwards "
-                        f"({self._last[zone.rail]:.0f} -> {now_raw[zone.rail]:.0f} uJ), not a plausible wrap"
+                        f"RAPL counter {zone.energy_file} went backwards ({self._last[zone.rail]:.0f} -> {now_raw[zone.rail]:.0f} uJ), not a plausible wrap"
                     )
             self._acc_uj[zone.rail] += delta
         self._last, self._last_t = now_raw, now
