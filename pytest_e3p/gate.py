@@ -77,22 +77,13 @@ def _logs(values: Sequence[float]) -> list[float]:
     return [math.log(v) for v in values]
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _var(values: Sequence[float]) -> float:
-    m = _mean(values)
-    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
-
-
 def pooled_pass_variance(runs: Sequence[Sequence[float]]) -> tuple[float, int]:
     """Pooled variance of log pass values around their run's mean, and its degrees of freedom."""
     ss, df = 0.0, 0
     for run in runs:
         if len(run) >= 2:
             logs = _logs(run)
-            m = _mean(logs)
+            m = statistics.fmean(logs)
             ss += sum((x - m) ** 2 for x in logs)
             df += len(run) - 1
     return (ss / df if df else 0.0), df
@@ -102,7 +93,7 @@ def run_variance(base_runs: Sequence[Sequence[float]]) -> tuple[float, int]:
     """Variance of the runs' values (log), and its degrees of freedom (K - 1)."""
     if len(base_runs) < 2:
         return 0.0, 0
-    return _var([run_value(r) for r in base_runs]), len(base_runs) - 1
+    return statistics.variance([run_value(r) for r in base_runs]), len(base_runs) - 1
 
 
 def pooled_run_prior(cases_runs: Sequence[Sequence[Sequence[float]]], cap_df: int = PRIOR_DF_CAP) -> Prior | None:
@@ -195,7 +186,7 @@ def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], toler
     current = list(current)
     if not base_runs or not current:
         raise ValueError("decide needs pass values for the baseline and the current run")
-    base_center = _mean([run_value(r) for r in base_runs])
+    base_center = statistics.fmean([run_value(r) for r in base_runs])
     diff = run_value(current) - base_center
     change = math.exp(diff) - 1.0
     nz = noise(base_runs, len(current), current, prior)
@@ -220,8 +211,8 @@ def spread(values: Sequence[float]) -> float | None:
     """Coefficient of variation of pass (or run) values: sd / mean; None with fewer than 2."""
     if len(values) < 2:
         return None
-    m = _mean(values)
-    return math.sqrt(_var(values)) / m if m else None
+    m = statistics.fmean(values)
+    return math.sqrt(statistics.variance(values)) / m if m else None
 
 
 def supported_tolerance(base_runs: Sequence[Sequence[float]], passes: int, prior: Prior | None = None) -> float | None:

@@ -58,9 +58,6 @@ def _xdist_workers(config: pytest.Config) -> int:
         return 0
 
 
-BENCHMARK_TIMING_OPTIONS = ("min_rounds", "max_time", "min_time", "timer", "warmup", "warmup_iterations", "calibration_precision", "disable_gc")
-
-
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """One line naming the device, its sensor and boundary, the thread count and the protocol."""
     e3p = config.stash.get(SESSION_KEY, None)

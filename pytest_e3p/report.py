@@ -49,13 +49,6 @@ def rank_key(r: CaseResult) -> tuple:
     )
 
 
-def group_cases(cases: Iterable[CaseResult]) -> dict[tuple[str, str], list[CaseResult]]:
-    groups: dict[tuple[str, str], list[CaseResult]] = defaultdict(list)
-    for r in cases:
-        groups[(r.device, r.dataset)].append(r)
-    return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
-
-
 def ranked_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], list[CaseResult]]:
     """Cases ranked together: same device, dataset and energy source. After a sensor fault a run can
     hold measured and estimated cases; an estimate is never ranked against a measurement."""

@@ -475,14 +475,14 @@ class CaseRunner:
         r.energy_mj_per_image = statistics.median(r.energy_mj_per_image_passes) if r.energy_mj_per_image_passes else None
         r.latency_spread = gate.spread(r.latency_ms_per_image_passes)
         r.energy_spread = gate.spread(r.energy_mj_per_image_passes)
-        energies = [x.energy_mj for x in rounds if x.energy_mj is not None]
-        r.power_w = sum(energies) / 1000.0 / sum(x.duration_s for x in rounds) if energies else None
+        joined = SteadyState(rounds, last.sensor)  # every pass's rounds: the power over all of them
+        r.power_w = joined.power_w
         r.rails_mj_per_image = last.rails_mj_per_image
         idle = [p.idle_power_w for p in passes if p.idle_power_w is not None]
         if idle and r.energy_kind != ESTIMATE:
             r.idle_power_w = statistics.median(idle)
         self.measured = True
-        record_rounds(benchmark, SteadyState(rounds, last.sensor), r)
+        record_rounds(benchmark, joined, r)
         return r
 
     def evaluate(self) -> results.CaseResult:

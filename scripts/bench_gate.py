@@ -30,9 +30,8 @@ from pathlib import Path
 
 from pytest_e3p import results
 from pytest_e3p.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
-from pytest_e3p.options import SPEC
+from pytest_e3p.options import DEFAULTS
 
-DEFAULTS = {s[0]: s[2] for s in SPEC}
 ROOT = Path(__file__).resolve().parent.parent
 
 
