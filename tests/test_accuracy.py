@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 # a short protocol: these tests check accuracy and loading, not the measurement
-FAST = ["--e3p-batch-size=4", "--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider"]
+FAST = ["--e3p-rounds=3", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0", "-p", "no:cacheprovider"]
 
 
 def train_small_model(folder, steps=30):
@@ -84,6 +84,7 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
         f"--e3p-dataset=folder={folder}",
         f"--e3p-checkpoints={ckpts}",
         "--e3p-limit=5",
+        "--e3p-batch-size=4",
         *FAST,
     )
     result.assert_outcomes(passed=1)
@@ -98,6 +99,7 @@ def test_measured_top1_of_a_checkpoint_equals_a_plain_torch_evaluation(pytester,
         f"--e3p-dataset=folder={folder}",
         f"--e3p-checkpoints={ckpts}",
         "--e3p-progress-s=0",
+        "--e3p-batch-size=4",
         *FAST,
     )
     result.assert_outcomes(passed=1)
@@ -113,12 +115,7 @@ def test_a_dataset_that_needs_a_checkpoint_says_so(pytester, tmp_path):
         f"--e3p-dataset=cifar10={tmp_path}",
         "--e3p-weights=random",
         "--e3p-batch-size=2",
-        "--e3p-rounds=3",
-        "--e3p-min-round-s=0.05",
-        "--e3p-warmup-s=0",
-        "--e3p-idle-s=0",
-        "-p",
-        "no:cacheprovider",
+        *FAST,
     )
     result.assert_outcomes(passed=1)
     why = "cifar10 needs a fine-tuned checkpoint: --e3p-checkpoints DIR with test_vit_cifar10.pth (see `python -m pytest_e3p finetune`)"
@@ -141,12 +138,7 @@ def test_a_missing_checkpoint_costs_top1_only_and_a_corrupt_one_fails_its_case_a
         f"--e3p-dataset=folder={folder}",
         f"--e3p-checkpoints={ckpts}",
         "--e3p-batch-size=2",
-        "--e3p-rounds=3",
-        "--e3p-min-round-s=0.05",
-        "--e3p-warmup-s=0",
-        "--e3p-idle-s=0",
-        "-p",
-        "no:cacheprovider",
+        *FAST,
     )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
