@@ -79,7 +79,7 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory:
 
 
 def evaluate(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     loader: DataLoader,
     torch_device: str,
     synchronize: Callable[[], None],

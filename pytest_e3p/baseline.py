@@ -144,7 +144,9 @@ def decide_top1(base: float, cur: float, tolerance: float) -> Check:
 def case_conditions(case: CaseResult) -> dict[str, object]:
     return {
         "model": case.model,
+        "protocol": case.protocol,
         "weights": case.weights,
+        "variant": case.variant,
         "precision": case.precision,
         "batch size": case.batch_size,
         "image size": list(case.image_size),
@@ -166,10 +168,13 @@ def case_incompatibility(base: CaseResult, cur: CaseResult) -> str | None:
 NEVER_MIXED = " (an estimate is never compared with a measurement)"
 
 # Run-wide conditions checked when a baseline is loaded, before anything is measured.
-PROTOCOL_CONDITIONS = ("batch_size", "precision", "threads", "allocator", "energy_kind")
+# Precision, variant and image size are per case (case_conditions); their ids differ where they do.
+PROTOCOL_CONDITIONS = ("protocol", "inferences", "batch_size", "threads", "allocator", "energy_kind")
 
 
 def protocol_incompatibility(base: dict, cur: dict) -> str | None:
+    if base.get("protocol", "e3p") != cur.get("protocol", "e3p"):  # files before the edgevit protocol are e3p
+        return f"protocol differs: baseline {base.get('protocol', 'e3p')}, this run {cur.get('protocol', 'e3p')} (net and gross energy are never compared)"
     for key in PROTOCOL_CONDITIONS:
         if key in base and key in cur and base[key] != cur[key]:
             extra = NEVER_MIXED if key == "energy_kind" else ""

@@ -46,6 +46,7 @@ def _sensors(args: argparse.Namespace) -> int:
     from .sensors.jetson import open_jetson_sensor
     from .sensors.nvml import gpu_count, open_nvml_sensor
     from .sensors.rapl import RaplSensor
+    from .thermal import describe_lines as describe_thermal
 
     openers: list[tuple[str, Callable[[], EnergySensor]]] = []
     try:
@@ -85,6 +86,10 @@ def _sensors(args: argparse.Namespace) -> int:
     if not found:
         est = CpuTimeEstimate()
         print(f"no power sensor on this machine: --device cpu will report a labelled estimate ({est.info.boundary})")
+    # Thermal state beside the power sensors: a throttled chip changes both energy and latency. It is
+    # auxiliary, so it never changes the exit status.
+    for line in describe_thermal():
+        print(line)
     return 1 if faults else 0
 
 

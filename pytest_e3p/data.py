@@ -354,18 +354,29 @@ def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: str)
     return column(mean), column(std)
 
 
-def eval_transform(spec: DatasetSpec, model: torch.nn.Module) -> EvalTransform:
-    """The model's own eval transform (timm data config); CIFAR-10 as the paper ran it."""
+def eval_transform(spec: DatasetSpec, model: torch.nn.Module, input_size: tuple[int, int, int] | None = None) -> EvalTransform:
+    """The model's own eval transform (timm data config); CIFAR-10 as the paper ran it.
+    `input_size` (C, H, W) replaces the model's own resolution (an image-size case)."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_data_config
     from torchvision import transforms as T
 
-    cfg = resolve_data_config({}, model=model)
+    cfg = resolve_data_config({"input_size": input_size} if input_size else {}, model=model)
     if spec.kind == CIFAR10:
         # The paper: resize 32x32 images to the model's input size, ImageNet normalisation.
         resize = T.Resize(cfg["input_size"][1:], interpolation=T.InterpolationMode.BICUBIC)
         return EvalTransform(T.Compose([resize, T.PILToTensor()]), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     per_image = create_transform(**cfg, is_training=False, use_prefetcher=True)
     return EvalTransform(per_image, tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def sample_images(spec: DatasetSpec, model: torch.nn.Module, input_size: tuple[int, int, int], n: int, offset: int = 0) -> torch.Tensor:
+    """n images of a dataset as the model sees them (fp32, normalised): those at indices offset,
+    offset + 1, ... (wrapping), for calibrating and checking an optimised variant."""
+    transform = eval_transform(spec, model, input_size)
+    dataset = open_dataset(spec, transform.per_image)
+    total = len(cast(Sized, dataset))
+    batch = torch.stack([dataset[(offset + i) % total][0] for i in range(n)])
+    return transform.normalize(batch)
 
 
 def open_dataset(spec: DatasetSpec, transform=None) -> Dataset:

@@ -1,10 +1,22 @@
-"""The stage-2 measurement protocol (METHOD.md, "Protocol").
+"""The stage-2 measurement protocols (METHOD.md, "Protocol" and "The EdgeViT protocol").
 
-Idle power first, with the device idle. Then warm-up, then rounds: each round is a window that
-lasts at least max(min_round_s, 10 sensor update periods), synchronised with the accelerator at both
-edges and timed with a monotonic clock. Each round gives one sample of energy per image and latency
-per image; a pass's value is their median. A run measures every case in several passes (the session
-orders them: pass 1 over all cases, then pass 2, ...), so the gate sees between-pass noise.
+`e3p` (the default): idle power first, with the device idle. Then warm-up, then rounds: each round is
+a window that lasts at least max(min_round_s, 10 sensor update periods), synchronised with the
+accelerator at both edges and timed with a monotonic clock. Each round gives one sample of energy per
+image and latency per image; a pass's value is their median.
+
+`edgevit` (seed 002, Sec. 4): batch 1; background power measured with the device idle just before
+the case; warm-up; then exactly N forward passes, each one a window of its own, synchronised and read
+at both edges. Every inference gives its raw energy, its net energy (raw minus background power x its
+duration) and its latency; a pass's value is the mean over the N inferences, as the paper reports.
+Resolution: a counter sensor (RAPL, NVML's counter) is exact to its update period at each edge; a
+sampling sensor (Jetson rails) takes one sample on the spot at each edge and integrates the samples
+between by trapezoid, so an inference spanning k sampling periods is integrated from k + 2 samples.
+An inference shorter than 2 update periods cannot be resolved: its pass reads the sensor only at the
+edges of the N inferences, and the energy is that window's average per inference (no sd), flagged.
+
+Either way a run measures every case in several passes (the session orders them: pass 1 over all
+cases, then pass 2, ...), so the gate sees between-pass noise.
 """
 
 from __future__ import annotations
@@ -18,6 +30,9 @@ from typing import Any
 
 from .sensors import EnergySensor, SensorFault, SensorInfo, window
 
+E3P, EDGEVIT = "e3p", "edgevit"
+PROTOCOLS = (E3P, EDGEVIT)
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -27,6 +42,8 @@ class Protocol:
     min_round_s: float = 1.0
     warmup_s: float = 2.0
     idle_s: float = 1.0  # 0 skips the idle measurement
+    name: str = E3P  # E3P or EDGEVIT
+    inferences: int = 50  # EDGEVIT: timed forward passes per pass of a case (the paper's 50)
 
     def round_s(self, sensor: SensorInfo | None) -> float:
         """Shortest round: a window shorter than a few sensor updates reads nothing useful."""
@@ -39,6 +56,10 @@ class Round:
     duration_s: float
     energy_mj: float | None
     rails_mj: dict[str, float] = field(default_factory=dict)
+    # between the sensor's two readings, where it differs from duration_s (EDGEVIT: the readings
+    # bracket the timed inference): what the background is subtracted over
+    energy_window_s: float | None = None
+    thermal: Any = None  # thermal.RoundThermal: temperature, clock and throttling during the round
 
     @property
     def latency_ms_per_image(self) -> float:
@@ -51,11 +72,35 @@ class Round:
 
 @dataclass
 class SteadyState:
-    """The rounds of one case, and what the sensor said before them."""
+    """The rounds of one pass of a case (EDGEVIT: one round per inference), and what the sensor said
+    before them.
+
+    `background_w`: the idle power subtracted from every round (EDGEVIT), None where nothing is
+    subtracted (E3P reports idle power beside the energy, as MLPerf and the E3P paper do).
+    `window`: (energy mJ, duration s) of the whole pass where its inferences were too short for the
+    sensor to resolve one by one; the per-round energies are then None."""
 
     rounds: list[Round]
     sensor: SensorInfo | None
     idle_power_w: float | None = None
+    statistic: str = "median"  # of the rounds, for the pass value: "median" (E3P) or "mean" (EDGEVIT)
+    background_w: float | None = None
+    window: tuple[float, float] | None = None
+    memory: Any = None  # the memory.MemoryPeak of the pass, where the session measured one
+
+    @property
+    def throttled_rounds(self) -> int:
+        return sum(1 for r in self.rounds if r.thermal is not None and r.thermal.throttled)
+
+    def _net_mj(self, energy_mj: float, duration_s: float) -> float:
+        return energy_mj - (self.background_w or 0.0) * duration_s * 1000.0
+
+    def _centre(self, samples: list[float]) -> float:
+        return statistics.fmean(samples) if self.statistic == "mean" else statistics.median(samples)
+
+    @property
+    def per_inference(self) -> bool:
+        return self.window is None
 
     @property
     def latency_ms_per_image_samples(self) -> list[float]:
@@ -63,23 +108,52 @@ class SteadyState:
 
     @property
     def energy_mj_per_image_samples(self) -> list[float]:
-        return [r.energy_mj_per_image for r in self.rounds if r.energy_mj_per_image is not None]
+        """Per round (per inference): net of the background where one is subtracted."""
+        return [self._net_mj(r.energy_mj, r.energy_window_s or r.duration_s) / r.images for r in self.rounds if r.energy_mj is not None]
+
+    @property
+    def raw_energy_mj_per_image_samples(self) -> list[float]:
+        return [r.energy_mj / r.images for r in self.rounds if r.energy_mj is not None]
+
+    @property
+    def power_w_samples(self) -> list[float]:
+        """Per round: average power over it (net of the background where one is subtracted)."""
+        return [
+            self._net_mj(r.energy_mj, r.energy_window_s or r.duration_s) / 1000.0 / (r.energy_window_s or r.duration_s)
+            for r in self.rounds
+            if r.energy_mj is not None and (r.energy_window_s or r.duration_s) > 0
+        ]
 
     @property
     def latency_ms_per_image(self) -> float:
-        return statistics.median(self.latency_ms_per_image_samples)
+        return self._centre(self.latency_ms_per_image_samples)
 
     @property
     def energy_mj_per_image(self) -> float | None:
+        if self.window is not None:
+            energy_mj, duration_s = self.window
+            return self._net_mj(energy_mj, duration_s) / sum(r.images for r in self.rounds)
         samples = self.energy_mj_per_image_samples
-        return statistics.median(samples) if samples else None
+        return self._centre(samples) if samples else None
+
+    @property
+    def raw_energy_mj_per_image(self) -> float | None:
+        if self.window is not None:
+            return self.window[0] / sum(r.images for r in self.rounds)
+        samples = self.raw_energy_mj_per_image_samples
+        return self._centre(samples) if samples else None
 
     @property
     def power_w(self) -> float | None:
-        measured = [(r.energy_mj, r.duration_s) for r in self.rounds if r.energy_mj is not None]
+        """Average power over the pass: raw for E3P; net of the background for EDGEVIT."""
+        if self.window is not None:
+            energy_mj, duration_s = self.window
+            return self._net_mj(energy_mj, duration_s) / 1000.0 / duration_s if duration_s > 0 else None
+        measured = [(r.energy_mj, r.energy_window_s or r.duration_s) for r in self.rounds if r.energy_mj is not None]
         if not measured:
             return None
-        return sum(e for e, _ in measured) / 1000.0 / sum(d for _, d in measured)
+        energy_mj, duration_s = sum(e for e, _ in measured), sum(d for _, d in measured)
+        return self._net_mj(energy_mj, duration_s) / 1000.0 / duration_s
 
     @property
     def rails_mj_per_image(self) -> dict[str, float]:
@@ -125,8 +199,10 @@ def run_protocol(
     measure_idle: bool = True,
     slowdown: float = 0.0,
     device: str = "cpu",
+    thermal: Any = None,
 ) -> SteadyState:
-    """Run `forward` (one batch) under the protocol and return the rounds of one pass.
+    """Run `forward` (one batch) under the protocol and return the rounds of one pass. `thermal`
+    (a thermal.ThermalMonitor) samples temperature, clocks and throttling through every round.
 
     The sensor must be started. SensorFault propagates: a window the sensor broke in is invalid."""
     info = sensor.info if sensor else None
@@ -152,6 +228,8 @@ def run_protocol(
     rounds = []
     for _ in range(protocol.rounds):
         synchronize()
+        if thermal is not None:
+            thermal.begin_round()
         e0 = sensor.read() if sensor else None
         t0 = time.monotonic()
         for _ in range(per_round):
@@ -164,6 +242,7 @@ def run_protocol(
             synchronize()
             calls += 1
         t1 = time.monotonic()
+        heat = thermal.end_round() if thermal is not None else None
         if sensor is not None:
             assert e0 is not None  # read at the start of the round
             w = window(e0, sensor.read())
@@ -171,8 +250,75 @@ def run_protocol(
                 raise SensorFault(
                     f"{sensor.info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck"
                 )
-            rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj, w.rails_mj))
+            rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj, w.rails_mj, thermal=heat))
         else:
-            rounds.append(Round(calls * images_per_call, t1 - t0, None))
+            rounds.append(Round(calls * images_per_call, t1 - t0, None, thermal=heat))
         per_round = max(per_round, calls)
     return SteadyState(rounds, info, idle)
+
+
+def resolves_inference(sensor: SensorInfo | None, inference_s: float) -> bool:
+    """Whether one inference spans at least 2 update periods of the sensor, so its energy can be read
+    per inference (module docstring); no sensor reads nothing, so nothing needs resolving."""
+    return sensor is None or inference_s >= 2 * sensor.update_period_s
+
+
+def run_edgevit(
+    forward: Callable[[], Any],
+    synchronize: Callable[[], None],
+    sensor: EnergySensor | None,
+    protocol: Protocol,
+    slowdown: float = 0.0,
+    device: str = "cpu",
+    clock: Callable[[], float] = time.monotonic,
+    thermal: Any = None,
+) -> SteadyState:
+    """One pass of the EdgeViT protocol: background, warm-up, then `protocol.inferences` timed
+    inferences of one image each (module docstring). SensorFault propagates."""
+    info = sensor.info if sensor else None
+    background = None
+    if sensor is not None and protocol.idle_s > 0:
+        synchronize()
+        background = measure_idle_power_w(sensor, protocol.idle_s)
+
+    inference_s, started, calls = math.inf, clock(), 0
+    while calls < 2 or clock() - started < protocol.warmup_s:
+        t0 = clock()
+        forward()
+        synchronize()
+        inference_s = min(inference_s, clock() - t0)
+        calls += 1
+    if slowdown > 0:
+        forward = slowed(forward, synchronize, inference_s, slowdown, device)
+
+    per_inference = resolves_inference(info, inference_s)
+    rounds: list[Round] = []
+    synchronize()
+    if thermal is not None:
+        thermal.begin_round()  # one thermal round over the N inferences: each is too short to sample
+    edge = sensor.read() if sensor is not None and not per_inference else None
+    for _ in range(protocol.inferences):
+        e0 = sensor.read() if sensor is not None and per_inference else None
+        t0 = clock()
+        forward()
+        synchronize()
+        t1 = clock()
+        if e0 is not None:
+            assert sensor is not None
+            w = window(e0, sensor.read())
+            if w.energy_mj <= 0:
+                raise SensorFault(f"{sensor.info.name} read no energy over a {1000 * (t1 - t0):.1f} ms inference: the sensor is stuck")
+            rounds.append(Round(1, t1 - t0, w.energy_mj, w.rails_mj, w.duration_s))
+        else:
+            rounds.append(Round(1, t1 - t0, None))
+    if thermal is not None:
+        heat = thermal.end_round()
+        rounds = [Round(r.images, r.duration_s, r.energy_mj, r.rails_mj, r.energy_window_s, heat) for r in rounds]
+    whole = None
+    if edge is not None:
+        assert sensor is not None
+        w = window(edge, sensor.read())
+        if w.energy_mj <= 0:
+            raise SensorFault(f"{sensor.info.name} read no energy over {protocol.inferences} inferences ({w.duration_s:.2f} s): the sensor is stuck")
+        whole = (w.energy_mj, w.duration_s)
+    return SteadyState(rounds, info, background, statistic="mean", background_w=background, window=whole)

@@ -84,10 +84,20 @@ def cached_weights_file(model: ModelName) -> Path | None:
     return None
 
 
-def _create(arch_or_full: str, **kwargs) -> torch.nn.Module:
+def _create(arch_or_full: str, img_size: int | None = None, **kwargs) -> torch.nn.Module:
+    """timm.create_model; `img_size` through timm's own argument (position embeddings of pretrained
+    weights are resampled by timm's checkpoint filters). A model without the argument (a
+    convolutional net) is built as it is: the caller checks it runs at that size."""
     import timm
 
-    return timm.create_model(arch_or_full, **kwargs)
+    if img_size is None:
+        return timm.create_model(arch_or_full, **kwargs)
+    try:
+        return timm.create_model(arch_or_full, img_size=img_size, **kwargs)
+    except TypeError as exc:
+        if "img_size" not in str(exc):
+            raise
+        return timm.create_model(arch_or_full, **kwargs)
 
 
 def checkpoint_path(checkpoints_dir: str | Path, model: ModelName, dataset: str) -> Path:
@@ -139,13 +149,16 @@ def build_model(
     weights: str = PRETRAINED,
     checkpoint: Path | None = None,
     num_classes: int | None = None,
+    image_size: int | None = None,
 ) -> tuple[torch.nn.Module, Weights]:
-    """The model in eval mode on the CPU, and where its weights came from."""
+    """The model in eval mode on the CPU, and where its weights came from; `image_size` (pixels)
+    builds it for another input resolution (None: its own)."""
+    size = {"img_size": image_size} if image_size else {}
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)
-        probe = _create(model.arch, pretrained=False)
+        probe = _create(model.arch, pretrained=False, **size)
         classes = _num_classes_of(state, probe) or num_classes
-        net = _create(model.arch, pretrained=False, num_classes=classes) if classes else probe
+        net = _create(model.arch, pretrained=False, num_classes=classes, **size) if classes else probe
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -158,21 +171,21 @@ def build_model(
         return net.eval(), Weights(CHECKPOINT, str(checkpoint))
 
     if weights == RANDOM:
-        return _create(model.full, pretrained=False, num_classes=num_classes or 1000).eval(), Weights(RANDOM, "asked for random weights")
+        return _create(model.full, pretrained=False, num_classes=num_classes or 1000, **size).eval(), Weights(RANDOM, "asked for random weights")
 
     kwargs = {"num_classes": num_classes} if num_classes else {}
     if not _has_published_weights(model):
         # EdgeViT and the like: nothing to look for in the cache or on the Hub
         why = f"{model.full} has no published pretrained weights"
         warnings.warn(f"{why}; using random weights (energy and latency stay valid, accuracy is the reference figure)", stacklevel=2)
-        return _create(model.full, pretrained=False, **kwargs).eval(), Weights(RANDOM, why)
+        return _create(model.full, pretrained=False, **kwargs, **size).eval(), Weights(RANDOM, why)
     cached = cached_weights_file(model)
     if cached is not None:
-        net = _create(model.full, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}, **kwargs)
+        net = _create(model.full, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}, **kwargs, **size)
         return net.eval(), Weights(PRETRAINED, f"{model.full} (Hugging Face cache)")
     if hub_reachable():
         try:
-            net = _create(model.full, pretrained=True, **kwargs)
+            net = _create(model.full, pretrained=True, **kwargs, **size)
             return net.eval(), Weights(PRETRAINED, f"{model.full} (downloaded)")
         except Exception as exc:  # a hub that answers but fails: same fallback as offline
             why = f"download of {model.full} failed: {str(exc).splitlines()[0][:160]}"
@@ -180,5 +193,5 @@ def build_model(
         why = "HF_HUB_OFFLINE is set" if _hub_offline_env() else "the Hugging Face Hub cannot be reached"
         why = f"pretrained weights for {model.full} are not in the Hugging Face cache and {why}"
     warnings.warn(f"{why}; using random weights (energy and latency stay valid, accuracy is the reference figure)", stacklevel=2)
-    net = _create(model.full, pretrained=False, **kwargs)
+    net = _create(model.full, pretrained=False, **kwargs, **size)
     return net.eval(), Weights(RANDOM, why)

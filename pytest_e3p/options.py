@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from .variant_catalog import VARIANT_HELP
+
 
 def _finite(text: str) -> float:
     value = float(text)
@@ -58,9 +60,16 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _batch_size(text: str) -> int | None:
-    """None means auto: the device decides (devices.default_batch_size)."""
-    return None if text == "auto" else _positive_int(text)
+def _sizes(text: str) -> tuple[int | None, ...]:
+    """A comma list of sizes, each a case axis value; `auto` (None) is the default of the device
+    (batch) or of the model (image size)."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise ValueError("give auto or a comma list of positive integers")
+    out = tuple(None if v == "auto" else _positive_int(v) for v in values)
+    if len(set(out)) < len(out):
+        raise ValueError("lists a value twice")
+    return out
 
 
 def _choice(*allowed: str):
@@ -82,10 +91,40 @@ def _flag(text: str) -> bool:
 
 # (field, flag, default, parser, help). Defaults follow METHOD.md's protocol.
 SPEC: list[tuple[str, str, str, Any, str]] = [
+    (
+        "protocol",
+        "--e3p-protocol",
+        "e3p",
+        _choice("e3p", "edgevit"),
+        "e3p: batches in timed rounds, median per pass (the E3P paper's); edgevit: batch 1, N single inferences with the idle background "
+        "subtracted, mean +/- sd and efficiency in %/mJ (the EdgeViT paper's Table 3)",
+    ),
+    ("inferences", "--e3p-inferences", "50", _positive_int, "edgevit protocol: timed inferences per pass of a case (the paper's 50)"),
     ("device", "--e3p-device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
     ("models", "--e3p-models", "paper13", str, "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
-    ("batch_size", "--e3p-batch-size", "auto", _batch_size, "images per batch; auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU"),
+    (
+        "batch_size",
+        "--e3p-batch-size",
+        "auto",
+        _sizes,
+        "images per batch, or a comma list (1,64: each a case); auto: 64 (the paper's) on GPUs and Jetson, 16 on a CPU",
+    ),
+    (
+        "image_size",
+        "--e3p-image-size",
+        "auto",
+        _sizes,
+        "input resolution in pixels, or a comma list (224,384: each a case, built with timm's img_size); auto: the model's own",
+    ),
+    (
+        "variants",
+        "--e3p-variants",
+        "fp32",
+        str,
+        "comma list of optimised forms of each model, each a case checked and measured against fp32 eager:\n"
+        + "\n".join(f"- {line}" for line in VARIANT_HELP.splitlines()),
+    ),
     (
         "passes",
         "--e3p-passes",
@@ -105,7 +144,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _choice("fixed", "default"),
         "fixed: pin glibc malloc's mmap and trim thresholds for the run (its adaptive threshold moved CPU latency by up to 30% between identical runs); default: leave malloc alone",
     ),
-    ("precision", "--e3p-precision", "fp32", _choice("fp32", "fp16", "bf16"), "fp32 (the paper's), fp16 or bf16"),
+    ("precision", "--e3p-precision", "fp32", _choice("fp32", "fp16", "bf16"), "deprecated: use --e3p-variants fp16 (or bf16); still accepted, as that variant"),
     ("weights", "--e3p-weights", "pretrained", _choice("pretrained", "random"), "pretrained (timm/Hugging Face cache) or random"),
     ("checkpoints", "--e3p-checkpoints", "", _path, "folder of fine-tuned checkpoints: DIR/<arch>_<dataset>.pth"),
     ("limit", "--e3p-limit", "0", int, "evaluate N evenly spaced images of the dataset (0: all)"),
@@ -142,6 +181,15 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)",
     ),
     ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
+    ("max_memory_mb", "--e3p-max-memory-mb", "0", _non_negative_float, "fail a case whose peak memory exceeds this many MB (a board's budget; 0: no limit)"),
+    (
+        "sustained_s",
+        "--e3p-sustained-s",
+        "0",
+        _non_negative_float,
+        "after its passes, run each case continuously this many seconds and report energy, latency, power and temperature per window (0: off)",
+    ),
+    ("sustained_window_s", "--e3p-sustained-window-s", "10", _positive_float, "window of the sustained run, seconds"),
     ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by the history and dashboard commands)"),
     ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
@@ -153,10 +201,14 @@ DEFAULTS = {name: default for name, _flag, default, _parse, _help in SPEC}  # th
 
 @dataclass(frozen=True)
 class Options:
+    protocol: str
+    inferences: int
     device: str
     models: str
     datasets: str
-    batch_size: int | None  # None: the device's default
+    batch_size: tuple[int | None, ...]  # None: the device's default
+    image_size: tuple[int | None, ...]  # None: the model's default
+    variants: str
     passes: int
     rounds: int
     min_round_s: float
@@ -183,6 +235,9 @@ class Options:
     baseline_runs: int
     slowdown: float
     tolerance: str
+    max_memory_mb: float
+    sustained_s: float
+    sustained_window_s: float
     history: Path | None
     report: Path | None
     reference_model: str
@@ -239,6 +294,14 @@ def read_options(config: pytest.Config) -> Options:
         folder = getattr(opts, folder_name)
         if folder is not None:
             check_writable_folder(folder, f"--e3p-{folder_name}")
+    if opts.protocol == "edgevit":
+        if set(opts.batch_size) - {None, 1}:
+            given = ",".join("auto" if b is None else str(b) for b in opts.batch_size)
+            raise pytest.UsageError(f"--e3p-protocol edgevit runs batch 1 (the paper's), not --e3p-batch-size {given}: leave the batch size at auto or 1")
+        if opts.precision != "fp32":
+            raise pytest.UsageError(
+                f"--e3p-protocol edgevit runs fp32 (the paper's), not --e3p-precision {opts.precision}: use the e3p protocol for other precisions"
+            )
     if opts.limit < 0:
         raise pytest.UsageError(f"--e3p-limit={opts.limit}: must be 0 (all images) or a positive count")
     return opts

@@ -66,10 +66,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     info = e3p.sensor.info if e3p.sensor else None
     energy = f"{info.kind} by {info.name} ({info.boundary})" if info else f"unavailable ({e3p.sensor_note})"
     p = e3p.protocol
-    lines = [
-        f"e3p: device {e3p.device.name}, energy {energy}; torch threads {e3p.threads}; "
-        f"{p.passes} passes x {p.rounds} rounds of >= {p.min_round_s:g} s, batch {p.batch_size}, {e3p.options.precision}"
-    ]
+    if p.name == "edgevit":
+        shape = f"edgevit protocol: {p.passes} passes x {p.inferences} inferences of batch 1, background subtracted, {'/'.join(e3p.variants)}"
+    else:
+        shape = f"{p.passes} passes x {p.rounds} rounds of >= {p.min_round_s:g} s, batch {'/'.join(map(str, e3p.batch_sizes))}, {'/'.join(e3p.variants)}"
+    lines = [f"e3p: device {e3p.device.name}, energy {energy}; torch threads {e3p.threads}; {shape}"]
     if config.pluginmanager.hasplugin("benchmark"):
         lines.append(
             "e3p: pytest-benchmark's table shows each case's rounds in seconds per image; its timing options "
@@ -163,12 +164,18 @@ def e3p_session(request: pytest.FixtureRequest):
 def e3p_model(e3p_case, e3p_session):
     """The case's model, built with its weights, on the device, in eval mode (a LoadedModel)."""
     from .models import WeightsError
+    from .session import CaseSkipped
 
+    skip = fail = ""
     try:
         return e3p_session.load_model(e3p_case)
+    except CaseSkipped as exc:  # a variant or image size this machine or model cannot take
+        skip = str(exc)
     except WeightsError as exc:  # a bad checkpoint: its message names the file and the fix
-        message = str(exc)
-    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+        fail = str(exc)
+    if skip:  # outside `except`: no chained traceback
+        pytest.skip(skip)
+    pytest.fail(fail, pytrace=False)
 
 
 @pytest.fixture
@@ -259,7 +266,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if "e3p_case" in getattr(item, "fixturenames", ()):
             _tolerances(item, e3p)
     write = _live_writer(config)
-    for note in e3p.gate_notes():
+    for note in [*e3p.start_notes, *e3p.gate_notes()]:
         write(f"[e3p] {note}")
     if e3p.options.slowdown:
         write(f"[e3p] --e3p-slowdown {e3p.options.slowdown:g}: every measured forward pass does extra work (for testing the gate only)")
@@ -356,6 +363,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for extra in (rails_table(e3p.results.values()), eval_pass_table(e3p.results.values())):
         if extra:
             tr.write_line(extra)
+    from .deployment import profile_tables
+    from .report_variants import variants_tables
+    from .table3 import table3_tables, unavailable_lines
+
+    for title, table, notes in variants_tables(e3p.results.values()):
+        tr.write_sep("-", title)
+        tr.write_line(table)
+        for line in notes:
+            tr.write_line(line)
+    for table in profile_tables(e3p.results.values()):
+        tr.write_line(table)
+
+    for title, table, notes in table3_tables(e3p.results.values()):
+        tr.write_sep("=", title)
+        tr.write_line(table)
+        for line in notes:
+            tr.write_line(line)
+        if e3p.options.models == "edgevit-table3":
+            for line in unavailable_lines():
+                tr.write_line(line)
     if e3p.baseline is not None:
         missing = sorted(set(e3p.baseline.cases) - set(e3p.results))
         if missing:

@@ -34,7 +34,21 @@ def spread_cell(r: CaseResult) -> str:
     against the baseline) is wider than the energy tolerance."""
     cv = r.energy_spread if r.energy_spread is not None else r.latency_spread
     text = "-" if cv is None else f"+/-{cv:.1%}"
-    return f"{text} unstable" if r.unstable else text
+    if r.unstable:
+        text += " unstable"
+    if r.throttled_rounds:
+        text += f" throttled {r.throttled_rounds}/{len(r.round_throttled)}"
+    return text
+
+
+def case_label(r: CaseResult) -> str:
+    """The model, and the axes where the case leaves their defaults: `deit_tiny... [int8, bs1, 384px]`."""
+    axes = [r.variant] if r.variant != "fp32" else []
+    if f"-bs{r.batch_size}" in r.case_id:
+        axes.append(f"bs{r.batch_size}")
+    if r.image_size and r.case_id.endswith(f"-{r.image_size[-1]}px"):
+        axes.append(f"{r.image_size[-1]}px")
+    return f"{r.model} [{', '.join(axes)}]" if axes else r.model
 
 
 def rank_key(r: CaseResult) -> tuple:
@@ -74,13 +88,16 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
         "power (W)",
         f"SAM{alpha:g}",
     ]
+    memory = any(r.peak_memory_mb is not None for r in cases)
+    if memory:
+        headers.append("peak memory (MB)")
     if checks is not None:
         headers += ["baseline (mJ/img)", "change", "noise", "verdict"]
     rows = []
     for i, r in enumerate(cases, 1):
         row = [
             i if r.status == OK else r.status,
-            r.model,
+            case_label(r),
             _num(r.params_m, ".2f"),
             _num(r.gmacs, ".3f"),
             _num(r.netscore, ".1f"),
@@ -92,6 +109,8 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             _num(r.power_w, ".3g") + (" (est.)" if r.power_w is not None and r.energy_kind == ESTIMATE else ""),
             _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == ESTIMATE else ""),
         ]
+        if memory:
+            row.append(_num(r.peak_memory_mb, ".0f"))
         if checks is not None:
             energy = next((c for c in checks.get(r.case_id, []) if c.metric == "energy"), None)
             verdicts = [c for c in checks.get(r.case_id, []) if c.verdict == REGRESSED]
@@ -102,7 +121,8 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
                     _num(energy.baseline, ".4g") if energy else "-",
                     f"{energy.change:+.1%}" if energy else "-",
                     f"+/-{energy.noise:.1%}" if energy and energy.noise is not None else "-",
-                    ", ".join(f"{c.metric} regressed" for c in verdicts) or (energy.verdict if energy else "unchanged"),
+                    ", ".join(f"{c.metric} regressed" for c in verdicts)
+                    or ((energy.verdict + (" (throttled)" if "(throttled)" in energy.note else "")) if energy else "unchanged"),
                 ]
         rows.append(row)
     return headers, rows
@@ -141,6 +161,13 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     if any(r.unstable for r in cases):
         notes.append(
             "unstable cases: their energy differences from other cases and from the baseline are within noise; no ranking or regression conclusion rests on them"
+        )
+    throttled = [r for r in cases if r.throttled_rounds]
+    if throttled:
+        notes.append(
+            "throttled k/n: the device throttled in k of the case's n rounds ("
+            + "; ".join(f"{r.case_id}: {', '.join(r.throttle_reasons)}" for r in throttled)
+            + "); its figures are those of a throttled device"
         )
     idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
     if idle:

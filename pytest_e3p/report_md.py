@@ -8,17 +8,20 @@ the Markdown is still written and says how to get the plots.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from pathlib import Path
 
 from tabulate import tabulate
 
+from .deployment import profile_tables
+from .figures import pyplot, save_png
 from .metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
 from .options import DEFAULTS
 from .report import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
+from .report_variants import plot_variants, variants_tables
 from .results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
 from .sensors.base import ESTIMATE
+from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
 
 
 class ReportError(Exception):
@@ -37,12 +40,8 @@ def _slug(text: str) -> str:
 
 
 def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     xs = [_energy(c) for c in cases]
@@ -62,10 +61,7 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     ax.grid(alpha=0.3)
     ax.text(0.01, 0.01, "error bars: 2 sd of the pass values", transform=ax.transAxes, fontsize=7, color="tab:gray")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())  # a full disk never leaves a truncated plot
+    save_png(fig, path)
     return True
 
 
@@ -126,7 +122,7 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
             headers, rows = ranking_rows(group)
             lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
             lines += [f"- {note}" for note in footnotes(group)] + [""]
-            for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github")):
+            for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github"), *profile_tables(group, fmt="github")):
                 if extra:  # caption line, then the table as its own block
                     caption, table = extra.split("\n", 1)
                     lines += [f"*{caption}*", "", table, ""]
@@ -142,6 +138,18 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
                 lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
                 lines += _theory_vs_device(usable, device)
                 lines += _savings(usable, device, reference_model)
+            variant_tables = variants_tables(group, fmt="github")
+            for title, table, notes in variant_tables:
+                lines += [f"#### {title[0].upper()}{title[1:]}", "", table, ""] + [f"- {n}" for n in notes] + [""]
+            if variant_tables:
+                png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
+                if plot_variants(group, out / png):
+                    lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
+            edgevit = [c for c in group if c.protocol == EDGEVIT]
+            if edgevit:
+                table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
+                lines += _table3_section(edgevit, device, dataset, out, table_set)
+                plots_missing = plots_missing or not (out / f"fig5_{_slug(device)}_{_slug(dataset)}.png").exists()
         if len(winners) > 1:
             lines += ["### Across devices", ""]
             lines += [
@@ -159,6 +167,19 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     path = out / "report.md"
     write_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def _table3_section(cases: list[CaseResult], device: str, dataset: str, out: Path, table_set: bool) -> list[str]:
+    """The EdgeViT paper's Table 3 and Fig. 5 for the edgevit-protocol cases (table3.py)."""
+    lines = [f"#### EdgeViT Table 3 on {device}", ""]
+    for _title, table, notes in table3_tables(cases, fmt="github"):
+        lines += [table, ""] + [f"- {n}" for n in notes] + [""]
+    if table_set:
+        lines += [f"- {line}" for line in unavailable_lines()] + [""]
+    png = f"fig5_{_slug(device)}_{_slug(dataset)}.png"
+    if plot_fig5(cases, f"Top-1 vs latency and energy per inference: {device} / {dataset}", out / png):
+        lines += [f"![Top-1 vs latency and energy per inference on {device} / {dataset}]({png})", ""]
+    return lines
 
 
 def _stage1_section(cases: list[CaseResult], files: list[ResultsFile]) -> list[str]:
@@ -267,7 +288,7 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         lines.append(f"- **{d.get('name')}** ({ident})")
         lines.append(
             f"  - energy: {p.get('energy_kind', '?')} by {p.get('energy_source', '?')} ({p.get('boundary', '?')}); "
-            f"precision {p.get('precision', '?')}, batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
+            f"{p.get('protocol', 'e3p')} protocol, variants {', '.join(p.get('variants') or [p.get('precision', '?')])}, batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
         lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")

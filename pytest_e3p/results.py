@@ -46,6 +46,13 @@ class CaseResult:
     batch_size: int
     image_size: list[int]  # [C, H, W]
     precision: str
+    variant: str = "fp32"  # the optimised form measured (pytest_e3p.variants); fp32 is the eager reference
+    # a non-eager variant against the fp32 eager model on the same images, before it was measured
+    agreement_top1_pct: float | None = None
+    max_rel_logit_error: float | None = None
+    agreement_bound: str = ""
+    prepare_s: float | None = None  # export / compile / quantise / calibrate, never inside the rounds
+    variant_detail: str = ""
     weights: str = "random"  # "pretrained", "random" or "checkpoint"
     weights_detail: str = ""
     # stage 1, device-agnostic
@@ -76,12 +83,37 @@ class CaseResult:
     verdict: str = ""
     change_vs_baseline: float | None = None  # relative change of energy per image
     noise_vs_baseline: float | None = None  # the smallest significant change (gate.Noise.threshold)
-    power_w: float | None = None  # average over the rounds
+    power_w: float | None = None  # average over the rounds (edgevit: mean over the inferences, net)
     idle_power_w: float | None = None
+    # the edgevit protocol: energy_mj_per_image is net of the background (median of the passes'
+    # means over their inferences); the sd are over every inference of every pass
+    protocol: str = "e3p"
+    energy_mj_per_image_sd: float | None = None
+    latency_ms_per_image_sd: float | None = None
+    power_w_sd: float | None = None
+    energy_raw_mj_per_image: float | None = None  # before the background is subtracted
+    background_power_w: float | None = None  # idle power subtracted from every inference
+    per_inference: bool | None = None  # False: inferences too short for the sensor (window averages)
+    resolution_note: str = ""
+    efficiency_pct_per_mj: float | None = None  # top-1 (%) / net energy per inference (mJ)
     total_rail: str | None = None
     rails_mj_per_image: dict[str, float] = field(default_factory=dict)
     temperature_c_start: float | None = None
     temperature_c_end: float | None = None
+    # thermal state sampled through every round (pytest_e3p.thermal)
+    temperature_c_max: float | None = None
+    clock_ratio_min: float | None = None  # lowest clock / its maximum seen in a round
+    throttled_rounds: int = 0
+    round_throttled: list[bool] = field(default_factory=list)  # per round, in the order of the samples
+    throttle_reasons: list[str] = field(default_factory=list)
+    thermal_note: str = ""  # why temperature or throttling is unavailable
+    # memory (MiB) while the case ran, from the device's own accounting (pytest_e3p.memory)
+    peak_memory_mb: float | None = None  # the whole process (CPU, Jetson) or the CUDA allocator's peak
+    memory_growth_mb: float | None = None  # above what was resident when the case's pass began
+    memory_method: str = ""
+    memory: dict[str, Any] = field(default_factory=dict)  # MemoryPeak.to_dict() of the largest pass
+    # --e3p-sustained-s: windows, drift between the first and last minute (SustainedRun.to_dict())
+    sustained: dict[str, Any] = field(default_factory=dict)
     # accuracy
     top1: float | None = None  # percent
     top5: float | None = None

@@ -6,7 +6,9 @@ part there.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import math
 import platform
 import statistics
 import time
@@ -37,9 +39,9 @@ from .baseline import (
     supported_tolerance_note,
 )
 from .benchmark_bridge import record_rounds
-from .complexity import Complexity, model_input_size
+from .complexity import Complexity, count_gmacs, count_params_m, model_input_size
 from .devices import Device, DeviceError, resolve
-from .measure import Protocol, SteadyState, run_protocol
+from .measure import EDGEVIT, Protocol, Round, SteadyState, run_edgevit, run_protocol
 from .metrics import netscore, sam
 from .models import CHECKPOINT, RANDOM, Weights, build_model, checkpoint_path
 from .options import Options
@@ -47,29 +49,54 @@ from .screening import Stage1Row, complexity_of, screen, stage1_row
 from .sensors import ESTIMATE, EnergySensor, SensorFault, SensorUnavailable
 from .zoo import ModelName, UnknownModel
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 class SetupError(Exception):
     """Bad input found before anything is measured; the plugin turns it into a usage error."""
 
 
+EAGER = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # variants that are a dtype of the eager model
+
+
+class CaseSkipped(Exception):
+    """A case that cannot run here (a variant whose library or device is missing, a model that cannot
+    take the image size): its test is skipped with this one-line reason."""
+
+
 @dataclass(frozen=True)
 class Case:
-    """One (model x device x dataset) combination: one test id."""
+    """One (model x device x dataset x variant x batch x image size) combination: one test id.
+
+    The id names a variant other than fp32, and the batch and the image size where their option
+    lists several values (each value is then a case), so a run without the axes keeps the ids, and
+    baselines, it always had."""
 
     model: ModelName
     device: str
     dataset: data.DatasetSpec
+    variant: str = "fp32"
+    batch_size: int = 16
+    image_size: int | None = None  # pixels; None: the model's own
+    batch_axis: bool = False  # name the batch in the id
+    size_axis: bool = False  # name the image size in the id
 
     @property
     def id(self) -> str:
-        return f"{self.model.case_id}-{self.device}-{self.dataset.name}"
+        parts = [self.model.case_id, self.device, self.dataset.name]
+        if self.variant != "fp32":
+            parts.append(self.variant)
+        if self.batch_axis:
+            parts.append(f"bs{self.batch_size}")
+        if self.size_axis:
+            parts.append(f"{self.image_size or zoo.default_image_size(self.model)}px")
+        return "-".join(parts)
 
 
 @dataclass
 class LoadedModel:
-    """A case's model on its device, with where its weights came from and its stage-1 figures."""
+    """A case's model on its device, with where its weights came from and its stage-1 figures.
+
+    `module` is the eager model (the fp32 reference of a variant); `forward` runs the case's form of
+    it (the variant) on a batch of `input_dtype`."""
 
     name: ModelName
     module: torch.nn.Module
@@ -77,6 +104,14 @@ class LoadedModel:
     complexity: Complexity
     input_size: tuple[int, int, int]
     num_classes: int
+    forward: Callable[[torch.Tensor], Any] | None = None
+    input_dtype: torch.dtype = torch.float32
+    variant: Any = None  # the variants.PreparedVariant, for a non-eager variant
+    agreement: Any = None  # its variants.Agreement with the fp32 eager model
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.module
 
 
 class E3PSession:
@@ -97,13 +132,29 @@ class E3PSession:
                 data.validate(spec)
             self.tolerances: Tolerances = parse_tolerances(options.tolerance)
             zoo.parse_model(options.reference_model)
-        except (DeviceError, UnknownModel, data.DatasetError, ToleranceError) as exc:
+            self.variants = self._variants(options)
+        except (DeviceError, UnknownModel, data.DatasetError, ToleranceError, ValueError) as exc:
             raise SetupError(str(exc)) from None
-        batch = options.batch_size or self.device.default_batch_size
-        self.protocol = Protocol(batch, options.rounds, options.passes, options.min_round_s, options.warmup_s, options.idle_s)
+        # the protocol's batch: the paper's 1 for edgevit; else the device's unless one value is given
+        default = 1 if options.protocol == EDGEVIT else self.device.default_batch_size
+        batch = options.batch_size[0] or default if len(options.batch_size) == 1 else default
+        self.protocol = Protocol(
+            batch, options.rounds, options.passes, options.min_round_s, options.warmup_s, options.idle_s, options.protocol, options.inferences
+        )
+        self.batch_sizes = list(dict.fromkeys(b or default for b in options.batch_size))
         self.threads = options.threads or torch.get_num_threads()
         self.allocator = default_malloc()
-        self.dtype = DTYPES[options.precision]
+        self.memory: Any = None  # memory.PeakMemory, from start()
+        self.thermal: Any = None  # thermal.ThermalMonitor, from start()
+        self.sustained_runs: dict[str, Any] = {}  # case id -> sustained.SustainedRun, plotted at the end
+        self.prepared: dict[str, LoadedModel] = {}
+        # said once at the start of the run (plugin.pytest_collection_modifyitems)
+        self.start_notes = (
+            [f"--e3p-precision is deprecated: measuring it as --e3p-variants {options.precision} (case ids end in -{options.precision})"]
+            if options.precision != "fp32"
+            else []
+        )  # non-eager variants: prepared once per run
+        self.skipped: dict[str, str] = {}  # case id -> why it cannot run here
         self.sensor: EnergySensor | None = None
         self.sensor_note = ""
         self.baseline: results.ResultsFile | None = None
@@ -128,6 +179,18 @@ class E3PSession:
         self.threads = torch.get_num_threads()
         if self.options.malloc == "fixed":
             self.allocator = pin_glibc_malloc()
+        from .memory import MemoryUnavailable, PeakMemory
+
+        try:
+            self.memory = PeakMemory(self.device.kind, self.device.torch_device)
+        except MemoryUnavailable as exc:  # not Linux: no /proc; the cases say memory is unavailable
+            self.progress(f"[e3p] peak memory unavailable: {exc}")
+        from .thermal import open_thermal
+
+        # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
+        kind = "cpu" if self.device.torch_device == "cpu" else self.device.kind
+        self.thermal = open_thermal(kind, self.device.cuda_index, self.device.identity.get("uuid"))
+        self.thermal.start()
         self._open_sensor()
         try:
             if self.options.baseline is not None:
@@ -137,6 +200,7 @@ class E3PSession:
         except BaseException:
             if self.sensor is not None:
                 self.sensor.close()  # no sampler thread left behind by a usage error
+            self.thermal.close()
             raise
         return self
 
@@ -198,8 +262,29 @@ class E3PSession:
         kept = {r.model for r in self.stage1 if r.kept}
         self.models = [m for m in self.models if m.full in kept]
 
+    @staticmethod
+    def _variants(options: Options) -> list[str]:
+        """--e3p-variants, with the deprecated --e3p-precision as its variant."""
+        from .variant_catalog import parse_variants
+
+        variants = parse_variants(options.variants)
+        if options.precision != "fp32":
+            if variants != ["fp32"]:
+                raise ValueError(f"--e3p-precision {options.precision} and --e3p-variants {options.variants}: give the precision as a variant only")
+            variants = [options.precision]
+        return variants
+
     def cases(self) -> list[Case]:
-        return [Case(m, self.device.name, d) for m in self.models for d in self.datasets]
+        out = []
+        for m in self.models:
+            own_size = zoo.default_image_size(m)
+            for d in self.datasets:
+                for v in self.variants:
+                    for b in self.batch_sizes:
+                        for size in self.options.image_size:
+                            px = None if size in (None, own_size) else size
+                            out.append(Case(m, self.device.name, d, v, b, px, len(self.batch_sizes) > 1, len(self.options.image_size) > 1))
+        return out
 
     # -- records -----------------------------------------------------------------------------
     def device_record(self) -> dict[str, Any]:
@@ -216,8 +301,14 @@ class E3PSession:
 
     def protocol_record(self) -> dict[str, Any]:
         info = self.sensor.info if self.sensor else None
+        edgevit = self.protocol.name == EDGEVIT
         return {
-            "batch_size": self.protocol.batch_size,
+            "protocol": self.protocol.name,
+            "model_set": self.options.models if self.options.models in zoo.MODEL_SETS else None,
+            "inferences": self.protocol.inferences if edgevit else None,
+            "energy_subtracts_background": edgevit,
+            "batch_size": self.batch_sizes[0] if len(self.batch_sizes) == 1 else self.batch_sizes,
+            "image_size": None if self.options.image_size == (None,) else list(self.options.image_size),
             "passes": self.protocol.passes,
             "rounds": self.protocol.rounds,
             "threads": self.threads,
@@ -227,7 +318,7 @@ class E3PSession:
             "min_round_s": self.protocol.min_round_s,
             "warmup_s": self.protocol.warmup_s,
             "idle_s": self.protocol.idle_s,
-            "precision": self.options.precision,
+            "variants": self.variants,
             "energy_kind": self.energy_kind,
             "energy_source": info.name if info else "unavailable",
             "boundary": info.boundary if info else "",
@@ -253,6 +344,22 @@ class E3PSession:
 
     # -- a case ------------------------------------------------------------------------------
     def load_model(self, case: Case) -> LoadedModel:
+        """The case's model on the device in the case's form. A non-eager variant is prepared (and
+        checked against fp32) once per run; CaseSkipped where the case cannot run here."""
+        if case.id in self.skipped:
+            raise CaseSkipped(self.skipped[case.id])
+        if case.id in self.prepared:
+            return self.prepared[case.id]
+        try:
+            loaded = self._load(case)
+        except CaseSkipped as exc:
+            self.skipped[case.id] = str(exc)
+            raise
+        if loaded.variant is not None:
+            self.prepared[case.id] = loaded
+        return loaded
+
+    def _load(self, case: Case) -> LoadedModel:
         classes = data.num_classes(case.dataset)
         ckpt = None
         if self.options.checkpoints is not None:
@@ -264,14 +371,63 @@ class E3PSession:
         torch.manual_seed(zlib.crc32(case.model.full.encode()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the weights fallback is reported once, by us
-            net, weights = build_model(case.model, self.options.weights, ckpt, classes if classes != 1000 else None)
+            net, weights = build_model(case.model, self.options.weights, ckpt, classes if classes != 1000 else None, case.image_size)
         if weights.source == RANDOM and self.options.weights != RANDOM and not self._weights_warned:
             self._weights_warned = True  # one warning per run, not one per model
             self.progress(f"[e3p] {weights.detail}; using random weights: energy and latency stay valid, top-1 is the reference figure")
         head = getattr(net, "num_classes", classes or 1000)
-        cx = complexity_of(case.model, self.cache, built=net if head == 1000 else None)
-        net = net.to(self.device.torch_device, dtype=self.dtype).eval()
-        return LoadedModel(case.model, net, weights, cx, model_input_size(net), head)
+        size = (3, case.image_size, case.image_size) if case.image_size else model_input_size(net)
+        if case.image_size:
+            _check_runs_at(net, case)
+            cx = Complexity(count_params_m(net), count_gmacs(net, size), size)
+        else:
+            cx = complexity_of(case.model, self.cache, built=net if head == 1000 else None)
+        if case.variant == "fp32":  # the eager reference; every other variant is checked against it
+            net = net.to(self.device.torch_device).eval()
+            return LoadedModel(case.model, net, weights, cx, size, head)
+        return self._prepare_variant(case, net, weights, cx, size, head)
+
+    def _check_images(self, case: Case, net: torch.nn.Module, size: tuple[int, int, int], n: int, seed: int) -> torch.Tensor:
+        """fp32 images of the case's dataset for calibration and the agreement check: random ones
+        for synthetic data (seeded), else the first images of the dataset through the model's eval
+        transform."""
+        if not case.dataset.has_labels and case.dataset.kind == data.SYNTHETIC:
+            return torch.randn((n, *size), generator=torch.Generator().manual_seed(seed))
+        return data.sample_images(case.dataset, net, size, n, offset=seed)
+
+    def _prepare_variant(self, case: Case, net: torch.nn.Module, weights: Weights, cx: Complexity, size: tuple[int, int, int], head: int) -> LoadedModel:
+        from . import variants
+
+        dev = self.device.torch_device
+        net = net.to(dev).eval()
+        calibration = [self._check_images(case, net, size, 8, seed=8 * k).to(dev) for k in range(4)]
+        check = self._check_images(case, net, size, 32, seed=100).to(dev)  # not the calibration images
+        example = torch.randn((case.batch_size, *size), generator=torch.Generator().manual_seed(0)).to(dev)
+        with torch.inference_mode():
+            reference = net(check).float()
+        try:
+            prepared = variants.prepare(case.variant, net, example, calibration, self.device.kind, dev)
+        except variants.VariantUnavailable as exc:
+            raise CaseSkipped(str(exc)) from None
+        except Exception as exc:  # an export or conversion the runtime cannot do for this model
+            first = next(iter(str(exc).strip().splitlines()), "")
+            lines = [ln.strip() for ln in str(exc).splitlines() if "no conversion rule" in ln.lower() or "unsupported" in ln.lower()]
+            raise CaseSkipped(f"{case.variant} could not be prepared for {case.model.full}: {type(exc).__name__}: {(lines or [first])[0][:200]}") from None
+        step = prepared.batch_size or len(check)  # an exported graph takes its own batch only
+        usable = len(check) // step * step or step
+        if usable > len(check):
+            check = check.repeat(math.ceil(usable / len(check)), 1, 1, 1)[:usable]
+            with torch.inference_mode():
+                reference = net(check).float()
+        with torch.inference_mode():
+            logits = torch.cat([prepared.forward(b).float() for b in check[:usable].split(step)])
+        agreement = variants.agreement(reference[:usable], logits, prepared.bound)
+        if prepared.params_m is not None or prepared.gmacs is not None:  # pruning changes both, ToMe the MACs only
+            cx = Complexity(
+                prepared.params_m if prepared.params_m is not None else cx.params_m, prepared.gmacs if prepared.gmacs is not None else cx.gmacs, size
+            )
+        self.progress(f"[e3p] {case.id}: {prepared.detail}; prepared in {prepared.prepare_s:.1f} s; {agreement_text(agreement)}")
+        return LoadedModel(case.model, net, weights, cx, size, head, prepared.forward, torch.float32, prepared, agreement)
 
     def new_result(self, case: Case, loaded: LoadedModel) -> results.CaseResult:
         ref = zoo.reference(case.model)
@@ -282,9 +438,10 @@ class E3PSession:
             model=case.model.full,
             device=self.device.name,
             dataset=case.dataset.name,
-            batch_size=self.protocol.batch_size,
+            batch_size=case.batch_size,
             image_size=list(loaded.input_size),
-            precision=self.options.precision,
+            precision=_precision(loaded),
+            variant=case.variant,
             weights=loaded.weights.source,
             weights_detail=loaded.weights.detail,
             params_m=loaded.complexity.params_m,
@@ -300,23 +457,43 @@ class E3PSession:
             versions=self._versions,
             passes=self.protocol.passes,
             threads=self.threads,
+            protocol=self.protocol.name,
+            **_variant_fields(loaded),
         )
 
     # -- passes ------------------------------------------------------------------------------
     def steady_state(self, case: Case, loaded: LoadedModel) -> SteadyState:
-        """One pass of the protocol's rounds on a case's model (random input of its size)."""
+        """One pass of the protocol's rounds on a case's model (random input of its size), with the
+        pass's peak memory: the resident model, its input batch and what running it takes."""
+        if self.memory is not None:
+            self.memory.reset()
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn((self.protocol.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=self.dtype)
-        model = loaded.module
+        x = torch.randn((case.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=loaded.input_dtype)
+        model = loaded.forward
+        assert model is not None  # set in LoadedModel.__post_init__
+        sync, dev = self.device.synchronize, self.device.torch_device
         with torch.inference_mode():
-            return run_protocol(
-                lambda: model(x),
-                self.protocol.batch_size,
-                self.device.synchronize,
-                self.sensor,
-                self.protocol,
-                slowdown=self.options.slowdown,
-                device=self.device.torch_device,
+            if self.protocol.name == EDGEVIT:
+                steady = run_edgevit(lambda: model(x), sync, self.sensor, self.protocol, self.options.slowdown, dev, thermal=self.thermal)
+            else:
+                steady = run_protocol(
+                    lambda: model(x), case.batch_size, sync, self.sensor, self.protocol, slowdown=self.options.slowdown, device=dev, thermal=self.thermal
+                )
+        if self.memory is not None:
+            steady.memory = self.memory.read()
+        return steady
+
+    def sustained(self, case: Case, loaded: LoadedModel) -> Any:
+        """--e3p-sustained-s: the case's model run back to back for that long, in windows."""
+        from .sustained import run_sustained
+
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn((case.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=loaded.input_dtype)
+        model = loaded.forward
+        assert model is not None
+        with torch.inference_mode():
+            return run_sustained(
+                lambda: model(x), case.batch_size, self.device.synchronize, self.sensor, self.options.sustained_s, self.options.sustained_window_s, self.thermal
             )
 
     def run_early_passes(self, cases: list[Case]) -> None:
@@ -335,7 +512,11 @@ class E3PSession:
                 loaded: LoadedModel | None
                 try:
                     loaded = self.load_model(case)
+                    if loaded.agreement is not None and not loaded.agreement.ok:
+                        continue  # a broken variant is reported by its test, never measured
                     steady = self.steady_state(case, loaded)
+                except CaseSkipped:
+                    continue  # its test skips, saying why
                 except SensorFault as exc:
                     self.early_errors[case.id] = f"sensor fault in pass {k}/{total}: {exc}"
                     self.reopen_sensor()
@@ -369,6 +550,18 @@ class E3PSession:
         except IncompatibleBaseline as exc:
             result.status, result.reason = results.INVALID, str(exc)
             raise
+        if result.throttled_rounds and not base.throttled_rounds:
+            # the device slowed itself down in this run and not in the baseline's: not the code's doing
+            why = (
+                f"inconclusive (throttled): the device throttled in {result.throttled_rounds} of {len(result.round_throttled)} rounds of this run "
+                f"({', '.join(result.throttle_reasons) or 'throttled'}) and in none of the baseline's; let it cool and run again"
+            )
+            checks = [
+                dataclasses.replace(c, verdict=gate.INCONCLUSIVE, note="; ".join(n for n in (why, c.note) if n))
+                if c.verdict in (gate.REGRESSED, gate.INCONCLUSIVE) and c.metric != "top1"
+                else c
+                for c in checks
+            ]
         self.checks[result.case_id] = checks
         energy = next((c for c in checks if c.metric == "energy"), None)
         if energy is not None:
@@ -387,11 +580,14 @@ class E3PSession:
         lines: list[str] = []
         if self.sensor is not None:
             self.sensor.close()
+        if self.thermal is not None:
+            self.thermal.close()
         if not self.results:
             return lines
         rf = self.results_file()
         if self.options.results is not None:
             lines.append(_save(rf, self.options.results, "results", update_json))
+        lines += self._sustained_plots()
         if self.options.history is not None:
             from . import history
 
@@ -418,6 +614,26 @@ class E3PSession:
             lines += [f"baseline: {n}" for n in notes]
         return lines
 
+    def _sustained_plots(self) -> list[str]:
+        """A plot per sustained run (power, temperature, clock, latency over time), into the report
+        folder or beside the results file."""
+        if not self.sustained_runs:
+            return []
+        from .sustained import plot
+
+        folder = self.options.report or (self.options.results.parent if self.options.results else Path("."))
+        written = []
+        for case_id, run in self.sustained_runs.items():
+            path = folder / f"sustained_{''.join(c if c.isalnum() or c in '-_.' else '_' for c in case_id)}.png"
+            try:
+                plot(run, path)
+            except ImportError as exc:
+                return [f"sustained plots not drawn: {exc}"]
+            except OSError as exc:
+                return [f"sustained plots NOT written to {folder}: {exc.strerror or exc}"]
+            written.append(str(path))
+        return [f"sustained plots written: {', '.join(written)}"]
+
 
 def _save(rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
     """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
@@ -437,6 +653,7 @@ class CaseRunner:
         self.result = session.new_result(case, loaded)
         self.measured = False
         self.evaluated = False
+        self._peak: Any = None  # the memory.MemoryPeak of the case's largest pass
 
     def measure(self, benchmark: Any = None) -> results.CaseResult:
         """Steady-state energy, latency and power of the case's model: the last pass of the
@@ -450,6 +667,10 @@ class CaseRunner:
             benchmark = self._benchmark_fixture()
         if self.case.id in s.early_errors:
             r.status, r.reason = results.INVALID, s.early_errors[self.case.id]
+            raise results.MeasurementError(f"{self.case.id}: {r.reason}")
+        agreement = self.loaded.agreement
+        if agreement is not None and not agreement.ok:
+            r.status, r.reason = results.FAILED, f"broken variant, not measured: {agreement_text(agreement)}"
             raise results.MeasurementError(f"{self.case.id}: {r.reason}")
         r.temperature_c_start = s.device.temperature_c()
         try:
@@ -479,11 +700,76 @@ class CaseRunner:
         r.power_w = joined.power_w
         r.rails_mj_per_image = last.rails_mj_per_image
         idle = [p.idle_power_w for p in passes if p.idle_power_w is not None]
-        if idle and r.energy_kind != ESTIMATE:
+        if s.protocol.name == EDGEVIT:
+            self._inference_statistics(passes)
+        elif idle and r.energy_kind != ESTIMATE:
             r.idle_power_w = statistics.median(idle)
+        self._memory(passes)
+        self._thermal(rounds)
+        if s.options.sustained_s > 0:
+            run = s.sustained(self.case, self.loaded)
+            s.sustained_runs[self.case.id] = run
+            r.sustained = run.to_dict()
         self.measured = True
         record_rounds(benchmark, joined, r)
+        over = self._over_budget()
+        if over:
+            r.status, r.reason = results.FAILED, over
+            raise results.MeasurementError(f"{self.case.id}: {over}")
         return r
+
+    def _memory(self, passes: list[SteadyState]) -> None:
+        """The largest pass's peak memory (and its growth over what was resident when it began)."""
+        peaks = [p.memory for p in passes if p.memory is not None]
+        if not peaks:
+            return
+        self._peak = max(peaks, key=lambda m: m.peak_mb)
+        r = self.result
+        r.peak_memory_mb, r.memory_growth_mb, r.memory_method, r.memory = self._peak.peak_mb, self._peak.growth_mb, self._peak.method, self._peak.to_dict()
+
+    def _thermal(self, rounds: list[Round]) -> None:
+        """Temperature and throttling through the rounds of every pass."""
+        heat = [x.thermal for x in rounds if x.thermal is not None]
+        r = self.result
+        temps = [h.max_temperature_c for h in heat if h.max_temperature_c is not None]
+        r.temperature_c_max = max(temps) if temps else None
+        clocks = [h.min_clock_ratio for h in heat if h.min_clock_ratio is not None]
+        r.clock_ratio_min = min(clocks) if clocks else None
+        r.round_throttled = [bool(x.thermal is not None and x.thermal.throttled) for x in rounds]
+        r.throttled_rounds = sum(r.round_throttled)
+        r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in h.reasons})
+        notes = {h.note for h in heat if h.note}
+        r.thermal_note = "; ".join(sorted(notes)) or (self.session.thermal.note if self.session.thermal is not None else "")
+
+    def _over_budget(self) -> str | None:
+        """--e3p-max-memory-mb: the failure message of a case whose peak exceeds the board's budget."""
+        from .memory import check_budget
+
+        budget = self.session.options.max_memory_mb
+        return check_budget(self._peak, budget) if budget and self._peak is not None else None
+
+    def _inference_statistics(self, passes: list[SteadyState]) -> None:
+        """The edgevit protocol's figures: mean +/- sd over every inference of every pass, net of the
+        background; a pass whose inferences the sensor could not resolve gives window averages only."""
+        r = self.result
+        r.latency_ms_per_image_sd = _sd([x for p in passes for x in p.latency_ms_per_image_samples])
+        backgrounds = [p.background_w for p in passes if p.background_w is not None]
+        r.background_power_w = statistics.median(backgrounds) if backgrounds else None
+        raw = [p.raw_energy_mj_per_image for p in passes if p.raw_energy_mj_per_image is not None]
+        r.energy_raw_mj_per_image = statistics.median(raw) if raw else None
+        powers = [p.power_w for p in passes if p.power_w is not None]
+        r.power_w = statistics.median(powers) if powers else None
+        r.per_inference = all(p.per_inference for p in passes)
+        if r.per_inference:
+            r.energy_mj_per_image_sd = _sd([x for p in passes for x in p.energy_mj_per_image_samples])
+            r.power_w_sd = _sd([x for p in passes for x in p.power_w_samples])
+        elif passes[-1].sensor is not None:
+            info = passes[-1].sensor
+            r.resolution_note = (
+                f"inferences of {r.latency_ms_per_image:.3g} ms are shorter than 2 update periods of {info.name} "
+                f"({1000 * info.update_period_s:.3g} ms): energy and power are averages over each pass's {self.session.protocol.inferences} inferences, "
+                "not per inference (no sd)"
+            )
 
     def evaluate(self) -> results.CaseResult:
         """Top-1/top-5 on the case's dataset, where it has labels and the weights are trained;
@@ -503,12 +789,13 @@ class CaseRunner:
             return r
         if self.loaded.weights.source == RANDOM:
             return self._reference_top1("random weights (pretrained ones unavailable)")
-        model = self.loaded.module
-        transform = data.eval_transform(case.dataset, model)
+        model = self.loaded.forward
+        assert model is not None  # set in LoadedModel.__post_init__
+        transform = data.eval_transform(case.dataset, self.loaded.module, self.loaded.input_size)
         dataset = data.open_dataset(case.dataset, transform.per_image)
         subset = data.limited(dataset, s.options.limit or None)
         workers = s.options.workers if s.options.workers >= 0 else default_workers(s.device.torch_device)
-        loader = make_loader(subset, s.protocol.batch_size, workers, pin_memory=s.device.torch_device.startswith("cuda"))
+        loader = make_loader(subset, case.batch_size, workers, pin_memory=s.device.torch_device.startswith("cuda"))
         last = [time.monotonic()]
 
         def progress(done: int, total: int, elapsed: float) -> None:
@@ -518,7 +805,7 @@ class CaseRunner:
                 s.progress(f"[e3p] {case.id}: {done}/{total} images, {rate:.1f} img/s, {(total - done) / rate:.0f} s left")
 
         try:
-            ev = evaluate(model, loader, s.device.torch_device, s.device.synchronize, s.sensor, s.dtype, progress, transform.normalize)
+            ev = evaluate(model, loader, s.device.torch_device, s.device.synchronize, s.sensor, self.loaded.input_dtype, progress, transform.normalize)
         except SensorFault as exc:
             r.status, r.reason = results.INVALID, f"sensor fault during the accuracy pass: {exc}"
             s.reopen_sensor()
@@ -565,5 +852,50 @@ class CaseRunner:
                 notes.append("SAM on reference top-1")
             if r.energy_kind == ESTIMATE:
                 notes.append("SAM on estimated energy")
+            if r.protocol == EDGEVIT:
+                notes.append("SAM on net energy (background subtracted)")
         r.sam_note = "; ".join(n for n in [r.sam_note, *notes] if n)
+        if r.protocol == EDGEVIT and r.top1 is not None and r.energy_mj_per_image is not None and r.energy_mj_per_image > 0:
+            r.efficiency_pct_per_mj = r.top1 / r.energy_mj_per_image  # the EdgeViT paper's %/mJ
         return r
+
+
+def _precision(loaded: LoadedModel) -> str:
+    """fp32, fp16 or bf16: the dtype the case's model computes in (the variant's input dtype)."""
+    dtype = loaded.variant.input_dtype if loaded.variant is not None else loaded.input_dtype
+    return next((name for name, d in EAGER.items() if d == dtype), str(dtype).removeprefix("torch."))
+
+
+def agreement_text(a: Any) -> str:
+    """One line on a variant against fp32 eager (variants.Agreement)."""
+    verdict = "within" if a.ok else "OUTSIDE"
+    return f"top-1 agreement {a.top1_pct:.1f} % and max relative logit error {a.max_rel_err:.3g} on {a.samples} images, {verdict} the bound ({a.bound})"
+
+
+def _variant_fields(loaded: LoadedModel) -> dict[str, Any]:
+    prepared, a = loaded.variant, loaded.agreement
+    if prepared is None or a is None:
+        return {}
+    return {
+        "agreement_top1_pct": a.top1_pct,
+        "max_rel_logit_error": a.max_rel_err,
+        "agreement_bound": a.bound,
+        "prepare_s": prepared.prepare_s,
+        "variant_detail": prepared.detail,
+    }
+
+
+def _check_runs_at(net: torch.nn.Module, case: Case) -> None:
+    """A model built for another resolution runs one image of it, or the case is skipped saying why."""
+    px = case.image_size
+    assert px is not None  # only image-size cases are checked
+    try:
+        with torch.inference_mode():
+            net.eval()(torch.zeros(1, 3, px, px))
+    except Exception as exc:
+        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+        raise CaseSkipped(f"{case.model.full} cannot take {px} x {px} input: {first[:200]}") from None
+
+
+def _sd(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None

@@ -166,6 +166,16 @@ def resolve_models(spec: str) -> list[ModelName]:
 
 
 REFERENCE_TIMM = "reference (timm results-imagenet.csv)"
+
+
+def default_image_size(model: ModelName) -> int:
+    """The input resolution (pixels) timm's pretrained config gives the model; 224 without one."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model.full) or get_pretrained_cfg(model.arch)
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+
+
 REFERENCE_EDGEVIT_PAPER = "reference (EdgeViT paper)"
 
 

@@ -7,8 +7,13 @@
 2. The sampler's own CPU use, and a small model's throughput with and without it (6-rail tree):
    with the model on every core (the worst case, a CPU-only run) and on all but one (as on a Jetson,
    where the GPU computes and the sampler has a core to itself).
+3. With --with-thermal-memory, both arms run the power sampler, and the "with" runs add what a case
+   now runs beside it: the thermal monitor with a round open (2 thermal zones, a coretemp channel,
+   2 cpufreq clocks and throttle counters, read every 0.5 s) and the peak-memory accounting as the
+   suite does it (clear_refs before, VmHWM after). The CPU share of the VmRSS sampler, the fallback
+   where clear_refs cannot be written, and of the thermal monitor are printed apart.
 
-    python scripts/bench_sampling.py
+    python scripts/bench_sampling.py [--with-thermal-memory]
 """
 
 from __future__ import annotations
@@ -39,6 +44,35 @@ def tx2_tree(root: Path) -> Path:
         (dev0 / f"rail_name_{n}").write_text(name + "\n")
         (dev0 / f"in_power{n}_input").write_text("500\n")
     return dev / "in_power0_input"
+
+
+def thermal_tree(root: Path, cpus: int = 2) -> None:
+    """Thermal zones, coretemp, cpufreq and throttle counters as an Intel machine lays them out."""
+    for n, (kind, temp) in enumerate((("acpitz", 45000), ("x86_pkg_temp", 52000))):
+        zone = root / f"sys/class/thermal/thermal_zone{n}"
+        zone.mkdir(parents=True)
+        for name, text in (("type", kind), ("temp", str(temp)), ("trip_point_0_temp", "95000"), ("trip_point_0_type", "passive")):
+            (zone / name).write_text(text + "\n")
+    hw = root / "sys/class/hwmon/hwmon0"
+    hw.mkdir(parents=True)
+    for name, text in (("name", "coretemp"), ("temp1_input", "52000"), ("temp1_label", "Package id 0"), ("temp1_crit", "100000")):
+        (hw / name).write_text(text + "\n")
+    for cpu in range(cpus):
+        base = root / f"sys/devices/system/cpu/cpu{cpu}"
+        (base / "cpufreq").mkdir(parents=True)
+        (base / "thermal_throttle").mkdir(parents=True)
+        (base / "topology").mkdir(parents=True)
+        for name, text in (
+            ("scaling_cur_freq", "2400000"),
+            ("scaling_max_freq", "2400000"),
+            ("cpuinfo_max_freq", "2400000"),
+            ("scaling_driver", "cpufreq-dt"),
+            ("scaling_governor", "schedutil"),
+        ):
+            (base / "cpufreq" / name).write_text(text + "\n")
+        for name in ("core_throttle_count", "package_throttle_count"):
+            (base / "thermal_throttle" / name).write_text("0\n")
+        (base / "topology/physical_package_id").write_text("0\n")
 
 
 def write_value(path: Path, mw: float) -> None:
@@ -98,7 +132,13 @@ def integration_error(trace_name: str, rate_hz: float, window_s: float = 2.0) ->
 
 
 def sampler_overhead(
-    rate_hz: float, model_name: str = "levit_128s", batch: int = 16, seconds: float = 1.5, pairs: int = 30, threads: int | None = None
+    rate_hz: float,
+    model_name: str = "levit_128s",
+    batch: int = 16,
+    seconds: float = 1.5,
+    pairs: int = 30,
+    threads: int | None = None,
+    thermal_memory: bool = False,
 ) -> list[float]:
     """Throughput with the sampler running over throughput without it, once per pair of runs.
 
@@ -128,7 +168,34 @@ def sampler_overhead(
     with tempfile.TemporaryDirectory() as d:
         os.environ["E3P_SYSFS_ROOT"] = d
         tx2_tree(Path(d))
+        if thermal_memory:
+            thermal_tree(Path(d))
         throughput()  # warm-up
+        if thermal_memory:
+            # the power sampler runs in both arms: what is measured is what the thermal monitor and
+            # the peak-memory accounting add to a case as the suite runs it
+            from pytest_e3p.memory import PeakMemory
+            from pytest_e3p.thermal import open_thermal
+
+            def with_added() -> float:
+                monitor, memory = open_thermal("cpu"), PeakMemory("cpu")
+                monitor.start()
+                memory.reset()
+                monitor.begin_round()
+                rate = throughput()
+                monitor.end_round()
+                memory.read()
+                monitor.close()
+                return rate
+
+            with JetsonRailSensor(rate_hz=rate_hz):
+                ratios, before = [], throughput()
+                for _ in range(pairs):
+                    added = with_added()
+                    after = throughput()
+                    ratios.append(added / ((before + after) / 2))
+                    before = after
+            return ratios
         ratios, before = [], throughput()
         for _ in range(pairs):
             with JetsonRailSensor(rate_hz=rate_hz):
@@ -164,6 +231,33 @@ def sampler_cpu_share(rate_hz: float, seconds: float = 5.0) -> float:
         return (time.process_time() - cpu0) / (time.monotonic() - t0)
 
 
+def thread_cpu_shares(seconds: float = 5.0) -> dict[str, float]:
+    """CPU time per second of wall time of the thermal monitor (a round open) and of the VmRSS
+    sampler fallback, each alone with the process idle."""
+    from pytest_e3p.memory import RssSampler
+    from pytest_e3p.thermal import open_thermal
+
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["E3P_SYSFS_ROOT"] = d
+        thermal_tree(Path(d))
+        monitor = open_thermal("cpu")
+        monitor.start()
+        cpu0, t0 = time.process_time(), time.monotonic()
+        monitor.begin_round()
+        time.sleep(seconds)
+        monitor.end_round()
+        out["thermal monitor, 0.5 s period, round open"] = (time.process_time() - cpu0) / (time.monotonic() - t0)
+        monitor.close()
+    rss = RssSampler()
+    cpu0, t0 = time.process_time(), time.monotonic()
+    rss.start()
+    time.sleep(seconds)
+    rss.stop()
+    out["VmRSS sampler (fallback), 5 ms period"] = (time.process_time() - cpu0) / (time.monotonic() - t0)
+    return out
+
+
 def main() -> None:
     import argparse
 
@@ -174,6 +268,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--overhead-pairs", type=int, default=30)
     ap.add_argument("--skip-integration", action="store_true")
+    ap.add_argument("--with-thermal-memory", action="store_true", help="the thermal monitor and the memory sampler run beside the power sampler")
     args = ap.parse_args()
     print(f"1. integration error, 2 s window, {args.rate_hz:g} Hz (default {DEFAULT_RATE_HZ:g}; target < 1%)")
     for name in [] if args.skip_integration else TRACES:
@@ -183,6 +278,9 @@ def main() -> None:
             errors.append((measured - exact) / exact)
         worst = max(errors, key=abs)
         print(f"   {name:55s} errors {', '.join(f'{e:+.2%}' for e in errors)}  (worst {abs(worst):.2%}, {samples} samples)")
+    if args.with_thermal_memory:
+        for name, share in thread_cpu_shares().items():
+            print(f"   {name}: {share * 1000:.2f} ms of CPU per second = {share:.3%} of one core (process otherwise idle)")
     share = sampler_cpu_share(args.rate_hz)
     print(f"2. the sampler's own CPU use at {args.rate_hz:g} Hz (6 rails): {share * 1000:.2f} ms per second = {share:.3%} of one core")
     cores = os.cpu_count() or 1
@@ -190,11 +288,14 @@ def main() -> None:
     if cores > 1:
         scenarios.append((cores - 1, f"the model on {cores - 1} of {cores} cores (as on a Jetson, where the GPU computes and a core is spare)"))
     for threads, what in scenarios:
-        print(f"   sampler overhead on levit_128s, batch 16, {what}; target < 1%")
-        ratios = sampler_overhead(args.rate_hz, pairs=args.overhead_pairs, threads=threads)
+        if args.with_thermal_memory:
+            print(f"   thermal monitor + peak-memory accounting, added to the power sampler, on levit_128s, batch 16, {what}; target: no measurable cost")
+        else:
+            print(f"   sampler overhead on levit_128s, batch 16, {what}; target < 1%")
+        ratios = sampler_overhead(args.rate_hz, pairs=args.overhead_pairs, threads=threads, thermal_memory=args.with_thermal_memory)
         med, lo, hi = median_interval(ratios)
         print(
-            f"     throughput with / without the {args.rate_hz:g} Hz sampler: median {med:.4f} over {len(ratios)} alternating pairs, 95% interval {lo:.4f}-{hi:.4f}"
+            f"     throughput with / without {'them' if args.with_thermal_memory else f'the {args.rate_hz:g} Hz sampler'}: median {med:.4f} over {len(ratios)} alternating pairs, 95% interval {lo:.4f}-{hi:.4f}"
         )
         print(f"     cost {1 - med:+.2%} (interval {1 - hi:+.2%} to {1 - lo:+.2%}); single pairs ranged {min(ratios):.3f}-{max(ratios):.3f}")
 

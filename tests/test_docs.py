@@ -7,6 +7,7 @@ import pytest
 
 from pytest_e3p.cli import build_parser
 from pytest_e3p.options import SPEC
+from pytest_e3p.variant_catalog import VARIANTS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -23,3 +24,12 @@ def test_every_command_is_in_the_readme(command):
 
 def test_environment_variables_and_the_console_script_are_documented():
     assert "`E3P_SYSFS_ROOT`" in README and "pytest-e3p --version" in README
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_is_a_row_of_the_readme_variants_table(name):
+    """The README's table and --help (VARIANT_HELP) name the same variants, with the same extra."""
+    row = next((line for line in README.splitlines() if line.startswith("| ") and f"`{name}`" in line.split("|")[1]), None)
+    assert row is not None, f"{name} has no row in the README's variants table"
+    extra = VARIANTS[name].extra
+    assert (f"`{extra}`" in row) if extra else row.rstrip().endswith("| |"), f"{name}: the README row should name the extra {extra or '(none)'}"

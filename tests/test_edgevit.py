@@ -164,3 +164,20 @@ def test_edgevit_reference_top1_is_labelled_as_the_papers(built):
     params, gmacs, *_ = COUNTED["edgevit_xxs"]
     row = stage1_row(parse_model("edgevit_xxs"), Complexity(params / 1e6, gmacs, (3, 224, 224)))
     assert row.top1_ref == 74.4 and row.netscore == pytest.approx(20 * math.log10(74.4**2 / (params / 1e6 * gmacs) ** 0.5))
+
+
+@pytest.mark.slow
+def test_finetune_fine_tunes_an_edgevit_and_the_suite_loads_its_checkpoint(tmp_path, capsys):
+    """`python -m pytest_e3p finetune` takes an EdgeViT like any timm name (2 steps on a tiny CIFAR tree)."""
+    import datasets as make
+
+    from pytest_e3p.cli import main
+    from pytest_e3p.models import build_model
+    from pytest_e3p.zoo import parse_model
+
+    make.cifar_tree(tmp_path / "cifar", n_test=4, n_train=8)
+    args = ["finetune", "--model", "edgevit_xxs", "--dataset", f"cifar10={tmp_path / 'cifar'}", "--out", str(tmp_path / "ck")]
+    assert main([*args, "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--device", "cpu"]) == 0
+    assert "validation top-1" in capsys.readouterr().out
+    net, weights = build_model(parse_model("edgevit_xxs"), checkpoint=tmp_path / "ck" / "edgevit_xxs_cifar10.pth", num_classes=10)
+    assert weights.source == "checkpoint" and net.num_classes == 10

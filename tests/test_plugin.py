@@ -62,10 +62,15 @@ def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
     assert case["gmacs"] == pytest.approx(0.305, abs=0.002) and case["params_m"] == pytest.approx(7.78, abs=0.01)
     assert case["sam"] is not None and "estimated energy" in case["sam_note"]
     assert set(data["environment"]) >= {"torch", "timm"}
-    # the table lists the higher SAM first
+    # peak memory of the case's largest pass, from the kernel's accounting, in the last column
+    assert case["peak_memory_mb"] > case["memory_growth_mb"] >= 0 and case["memory_method"] in ("VmHWM after clear_refs", "VmRSS sampled every 5 ms")
+    # the table lists the higher SAM first (columns: ..., SAM5 "0.17 *", peak memory)
     lines = [l for l in result.outlines if l.startswith(("1 ", "2 "))]
-    sams = {l.split()[1]: float(l.split()[-2]) for l in lines}
-    assert lines[0].split()[-2] == str(max(sams.values())) or float(lines[0].split()[-2]) == max(sams.values())
+    sams = {l.split()[1]: float(l.split()[-3]) for l in lines}
+    assert float(lines[0].split()[-3]) == max(sams.values())
+    assert float(lines[0].split()[-1]) == pytest.approx(case["peak_memory_mb"], rel=0.01) or float(lines[1].split()[-1]) == pytest.approx(
+        case["peak_memory_mb"], rel=0.01
+    )
     # pytest-benchmark shows each case, with per-image latency and the energy in extra_info
     bj = json.loads((bench.path / "bench.json").read_text())
     by_name = {b["name"]: b for b in bj["benchmarks"]}

@@ -159,3 +159,79 @@ def gpu_count() -> int:
     if count < 1:
         raise SensorUnavailable("NVML sees no GPU on this machine")
     return count
+
+
+# Thermal state (pytest_e3p/thermal.py). Every query answers None where NVML cannot: an NVMLError (the
+# GPU or driver does not support it) or a binding too old to have the function. A source that answers
+# None is unavailable, never a crash.
+
+# Clock-event reasons that mean the clock was held down by heat or power, by pynvml's names: the new
+# spelling (nvmlClocksEventReason*, drivers 535+) first, then the old one (nvmlClocksThrottleReason*).
+# The bit values are nvml.h's, the same under both names (pynvml 13.615.71: SwPowerCap 0x4, HwSlowdown
+# 0x8, SwThermalSlowdown 0x20, HwThermalSlowdown 0x40, HwPowerBrakeSlowdown 0x80); they are the
+# fallback for a binding with neither name. Not listed, so ignored: GpuIdle (0x1: nothing runs, the
+# clock is low because there is no work), ApplicationsClocksSetting (0x2) and DisplayClockSetting
+# (0x100) (clocks set by the user or the display, configuration rather than throttling), SyncBoost
+# (0x10), and the newer BoardLimit / Reliability bits, which not every binding names.
+CLOCK_EVENT_REASONS: tuple[tuple[str, str, int], ...] = (
+    ("thermal", "SwThermalSlowdown", 0x20),
+    ("thermal", "HwThermalSlowdown", 0x40),
+    ("power cap", "SwPowerCap", 0x04),
+    ("power cap", "HwPowerBrakeSlowdown", 0x80),
+    ("hw slowdown", "HwSlowdown", 0x08),
+)
+
+
+def _query(nvml: Any, function: str, *args: Any) -> Any:
+    """nvml.function(*args), or None where the binding lacks the function or NVML cannot answer."""
+    fn = getattr(nvml, function, None)
+    if fn is None:
+        return None
+    try:
+        return fn(*args)
+    except nvml.NVMLError:
+        return None
+
+
+def gpu_sm_clock_mhz(nvml: Any, handle: Any) -> float | None:
+    """The SM clock now (MHz)."""
+    value = _query(nvml, "nvmlDeviceGetClockInfo", handle, nvml.NVML_CLOCK_SM)
+    return None if value is None else float(value)
+
+
+def gpu_max_sm_clock_mhz(nvml: Any, handle: Any) -> float | None:
+    """The highest SM clock the GPU may run at (MHz, its maximum boost clock)."""
+    value = _query(nvml, "nvmlDeviceGetMaxClockInfo", handle, nvml.NVML_CLOCK_SM)
+    return None if value is None or value <= 0 else float(value)
+
+
+def gpu_clock_event_mask(nvml: Any, handle: Any) -> int | None:
+    """The raw bitmask of why the clocks are below their maximum now. nvmlDeviceGetCurrentClocksEventReasons
+    is the name since driver 535; older bindings (and drivers) only have ...ThrottleReasons."""
+    value = _query(nvml, "nvmlDeviceGetCurrentClocksEventReasons", handle)
+    if value is None:
+        value = _query(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", handle)
+    return None if value is None else int(value)
+
+
+def clock_event_reason_names(nvml: Any, mask: int) -> tuple[str, ...]:
+    """The throttling reasons in a clock-event bitmask: "thermal", "power cap", "hw slowdown", each once."""
+    names: list[str] = []
+    for name, suffix, value in CLOCK_EVENT_REASONS:
+        bit = int(getattr(nvml, f"nvmlClocksEventReason{suffix}", getattr(nvml, f"nvmlClocksThrottleReason{suffix}", value)))
+        if mask & bit and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def gpu_clock_event_reasons(nvml: Any, handle: Any) -> tuple[str, ...] | None:
+    """The throttling reasons active now (empty: none), or None where NVML cannot tell."""
+    mask = gpu_clock_event_mask(nvml, handle)
+    return None if mask is None else clock_event_reason_names(nvml, mask)
+
+
+def gpu_slowdown_temperature_c(nvml: Any, handle: Any) -> float | None:
+    """The temperature at which the GPU starts slowing its clocks down (NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)."""
+    kind = getattr(nvml, "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN", None)
+    value = None if kind is None else _query(nvml, "nvmlDeviceGetTemperatureThreshold", handle, kind)
+    return None if value is None or value <= 0 else float(value)

@@ -1,0 +1,333 @@
+"""Sustained mode (--e3p-sustained-s): one case run continuously, cut into windows, to see drift.
+
+The steady-state protocol (measure.py) takes a few rounds of about a second each: the device is warm
+but has not yet reached thermal equilibrium. An edge board that runs a model for minutes heats up,
+and its clocks may throttle, so energy and latency per image drift; MLPerf Power therefore measures
+runs of at least 600 s. This module runs `forward` back to back for the requested time and records
+each window of `window_s` (energy and latency per image, power, and temperature / clock ratio /
+throttling where a thermal monitor is given), then compares the first and the last minute.
+
+Windows end at batch boundaries: the clock is checked after each forward call, and a window whose
+time is up is closed after synchronising with the accelerator, so every window holds whole batches
+and its energy covers exactly the work in it. The window edges follow a fixed grid (start + k x
+window_s), so a window that overran by part of a batch does not push every later edge. A remainder
+shorter than half a window is folded into the last window rather than left as a short, noisy one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .sensors import EnergySensor, SensorFault, SensorInfo, window
+
+DEFAULT_WINDOW_S = 10.0
+DEFAULT_SPAN_S = 60.0
+MLPERF_POWER_MIN_S = 600.0  # MLPerf Power's shortest measured run
+
+# drift() metric names -> (Window attribute, unit for labels)
+METRICS: dict[str, tuple[str, str]] = {
+    "energy": ("energy_mj_per_image", "mJ/img"),
+    "latency": ("latency_ms_per_image", "ms/img"),
+    "power": ("power_w", "W"),
+    "temperature": ("temperature_c", "C"),
+    "clock": ("clock_ratio", ""),
+}
+
+
+class ThermalRound(Protocol):
+    """What a thermal monitor's end_round() returns (duck-typed)."""
+
+    @property
+    def max_temperature_c(self) -> float | None: ...
+    @property
+    def min_clock_ratio(self) -> float | None: ...
+    @property
+    def throttled(self) -> bool | None: ...
+
+
+class ThermalMonitor(Protocol):
+    def begin_round(self) -> Any: ...
+    def end_round(self) -> ThermalRound: ...
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a sustained run: whole batches, timed from the run's start."""
+
+    index: int
+    start_s: float  # since the run began
+    duration_s: float
+    images: int
+    energy_mj: float | None  # None: no sensor
+    temperature_c: float | None = None  # the window's highest, from the thermal monitor
+    clock_ratio: float | None = None  # the window's lowest clock / nominal clock
+    throttled: bool | None = None  # None: no thermal monitor
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    @property
+    def mid_s(self) -> float:
+        return self.start_s + 0.5 * self.duration_s
+
+    @property
+    def latency_ms_per_image(self) -> float:
+        return self.duration_s * 1000.0 / self.images
+
+    @property
+    def energy_mj_per_image(self) -> float | None:
+        return None if self.energy_mj is None else self.energy_mj / self.images
+
+    @property
+    def power_w(self) -> float | None:
+        if self.energy_mj is None or self.duration_s <= 0:
+            return None
+        return self.energy_mj / 1000.0 / self.duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start_s": self.start_s,
+            "duration_s": self.duration_s,
+            "images": self.images,
+            "energy_mj": self.energy_mj,
+            "energy_mj_per_image": self.energy_mj_per_image,
+            "latency_ms_per_image": self.latency_ms_per_image,
+            "power_w": self.power_w,
+            "temperature_c": self.temperature_c,
+            "clock_ratio": self.clock_ratio,
+            "throttled": self.throttled,
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a metric moved between the start and the end of a run.
+
+    first/last: duration-weighted means of the windows in the first and the last span (equal windows:
+    the plain mean); relative_change = last / first - 1; delta = last - first, in the metric's unit.
+    basis says what was compared: the spans, or the first and last window when the run is shorter than
+    two spans. None values: the metric was not measured (no sensor, no thermal monitor)."""
+
+    metric: str  # the Window attribute, unit in the name: "energy_mj_per_image", ...
+    first: float | None
+    last: float | None
+    relative_change: float | None
+    delta: float | None
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "last": self.last, "relative_change": self.relative_change, "delta": self.delta, "basis": self.basis}
+
+
+def _weighted_mean(windows: list[Window], attr: str) -> float | None:
+    pairs = [(v, w.duration_s) for w in windows if (v := getattr(w, attr)) is not None]
+    total = sum(d for _, d in pairs)
+    if not pairs or total <= 0:
+        return None
+    return sum(v * d for v, d in pairs) / total
+
+
+@dataclass(frozen=True)
+class SustainedRun:
+    """The windows of a sustained run, and what it was asked for."""
+
+    windows: list[Window]
+    window_s: float
+    requested_s: float
+    sensor: SensorInfo | None = None
+    thermal: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.windows[-1].end_s if self.windows else 0.0
+
+    @property
+    def images(self) -> int:
+        return sum(w.images for w in self.windows)
+
+    @property
+    def throttled_windows(self) -> int:
+        return sum(1 for w in self.windows if w.throttled)
+
+    def drift(self, metric: str, span_s: float = DEFAULT_SPAN_S) -> Drift:
+        """Relative change of `metric` ("energy", "latency", "power", "temperature", "clock", or the
+        Window attribute) between the first and the last `span_s` of the run.
+
+        A window belongs to a span when its middle lies in it. A run shorter than two spans has no
+        separate first and last span: its first and last windows are compared, and basis says so."""
+        attr = METRICS[metric][0] if metric in METRICS else metric
+        if attr not in {a for a, _ in METRICS.values()}:
+            raise ValueError(f"unknown metric {metric!r}: one of {', '.join(METRICS)}")
+        if span_s <= 0:
+            raise ValueError("span_s must be positive")
+        if not self.windows:
+            return Drift(attr, None, None, None, None, "no windows")
+        total = self.duration_s
+        if len(self.windows) == 1:
+            first_ws, last_ws = self.windows, self.windows
+            basis = f"one window only ({total:.0f} s): no drift can be seen"
+        elif total >= 2 * span_s:
+            first_ws = [w for w in self.windows if w.mid_s <= span_s] or self.windows[:1]
+            last_ws = [w for w in self.windows if w.mid_s >= total - span_s] or self.windows[-1:]
+            basis = f"first {span_s:g} s ({len(first_ws)} windows) vs last {span_s:g} s ({len(last_ws)} windows)"
+        else:
+            first_ws, last_ws = self.windows[:1], self.windows[-1:]
+            basis = f"run of {total:.0f} s is shorter than 2 x {span_s:g} s: first window vs last window"
+        first, last = _weighted_mean(first_ws, attr), _weighted_mean(last_ws, attr)
+        if first is None or last is None:
+            return Drift(attr, None, None, None, None, f"{attr} not measured in this run")
+        change = last / first - 1.0 if first != 0 else None
+        return Drift(attr, first, last, change, last - first, basis)
+
+    def to_dict(self, span_s: float = DEFAULT_SPAN_S) -> dict[str, Any]:
+        """For the results file: units in the key names; drift keyed by the metric's attribute."""
+        drift = {}
+        for name in METRICS:
+            d = self.drift(name, span_s)
+            if d.first is not None:
+                drift[d.metric] = d.to_dict()
+        return {
+            "requested_s": self.requested_s,
+            "window_s": self.window_s,
+            "duration_s": self.duration_s,
+            "images": self.images,
+            "sensor": self.sensor.name if self.sensor else None,
+            "energy_kind": self.sensor.kind if self.sensor else None,
+            "thermal": self.thermal,
+            "throttled_windows": self.throttled_windows,
+            "drift_span_s": span_s,
+            "drift": drift,
+            "notes": list(self.notes),
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+
+def _next_edge(t0: float, t_start: float, end: float, window_s: float) -> float:
+    """The end of the window that starts at t0: the next grid point after t0, or the run's end where
+    less than half a window would be left after it."""
+    edge = t_start + (math.floor((t0 - t_start) / window_s + 1e-9) + 1) * window_s
+    if end - edge < 0.5 * window_s:
+        edge = end
+    return min(edge, end)
+
+
+def run_sustained(
+    forward: Callable[[], Any],
+    images_per_call: int,
+    synchronize: Callable[[], None],
+    sensor: EnergySensor | None,
+    seconds: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    thermal: ThermalMonitor | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SustainedRun:
+    """Run `forward` (one batch of `images_per_call`) back to back for `seconds`, in windows of `window_s`.
+
+    The sensor must be started (as for run_protocol); None: energy is not measured. `thermal`, where
+    given, has begin_round() and end_round() (returning max_temperature_c, min_clock_ratio, throttled)
+    and is asked once per window. The run lasts at least `seconds`: it ends at the first batch boundary
+    after. SensorFault propagates: a run the sensor broke in is invalid, as in the steady state."""
+    if seconds <= 0 or window_s <= 0:
+        raise ValueError(f"seconds and window_s must be positive (got {seconds}, {window_s})")
+    if images_per_call < 1:
+        raise ValueError("images_per_call must be at least 1")
+    notes = []
+    if seconds < MLPERF_POWER_MIN_S:
+        notes.append(f"{seconds:g} s is shorter than MLPerf Power's {MLPERF_POWER_MIN_S:.0f} s runs")
+    synchronize()
+    if thermal is not None:
+        thermal.begin_round()
+    e0 = sensor.read() if sensor is not None else None
+    t_start = t0 = clock()
+    end = t_start + seconds
+    edge = _next_edge(t0, t_start, end, window_s)
+    windows: list[Window] = []
+    calls = 0
+    while True:
+        forward()
+        calls += 1
+        if clock() < edge:
+            continue
+        synchronize()
+        t1 = clock()
+        energy_mj = None
+        if sensor is not None:
+            assert e0 is not None
+            e1 = sensor.read()
+            energy_mj = window(e0, e1).energy_mj
+            if energy_mj <= 0:
+                raise SensorFault(
+                    f"{sensor.info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck"
+                )
+            e0 = e1
+        temperature = ratio = throttled = None
+        if thermal is not None:
+            r = thermal.end_round()
+            temperature = getattr(r, "max_temperature_c", None)
+            ratio = getattr(r, "min_clock_ratio", None)
+            throttled = getattr(r, "throttled", None)
+        windows.append(Window(len(windows), t0 - t_start, t1 - t0, calls * images_per_call, energy_mj, temperature, ratio, throttled))
+        if t1 >= end:
+            break
+        t0, calls = t1, 0
+        edge = _next_edge(t0, t_start, end, window_s)
+        if thermal is not None:
+            thermal.begin_round()
+    return SustainedRun(windows, window_s, seconds, sensor.info if sensor is not None else None, thermal is not None, notes)
+
+
+REPORT_EXTRA = 'pip install "pytest-e3p[report]"'
+
+
+def plot(run: SustainedRun, path: Any) -> None:
+    """A PNG of the run over time, 4 stacked panels: power (W), temperature (C), clock ratio, latency
+    (ms/img); throttled windows shaded. Written atomically (temporary file, then os.replace), so a
+    reader never sees half a PNG. Needs matplotlib (the `report` extra)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(f"matplotlib is not installed, and the sustained-run plot needs it: {REPORT_EXTRA}") from None
+    from .results import write_atomic
+
+    if not run.windows:
+        raise ValueError("a run without windows has nothing to plot")
+    edges = [w.start_s for w in run.windows] + [run.windows[-1].end_s]
+    estimate = " (ESTIMATE)" if run.sensor is not None and run.sensor.kind == "estimate" else ""
+    panels = [
+        ("power_w", f"power (W){estimate}", "no energy sensor", "tab:red"),
+        ("temperature_c", "temperature (C)", "no thermal monitor", "tab:orange"),
+        ("clock_ratio", "clock ratio", "no thermal monitor", "tab:green"),
+        ("latency_ms_per_image", "latency (ms/img)", "", "tab:blue"),
+    ]
+    fig = Figure(figsize=(9.0, 8.0), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (attr, label, missing, color) in zip(axes, panels):
+        values = [getattr(w, attr) for w in run.windows]
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        for w in run.windows:
+            if w.throttled:
+                ax.axvspan(w.start_s, w.end_s, color="tab:red", alpha=0.15, linewidth=0)
+        if all(v is None for v in values):
+            ax.text(0.5, 0.5, missing, transform=ax.transAxes, ha="center", va="center", color="gray")
+            continue
+        # A window the monitor could not read is a gap, not a zero.
+        ax.stairs([math.nan if v is None else float(v) for v in values], edges, color=color, linewidth=1.5, baseline=None)
+    axes[-1].set_xlabel("time since start (s)")
+    sensor = f"{run.sensor.name}, {run.sensor.kind}" if run.sensor else "no energy sensor"
+    throttled = f", {run.throttled_windows} throttled window(s) shaded" if run.throttled_windows else ""
+    fig.suptitle(f"sustained run: {run.duration_s:.0f} s in {len(run.windows)} windows of {run.window_s:g} s ({sensor}{throttled})", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())

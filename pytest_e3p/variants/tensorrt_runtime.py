@@ -1,0 +1,77 @@
+"""TensorRT through Torch-TensorRT's dynamo frontend, on NVIDIA GPUs and Jetson boards.
+
+tensorrt: torch_tensorrt.compile(ir="dynamo") of the model for the run's fixed input shape with fp16
+kernels enabled (enabled_precisions {float16}: TensorRT picks fp16 where it is faster, fp32
+elsewhere), the form an engine is deployed in on NVIDIA GPUs and Jetson; fp32 in and out, so its
+bound is fp16's.
+
+tensorrt-int8: NVIDIA ModelOpt's post-training quantisation first (mtq.quantize with INT8_DEFAULT_CFG:
+per-tensor activations, per-channel weights, calibrated on the calibration batches), which inserts
+quantize/dequantize nodes; Torch-TensorRT turns them into int8 TensorRT layers. This is the
+workflow of Torch-TensorRT's quantisation guide; the TorchScript-era calibrators are gone.
+
+Written from the Torch-TensorRT 2.14 documentation and source; CI and the development VM have no
+NVIDIA GPU, so there this variant is a skip (VariantUnavailable) and the compile path is not
+exercised."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from .base import CPU, Bound, PreparedVariant, VariantUnavailable, module_forward, rebatch, require, version_of
+
+
+def prepare(
+    name: str,
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    calibration: list[torch.Tensor],
+    device_kind: str,
+    torch_device: str,
+    bound: Bound,
+) -> PreparedVariant:
+    if device_kind == CPU or not torch_device.startswith("cuda"):
+        raise VariantUnavailable(f"tensorrt needs an NVIDIA GPU (device {device_kind})")
+    if not torch.cuda.is_available():
+        raise VariantUnavailable(f"tensorrt needs an NVIDIA GPU, and torch sees none (device {torch_device})")
+    torch_tensorrt = require("torch_tensorrt", "torch-tensorrt", "tensorrt")
+    int8 = name.endswith("-int8")
+    net = copy.deepcopy(model).to(torch_device).float().eval()
+    x = example_input.detach().to(torch_device).float()
+    how = "fp16 kernels enabled"
+    settings: dict[str, Any] = {"ir": "dynamo", "arg_inputs": [x], "min_block_size": 1}
+    if int8:
+        mtq = require("modelopt.torch.quantization", "nvidia-modelopt", "tensorrt")
+        from modelopt.torch.quantization.utils import export_torch_mode
+
+        batches = rebatch(calibration, int(x.shape[0]), torch_device)
+
+        def calibrate(m: torch.nn.Module) -> None:
+            with torch.no_grad():
+                for b in batches:
+                    m(b)
+
+        mtq.quantize(net, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+        # enabled_precisions: read by Torch-TensorRT < 2.14, where int8 kernels had to be allowed;
+        # 2.14's dynamo path takes the precision from the graph's quantize/dequantize nodes
+        with torch.no_grad(), export_torch_mode():
+            trt = torch_tensorrt.compile(net, enabled_precisions={torch.int8}, **settings)
+        how = f"int8 by nvidia-modelopt INT8_DEFAULT_CFG ({sum(b.shape[0] for b in batches)} calibration images)"
+    else:
+        with torch.no_grad():
+            trt = torch_tensorrt.compile(net, enabled_precisions={torch.float16}, **settings)
+    return PreparedVariant(
+        name=name,
+        forward=module_forward(trt, torch.float32),
+        input_dtype=torch.float32,
+        params_m=None,
+        gmacs=None,
+        prepare_s=0.0,
+        detail=f"torch-tensorrt {version_of(torch_tensorrt)} dynamo, {how}, {torch.cuda.get_device_name(torch.device(torch_device))}",
+        bound=bound,
+        batch_size=int(x.shape[0]),
+        runtime=trt,
+    )

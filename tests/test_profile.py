@@ -1,0 +1,123 @@
+"""The deployment profile as users run it (pytester): batch and image size as case axes (ids,
+results, baseline keys, a size a model cannot take), the memory budget failing as a test, throttled
+rounds from a fake thermal zone marked in the table and turning a regression into "inconclusive
+(throttled)", and the sustained mode's windows."""
+
+import json
+import os
+
+import pytest
+
+BENCH = """
+def test_energy(e3p):
+    e3p.measure()
+"""
+FAST = [
+    "--e3p-device=cpu",
+    "--e3p-passes=2",
+    "--e3p-rounds=2",
+    "--e3p-min-round-s=0.05",
+    "--e3p-warmup-s=0",
+    "--e3p-idle-s=0",
+    "--e3p-weights=random",
+    "-p",
+    "no:cacheprovider",
+]
+
+
+@pytest.fixture
+def bench(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    return pytester
+
+
+def test_batch_and_image_size_are_axes_with_their_own_ids_results_and_baseline_keys(bench):
+    args = [*FAST, "--e3p-models=test_vit", "--e3p-batch-size=1,2", "--e3p-image-size=auto,96", "-v"]
+    first = bench.runpytest(*args, "--e3p-results=r.json", "--e3p-save-baseline=base.json")
+    first.assert_outcomes(passed=4)
+    first.stdout.fnmatch_lines(
+        [
+            "*test_energy?test_vit-cpu-synthetic-bs1-160px? PASSED*",
+            "*test_energy?test_vit-cpu-synthetic-bs1-96px? PASSED*",
+            "*test_energy?test_vit-cpu-synthetic-bs2-160px? PASSED*",
+            "*test_energy?test_vit-cpu-synthetic-bs2-96px? PASSED*",
+            "*latency (smallest batch) against throughput (largest batch)*",
+            "*energy per image against resolution*",
+        ]
+    )
+    cases = json.loads((bench.path / "r.json").read_text())["cases"]
+    small = cases["test_vit-cpu-synthetic-bs1-96px"]
+    assert small["batch_size"] == 1 and small["image_size"] == [3, 96, 96]
+    assert cases["test_vit-cpu-synthetic-bs2-160px"]["image_size"] == [3, 160, 160]
+    # MACs are counted at the case's own resolution: (96/160)^2 of the patches, fewer tokens
+    assert small["gmacs"] < 0.5 * cases["test_vit-cpu-synthetic-bs1-160px"]["gmacs"]
+    base = json.loads((bench.path / "base.json").read_text())["cases"]
+    assert set(base) == set(cases)
+    again = bench.runpytest(*args, "--e3p-baseline=base.json", "--e3p-tolerance=energy=1000%", "--e3p-results=r2.json")
+    again.assert_outcomes(passed=4)
+    compared = json.loads((bench.path / "r2.json").read_text())["cases"]
+    assert all(c["change_vs_baseline"] is not None for c in compared.values())  # each against its own key
+
+
+def test_a_size_the_model_cannot_take_is_a_skipped_case_saying_why(bench):
+    result = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-image-size=96,100", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*test_vit.r160_in1k cannot take 100 x 100 input: *divisible by patch size*"])
+
+
+def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
+    result = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-max-memory-mb=1", "--e3p-results=r.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_vit-cpu-synthetic: peak memory * MB > budget 1 MB (--e3p-max-memory-mb): *"])
+    case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic"]
+    assert case["status"] == "failed" and case["peak_memory_mb"] > 1
+    ok = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-max-memory-mb=100000")
+    ok.assert_outcomes(passed=1)
+
+
+def hot_cpu(root, temp_c):
+    """A CPU thermal zone laid out as the kernel does, with a passive trip point at 80 C."""
+    zone = root / "sys/devices/virtual/thermal/thermal_zone0"
+    zone.mkdir(parents=True, exist_ok=True)
+    for name, text in (("type", "x86_pkg_temp"), ("temp", str(temp_c * 1000)), ("trip_point_0_temp", "80000"), ("trip_point_0_type", "passive")):
+        (zone / name).write_text(text + "\n")
+    link = root / "sys/class/thermal/thermal_zone0"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(zone, link)
+
+
+def test_throttled_rounds_are_marked_and_a_regression_on_a_throttled_device_is_inconclusive(bench, sysfs_root):
+    hot_cpu(sysfs_root, 45)
+    args = [*FAST, "--e3p-models=test_vit", "--e3p-passes=3", "--e3p-rounds=3", "--e3p-min-round-s=0.2"]
+    first = bench.runpytest(*args, "--e3p-save-baseline=base.json")
+    first.assert_outcomes(passed=1)
+    base = json.loads((bench.path / "base.json").read_text())["cases"]["test_vit-cpu-synthetic"]
+    assert base["throttled_rounds"] == 0 and base["temperature_c_max"] == 45.0
+    hot_cpu(sysfs_root, 95)  # past the passive trip point in every round of the next run
+    # a run that is 3 times slower against a cool baseline: regressed, unless the device throttled
+    hot = bench.runpytest(*args, "--e3p-baseline=base.json", "--e3p-slowdown=1", "--e3p-results=r.json")
+    hot.assert_outcomes(passed=1)
+    hot.stdout.fnmatch_lines(["*throttled 9/9*inconclusive (throttled)*"])
+    case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic"]
+    assert case["throttled_rounds"] == 9 and case["verdict"] == "inconclusive" and case["temperature_c_max"] == 95.0
+    assert any("passive trip" in r for r in case["throttle_reasons"])
+    hot_cpu(sysfs_root, 45)  # the same slow-down on a cool device is a regression
+    cool = bench.runpytest(*args, "--e3p-baseline=base.json", "--e3p-slowdown=1")
+    cool.assert_outcomes(failed=1)
+    cool.stdout.fnmatch_lines(["*E3P regression: energy +*"])
+
+
+def test_sustained_mode_reports_windows_and_drift_and_draws_the_plot(bench):
+    pytest.importorskip("matplotlib")
+    result = bench.runpytest(
+        *FAST, "--e3p-models=test_vit", "--e3p-passes=1", "--e3p-sustained-s=0.6", "--e3p-sustained-window-s=0.2", "--e3p-results=out/r.json"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*sustained runs: first -> last 60 s*", "*test_vit-cpu-synthetic*", "*sustained plots written: *sustained_test_vit-cpu-synthetic.png*"]
+    )
+    run = json.loads((bench.path / "out/r.json").read_text())["cases"]["test_vit-cpu-synthetic"]["sustained"]
+    assert run["requested_s"] == 0.6 and run["window_s"] == 0.2 and 2 <= len(run["windows"]) <= 3
+    assert run["duration_s"] >= 0.6 and sum(w["images"] for w in run["windows"]) == run["images"]
+    assert "energy_mj_per_image" in run["drift"] and (bench.path / "out/sustained_test_vit-cpu-synthetic.png").read_bytes()[:4] == b"\x89PNG"

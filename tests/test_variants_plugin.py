@@ -1,0 +1,111 @@
+"""Variants as a case axis, as users run them (pytester): ids, results and baseline entries per
+variant, the variants table, skips that name their fix, a broken variant failing instead of being
+measured, and the deprecated --e3p-precision."""
+
+import json
+
+import pytest
+
+BENCH = """
+def test_energy(e3p):
+    e3p.measure()
+"""
+FAST = [
+    "--e3p-device=cpu",
+    "--e3p-models=test_vit",
+    "--e3p-passes=2",
+    "--e3p-rounds=2",
+    "--e3p-min-round-s=0.05",
+    "--e3p-warmup-s=0",
+    "--e3p-idle-s=0",
+    "--e3p-weights=random",
+    "-p",
+    "no:cacheprovider",
+]
+
+
+@pytest.fixture
+def bench(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    return pytester
+
+
+def test_each_variant_is_a_case_with_its_own_id_results_and_baseline_entry(bench):
+    args = [*FAST, "--e3p-variants=fp32,bf16,sparse-50", "-v"]
+    first = bench.runpytest(*args, "--e3p-results=r.json", "--e3p-save-baseline=base.json")
+    first.assert_outcomes(passed=3)
+    first.stdout.fnmatch_lines(
+        [
+            "*test_energy?test_vit-cpu-synthetic? PASSED*",
+            "*test_energy?test_vit-cpu-synthetic-bf16? PASSED*",
+            "*test_energy?test_vit-cpu-synthetic-sparse-50? PASSED*",
+            "*variants of test_vit.r160_in1k on cpu / synthetic, batch 16, 160 px*",
+            "*variant*latency (ms/img)*vs fp32*energy (mJ/img)*vs fp32*top-1 vs fp32 (points)*agreement*",
+            "*top-1 not measured*agreement with fp32 on the same images is the accuracy check*",
+        ]
+    )
+    cases = json.loads((bench.path / "r.json").read_text())["cases"]
+    assert cases["test_vit-cpu-synthetic-bf16"]["variant"] == "bf16" and cases["test_vit-cpu-synthetic-bf16"]["precision"] == "bf16"
+    sparse = cases["test_vit-cpu-synthetic-sparse-50"]
+    assert sparse["variant"] == "sparse-50" and sparse["agreement_top1_pct"] is not None and sparse["prepare_s"] >= 0
+    assert cases["test_vit-cpu-synthetic"]["variant"] == "fp32" and cases["test_vit-cpu-synthetic"]["agreement_top1_pct"] is None
+    assert set(json.loads((bench.path / "base.json").read_text())["cases"]) == set(cases)
+    # the same variants again: each compared with its own entry
+    again = bench.runpytest(*args, "--e3p-baseline=base.json", "--e3p-tolerance=energy=1000%", "--e3p-results=r2.json")
+    again.assert_outcomes(passed=3)
+    assert all(c["change_vs_baseline"] is not None for c in json.loads((bench.path / "r2.json").read_text())["cases"].values())
+
+
+def test_variants_that_cannot_run_here_are_skipped_naming_the_fix(bench, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchao", None)  # an import of it fails, as where it is not installed
+    result = bench.runpytest(*FAST, "--e3p-variants=fp32,tensorrt,int8", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*tensorrt needs an NVIDIA GPU*", "*SKIPPED*torchao is not installed: pip install ?pytest-e3p?quant??*"])
+
+
+BROKEN_CONFTEST = """
+import torch
+import pytest_e3p.variants as variants
+
+real = variants.prepare
+
+def broken(name, model, example, calibration, device_kind, torch_device):
+    prepared = real(name, model, example, calibration, device_kind, torch_device)
+    forward = prepared.forward
+    prepared.forward = lambda x: forward(x).flip(-1)  # classes reversed: a broken export
+    return prepared
+
+def pytest_configure(config):
+    variants.prepare = broken
+
+def pytest_unconfigure(config):
+    variants.prepare = real
+"""
+
+
+def test_a_variant_that_disagrees_with_fp32_is_a_broken_case_not_a_saving(bench):
+    bench.makeconftest(BROKEN_CONFTEST)
+    result = bench.runpytest(*FAST, "--e3p-variants=fp32,bf16", "--e3p-results=r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_vit-cpu-synthetic-bf16: broken variant, not measured: top-1 agreement * OUTSIDE the bound (bf16*"])
+    broken = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic-bf16"]
+    assert broken["status"] == "failed" and broken["energy_mj_per_image"] is None and broken["max_rel_logit_error"] > 0.05
+
+
+def test_the_deprecated_precision_option_runs_as_its_variant(bench):
+    result = bench.runpytest(*FAST, "--e3p-precision=bf16", "--e3p-results=r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*[[]e3p[]] --e3p-precision is deprecated: measuring it as --e3p-variants bf16 (case ids end in -bf16)*"])
+    case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic-bf16"]
+    assert case["variant"] == "bf16" and case["precision"] == "bf16"
+    both = bench.runpytest(*FAST, "--e3p-precision=bf16", "--e3p-variants=fp32,int8")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR
+    both.stderr.fnmatch_lines(["*--e3p-precision bf16 and --e3p-variants fp32,int8: give the precision as a variant only*"])
+
+
+def test_an_unknown_variant_is_a_usage_error_listing_the_accepted_ones(bench):
+    result = bench.runpytest(*FAST, "--e3p-variants=fp32,int4")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*int4*fp32*onnxruntime*tome-R*"])
