@@ -173,6 +173,9 @@ PROTOCOL_CONDITIONS = ("protocol", "inferences", "batch_size", "threads", "alloc
 
 
 def protocol_incompatibility(base: dict, cur: dict) -> str | None:
+    if "variants" not in base and base.get("precision", "fp32") != "fp32":
+        # saved before variants were an axis: its cases carry no -fp16 in their ids and would all be "new"
+        return f"it was saved with --e3p-precision {base['precision']}, before precisions were variants: save it again with --e3p-variants {base['precision']}"
     if base.get("protocol", "e3p") != cur.get("protocol", "e3p"):  # files before the edgevit protocol are e3p
         return f"protocol differs: baseline {base.get('protocol', 'e3p')}, this run {cur.get('protocol', 'e3p')} (net and gross energy are never compared)"
     for key in PROTOCOL_CONDITIONS:

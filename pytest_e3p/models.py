@@ -123,6 +123,16 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _resampled(state: dict[str, torch.Tensor], net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict fitted to a model built at another resolution, by the checkpoint
+    filter of the model's timm module where it has one (ViT-style models resample their position
+    embeddings there, as timm does for pretrained weights)."""
+    import sys
+
+    filter_fn = getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
+    return filter_fn(state, net) if callable(filter_fn) else state
+
+
 def _load_error(exc: Exception) -> str:
     """The cause in torch.load's error, without its advice to load untrusted pickles unsafely."""
     text = str(exc)
@@ -159,6 +169,8 @@ def build_model(
         probe = _create(model.arch, pretrained=False, **size)
         classes = _num_classes_of(state, probe) or num_classes
         net = _create(model.arch, pretrained=False, num_classes=classes, **size) if classes else probe
+        if image_size:
+            state = _resampled(state, net)
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:

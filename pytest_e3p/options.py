@@ -298,10 +298,13 @@ def read_options(config: pytest.Config) -> Options:
         if set(opts.batch_size) - {None, 1}:
             given = ",".join("auto" if b is None else str(b) for b in opts.batch_size)
             raise pytest.UsageError(f"--e3p-protocol edgevit runs batch 1 (the paper's), not --e3p-batch-size {given}: leave the batch size at auto or 1")
-        if opts.precision != "fp32":
-            raise pytest.UsageError(
-                f"--e3p-protocol edgevit runs fp32 (the paper's), not --e3p-precision {opts.precision}: use the e3p protocol for other precisions"
-            )
+        if opts.precision != "fp32" or opts.variants.replace(" ", "") != "fp32":
+            what = f"--e3p-precision {opts.precision}" if opts.precision != "fp32" else f"--e3p-variants {opts.variants}"
+            raise pytest.UsageError(f"--e3p-protocol edgevit runs fp32 eager models (the paper's), not {what}: use the e3p protocol for variants")
+        if opts.image_size != (None,):
+            raise pytest.UsageError("--e3p-protocol edgevit runs each model at its own resolution (the paper's): leave --e3p-image-size at auto")
+        if opts.idle_s <= 0:
+            raise pytest.UsageError("--e3p-protocol edgevit subtracts the idle background measured before each pass: --e3p-idle-s must be above 0")
     if opts.limit < 0:
         raise pytest.UsageError(f"--e3p-limit={opts.limit}: must be 0 (all images) or a positive count")
     return opts

@@ -306,6 +306,7 @@ def _record(item: pytest.Item, runner) -> list:
 
     runner.finalize()
     session = runner.session
+    session.release(runner.case.id)  # its passes are done: its prepared variant is not needed again
     item.config.hook.pytest_e3p_case_result(config=item.config, result=runner.result)
     try:
         checks = session.record(runner.result, _tolerances(item, session))

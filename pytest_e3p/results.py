@@ -104,7 +104,7 @@ class CaseResult:
     temperature_c_max: float | None = None
     clock_ratio_min: float | None = None  # lowest clock / its maximum seen in a round
     throttled_rounds: int = 0
-    round_throttled: list[bool] = field(default_factory=list)  # per round, in the order of the samples
+    round_throttled: list[bool] = field(default_factory=list)  # per thermal round: a round (edgevit: a pass), in order
     throttle_reasons: list[str] = field(default_factory=list)
     thermal_note: str = ""  # why temperature or throttling is unavailable
     # memory (MiB) while the case ran, from the device's own accounting (pytest_e3p.memory)

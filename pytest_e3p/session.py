@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import platform
 import statistics
 import time
@@ -183,8 +182,11 @@ class E3PSession:
 
         try:
             self.memory = PeakMemory(self.device.kind, self.device.torch_device)
-        except MemoryUnavailable as exc:  # not Linux: no /proc; the cases say memory is unavailable
-            self.progress(f"[e3p] peak memory unavailable: {exc}")
+            self.memory.reset()  # a probe: a machine without /proc fails here, not in every case
+            self.memory.read()
+        except (MemoryUnavailable, OSError) as exc:  # the cases then record no peak memory
+            self.memory = None
+            self.start_notes.append(f"peak memory unavailable: {exc}")
         from .thermal import open_thermal
 
         # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
@@ -280,10 +282,11 @@ class E3PSession:
             own_size = zoo.default_image_size(m)
             for d in self.datasets:
                 for v in self.variants:
+                    sizes = list(dict.fromkeys(None if size in (None, own_size) else size for size in self.options.image_size))
                     for b in self.batch_sizes:
-                        for size in self.options.image_size:
-                            px = None if size in (None, own_size) else size
-                            out.append(Case(m, self.device.name, d, v, b, px, len(self.batch_sizes) > 1, len(self.options.image_size) > 1))
+                        for px in sizes:
+                            # a size is named in the id where the option lists several, or where it is not the model's own
+                            out.append(Case(m, self.device.name, d, v, b, px, len(self.batch_sizes) > 1, len(sizes) > 1 or px is not None))
         return out
 
     # -- records -----------------------------------------------------------------------------
@@ -379,13 +382,20 @@ class E3PSession:
         size = (3, case.image_size, case.image_size) if case.image_size else model_input_size(net)
         if case.image_size:
             _check_runs_at(net, case)
-            cx = Complexity(count_params_m(net), count_gmacs(net, size), size)
+            # counted on the 1000-class model, as at the model's own size, so the two compare
+            counted = net if head == 1000 else build_model(case.model, RANDOM, None, None, case.image_size)[0]
+            cx = Complexity(count_params_m(counted), count_gmacs(counted, size), size)
         else:
             cx = complexity_of(case.model, self.cache, built=net if head == 1000 else None)
         if case.variant == "fp32":  # the eager reference; every other variant is checked against it
             net = net.to(self.device.torch_device).eval()
             return LoadedModel(case.model, net, weights, cx, size, head)
         return self._prepare_variant(case, net, weights, cx, size, head)
+
+    def release(self, case_id: str) -> None:
+        """Drop a case's prepared variant: after its test, or after each pass where peak memory is
+        budgeted, so no case's peak holds another case's models."""
+        self.prepared.pop(case_id, None)
 
     def _check_images(self, case: Case, net: torch.nn.Module, size: tuple[int, int, int], n: int, seed: int) -> torch.Tensor:
         """fp32 images of the case's dataset for calibration and the agreement check: random ones
@@ -413,15 +423,9 @@ class E3PSession:
             first = next(iter(str(exc).strip().splitlines()), "")
             lines = [ln.strip() for ln in str(exc).splitlines() if "no conversion rule" in ln.lower() or "unsupported" in ln.lower()]
             raise CaseSkipped(f"{case.variant} could not be prepared for {case.model.full}: {type(exc).__name__}: {(lines or [first])[0][:200]}") from None
-        step = prepared.batch_size or len(check)  # an exported graph takes its own batch only
-        usable = len(check) // step * step or step
-        if usable > len(check):
-            check = check.repeat(math.ceil(usable / len(check)), 1, 1, 1)[:usable]
-            with torch.inference_mode():
-                reference = net(check).float()
         with torch.inference_mode():
-            logits = torch.cat([prepared.forward(b).float() for b in check[:usable].split(step)])
-        agreement = variants.agreement(reference[:usable], logits, prepared.bound)
+            logits = fixed_batch(prepared.forward, prepared.batch_size)(check).float()
+        agreement = variants.agreement(reference, logits, prepared.bound)
         if prepared.params_m is not None or prepared.gmacs is not None:  # pruning changes both, ToMe the MACs only
             cx = Complexity(
                 prepared.params_m if prepared.params_m is not None else cx.params_m, prepared.gmacs if prepared.gmacs is not None else cx.gmacs, size
@@ -527,6 +531,8 @@ class E3PSession:
                     continue
                 finally:
                     loaded = None  # free the model before the next case
+                    if self.options.max_memory_mb:
+                        self.release(case.id)  # prepared again for the next pass: peaks hold one case's models
                 self.early.setdefault(case.id, []).append(steady)
                 energy = steady.energy_mj_per_image
                 shown = "" if energy is None else f", {energy:.4g} mJ/img" + (" (est.)" if self.energy_kind == ESTIMATE else "")
@@ -689,7 +695,7 @@ class CaseRunner:
         rounds = [x for p in passes for x in p.rounds]
         r.passes = len(passes)
         r.latency_ms_per_image_samples = [x.latency_ms_per_image for x in rounds]
-        r.energy_mj_per_image_samples = [x.energy_mj_per_image for x in rounds if x.energy_mj_per_image is not None]
+        r.energy_mj_per_image_samples = [v for p in passes for v in p.energy_mj_per_image_samples]  # net under edgevit
         r.latency_ms_per_image_passes = [p.latency_ms_per_image for p in passes]
         r.energy_mj_per_image_passes = [p.energy_mj_per_image for p in passes if p.energy_mj_per_image is not None]
         r.latency_ms_per_image = statistics.median(r.latency_ms_per_image_passes)
@@ -707,7 +713,12 @@ class CaseRunner:
         self._memory(passes)
         self._thermal(rounds)
         if s.options.sustained_s > 0:
-            run = s.sustained(self.case, self.loaded)
+            try:
+                run = s.sustained(self.case, self.loaded)
+            except SensorFault as exc:
+                r.status, r.reason = results.INVALID, f"sensor fault in the sustained run: {exc}"
+                s.reopen_sensor()
+                raise
             s.sustained_runs[self.case.id] = run
             r.sustained = run.to_dict()
         self.measured = True
@@ -729,13 +740,14 @@ class CaseRunner:
 
     def _thermal(self, rounds: list[Round]) -> None:
         """Temperature and throttling through the rounds of every pass."""
-        heat = [x.thermal for x in rounds if x.thermal is not None]
+        # one entry per thermal round: a round of the e3p protocol, a whole pass of the edgevit one
+        heat = list({id(x.thermal): x.thermal for x in rounds if x.thermal is not None}.values())
         r = self.result
         temps = [h.max_temperature_c for h in heat if h.max_temperature_c is not None]
         r.temperature_c_max = max(temps) if temps else None
         clocks = [h.min_clock_ratio for h in heat if h.min_clock_ratio is not None]
         r.clock_ratio_min = min(clocks) if clocks else None
-        r.round_throttled = [bool(x.thermal is not None and x.thermal.throttled) for x in rounds]
+        r.round_throttled = [bool(h.throttled) for h in heat]
         r.throttled_rounds = sum(r.round_throttled)
         r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in h.reasons})
         notes = {h.note for h in heat if h.note}
@@ -789,8 +801,8 @@ class CaseRunner:
             return r
         if self.loaded.weights.source == RANDOM:
             return self._reference_top1("random weights (pretrained ones unavailable)")
-        model = self.loaded.forward
-        assert model is not None  # set in LoadedModel.__post_init__
+        assert self.loaded.forward is not None  # set in LoadedModel.__post_init__
+        model = fixed_batch(self.loaded.forward, self.loaded.variant.batch_size if self.loaded.variant is not None else None)
         transform = data.eval_transform(case.dataset, self.loaded.module, self.loaded.input_size)
         dataset = data.open_dataset(case.dataset, transform.per_image)
         subset = data.limited(dataset, s.options.limit or None)
@@ -858,6 +870,27 @@ class CaseRunner:
         if r.protocol == EDGEVIT and r.top1 is not None and r.energy_mj_per_image is not None and r.energy_mj_per_image > 0:
             r.efficiency_pct_per_mj = r.top1 / r.energy_mj_per_image  # the EdgeViT paper's %/mJ
         return r
+
+
+def fixed_batch(forward: Callable[[torch.Tensor], Any], size: int | None) -> Callable[[torch.Tensor], Any]:
+    """`forward` for any number of images where it takes batches of `size` only (an exported graph):
+    the images in chunks of `size`, the last one padded with copies of its last image and its
+    logits cut back. `size` None: `forward` itself."""
+    if size is None:
+        return forward
+
+    def run(x: torch.Tensor) -> Any:
+        if x.shape[0] == size:
+            return forward(x)
+        out = []
+        for chunk in x.split(size):
+            n = chunk.shape[0]
+            if n < size:
+                chunk = torch.cat([chunk, chunk[-1:].expand(size - n, *chunk.shape[1:])])
+            out.append(forward(chunk)[:n])
+        return torch.cat(out)
+
+    return run
 
 
 def _precision(loaded: LoadedModel) -> str:

@@ -111,7 +111,7 @@ def edgevit_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], li
 
 def footnotes(cases: list[CaseResult]) -> list[str]:
     notes = [
-        "Table 3 (EdgeViT protocol): batch 1, fp32; per inference, mean +/- sd over every inference of every pass; energy and power net of the "
+        "Table 3 (EdgeViT protocol): batch 1, fp32; per inference, the median of the passes' means +/- the sd over every inference of every pass; energy and power net of the "
         "idle background measured before each pass; efficiency = top-1 / energy (the paper's %/mJ); Pareto E: no other model is at least as "
         "accurate with less energy, L: the same with latency; paper: Pan et al. 2022, Table 3 (Snapdragon 888, Monsoon monitor)",
     ]

@@ -196,6 +196,9 @@ def test_the_table3_set_lists_the_models_timm_lacks_and_the_gate_refuses_an_e3p_
         (["--e3p-batch-size=8"], "*--e3p-protocol edgevit runs batch 1 (the paper's), not --e3p-batch-size 8*"),
         (["--e3p-precision=fp16"], "*--e3p-protocol edgevit runs fp32*"),
         (["--e3p-inferences=0"], "*--e3p-inferences='0': must be at least 1*"),
+        (["--e3p-variants=fp32,int8"], "*--e3p-protocol edgevit runs fp32 eager models (the paper's), not --e3p-variants fp32,int8*"),
+        (["--e3p-image-size=224,384"], "*edgevit runs each model at its own resolution*leave --e3p-image-size at auto*"),
+        (["--e3p-idle-s=0"], "*subtracts the idle background*--e3p-idle-s must be above 0*"),
         (["--e3p-protocol=mobile"], "*--e3p-protocol='mobile': must be one of e3p, edgevit*"),
     ],
 )

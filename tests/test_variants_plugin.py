@@ -109,3 +109,33 @@ def test_an_unknown_variant_is_a_usage_error_listing_the_accepted_ones(bench):
     result = bench.runpytest(*FAST, "--e3p-variants=fp32,int4")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*int4*fp32*onnxruntime*tome-R*"])
+
+
+def test_a_fixed_batch_forward_takes_any_number_of_images():
+    import torch
+
+    from pytest_e3p.session import fixed_batch
+
+    calls = []
+
+    def exported(x):  # an exported graph: batches of 4 only
+        assert x.shape[0] == 4
+        calls.append(x.shape[0])
+        return x.sum(dim=(1, 2, 3))[:, None] * torch.ones(1, 3)
+
+    x = torch.arange(10.0)[:, None, None, None].expand(10, 1, 2, 2)
+    out = fixed_batch(exported, 4)(x)
+    assert out.shape == (10, 3) and torch.equal(out[:, 0], 4 * torch.arange(10.0)) and calls == [4, 4, 4]
+    assert fixed_batch(exported, None) is exported
+
+
+def test_a_baseline_saved_with_the_old_precision_option_is_refused_naming_the_fix(bench):
+    first = bench.runpytest(*FAST, "--e3p-variants=bf16", "--e3p-passes=1", "--e3p-save-baseline=base.json")
+    first.assert_outcomes(passed=1)
+    data = json.loads((bench.path / "base.json").read_text())
+    data["protocol"].pop("variants")  # as a file from before variants, which ran bf16 by --e3p-precision
+    data["protocol"]["precision"] = "bf16"
+    (bench.path / "base.json").write_text(json.dumps(data))
+    result = bench.runpytest(*FAST, "--e3p-variants=bf16", "--e3p-baseline=base.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*saved with --e3p-precision bf16, before precisions were variants: save it again with --e3p-variants bf16*"])
