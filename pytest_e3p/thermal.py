@@ -72,7 +72,7 @@ from typing import Any
 
 from .sensors import nvml as nvml_sensors
 from .sensors import sysfs
-from .sensors.base import SensorFault, SensorUnavailable
+from .sensors.base import SensorFault, SensorUnavailable, sample_on_grid
 
 CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
 DEVICE_KINDS = (CPU, CUDA, JETSON)
@@ -622,16 +622,12 @@ class ThermalMonitor:
                     if clock.judged:
                         r.min_judged_ratio = _lowest(r.min_judged_ratio, ratio)
 
+    def _step(self) -> bool:
+        self._sample_locked()
+        return self._fault is None
+
     def _run(self) -> None:
-        # a fixed grid slept with time.sleep, as SamplingSensor does: cheaper than Event.wait wake-ups
-        next_t = time.monotonic()
-        while not self._stop.is_set():
-            next_t += self.period_s
-            time.sleep(max(0.0, next_t - time.monotonic()))
-            with self._lock:
-                self._sample_locked()
-                if self._fault is not None:
-                    return
+        sample_on_grid(self.period_s, self._stop, self._lock, self._step)
 
     def start(self) -> None:
         """Start the background sampler (a monitor without sources starts nothing)."""

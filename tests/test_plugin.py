@@ -265,7 +265,10 @@ def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_ro
     # the tree holds a constant 5 W on VDD_IN: energy per image = 5 W x latency per image
     assert case["power_w"] == pytest.approx(5.0, rel=0.02)
     assert case["energy_mj_per_image"] == pytest.approx(5.0 * case["latency_ms_per_image"], rel=0.05)
-    assert case["rails_mj_per_image"]["VDD_SYS_GPU"] == pytest.approx(case["energy_mj_per_image"] * 2000 / 5000, rel=0.05)
+    # the rails of the same rounds: 2 W of the 5 W go to the GPU rail (a ratio, so a busy machine's
+    # spread between passes does not enter)
+    rails = case["rails_mj_per_image"]
+    assert rails["VDD_SYS_GPU"] == pytest.approx(rails["VDD_IN"] * 2000 / 5000, rel=0.05)
     assert case["total_rail"] == "VDD_IN" and case["energy_kind"] == "measured"
 
 

@@ -5,23 +5,13 @@ measured, and the deprecated --e3p-precision."""
 import json
 
 import pytest
+from runs import SHORT
 
 BENCH = """
 def test_energy(e3p):
     e3p.measure()
 """
-FAST = [
-    "--e3p-device=cpu",
-    "--e3p-models=test_vit",
-    "--e3p-passes=2",
-    "--e3p-rounds=2",
-    "--e3p-min-round-s=0.05",
-    "--e3p-warmup-s=0",
-    "--e3p-idle-s=0",
-    "--e3p-weights=random",
-    "-p",
-    "no:cacheprovider",
-]
+FAST = [*SHORT, "--e3p-models=test_vit"]
 
 
 @pytest.fixture

@@ -1,0 +1,14 @@
+"""Options that keep a pytester run of the plugin short: random weights, no idle window, no warm-up,
+rounds of 50 ms. A test adds its own models and the options it is about."""
+
+SHORT = [
+    "--e3p-device=cpu",
+    "--e3p-passes=2",
+    "--e3p-rounds=2",
+    "--e3p-min-round-s=0.05",
+    "--e3p-warmup-s=0",
+    "--e3p-idle-s=0",
+    "--e3p-weights=random",
+    "-p",
+    "no:cacheprovider",
+]
