@@ -129,3 +129,28 @@ def test_a_baseline_saved_with_the_old_precision_option_is_refused_naming_the_fi
     result = bench.runpytest(*FAST, "--e3p-variants=bf16", "--e3p-baseline=base.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*saved with --e3p-precision bf16, before precisions were variants: save it again with --e3p-variants bf16*"])
+
+
+def test_on_a_labelled_dataset_each_variant_has_its_top1_and_its_change_in_points(pytester, tmp_path):
+    """An exported variant takes its own batch only: the accuracy pass over 12 images at batch 8 pads
+    the last batch, and the variant's measured top-1 stands beside fp32's."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import datasets as make
+    import timm
+    import torch
+
+    folder = make.image_folder(tmp_path / "data", per_class=6)
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit", num_classes=2).state_dict(), ckpts / "test_vit_folder.pth")
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n")
+    args = [*FAST, f"--e3p-dataset=folder={folder}", f"--e3p-checkpoints={ckpts}", "--e3p-batch-size=8", "--e3p-variants=fp32,onnxruntime"]
+    result = pytester.runpytest(*args, "--e3p-results=r.json")
+    result.assert_outcomes(passed=2)
+    cases = json.loads((pytester.path / "r.json").read_text())["cases"]
+    fp32, ort = cases["test_vit-cpu-folder"], cases["test_vit-cpu-folder-onnxruntime"]
+    assert fp32["top1_source"] == ort["top1_source"] == "measured" and ort["eval_images"] == 12
+    assert ort["top1"] == fp32["top1"]  # the same graph on the same 12 images: the same predictions
+    result.stdout.fnmatch_lines(["*variant*top-1 vs fp32 (points)*", "onnxruntime *+0.00*"])
