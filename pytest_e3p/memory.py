@@ -352,4 +352,4 @@ def check_budget(peak: MemoryPeak, max_mb: float) -> str | None:
         raise ValueError(f"memory budget must be positive, not {max_mb}")
     if peak.peak_mb <= max_mb:
         return None
-    return f"peak memory {_mb_text(peak.peak_mb, max_mb)} MB > budget {_mb_text(max_mb, peak.peak_mb)} MB (--e3p-max-memory-mb): {peak.method}"
+    return f"peak memory {_mb_text(peak.peak_mb, max_mb)} MiB > budget {_mb_text(max_mb, peak.peak_mb)} MiB (--e3p-max-memory-mb): {peak.method}"

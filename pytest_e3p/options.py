@@ -181,7 +181,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)",
     ),
     ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
-    ("max_memory_mb", "--e3p-max-memory-mb", "0", _non_negative_float, "fail a case whose peak memory exceeds this many MB (a board's budget; 0: no limit)"),
+    (
+        "max_memory_mb",
+        "--e3p-max-memory-mb",
+        "0",
+        _non_negative_float,
+        "fail a case whose peak memory exceeds this many MB (MiB, 2^20 bytes: a board's budget; 0: no limit)",
+    ),
     (
         "sustained_s",
         "--e3p-sustained-s",

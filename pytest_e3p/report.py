@@ -90,7 +90,7 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
     ]
     memory = any(r.peak_memory_mb is not None for r in cases)
     if memory:
-        headers.append("peak memory (MB)")
+        headers.append("peak memory (MiB)")
     if checks is not None:
         headers += ["baseline (mJ/img)", "change", "noise", "verdict"]
     rows = []

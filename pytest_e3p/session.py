@@ -416,7 +416,8 @@ class E3PSession:
         with torch.inference_mode():
             reference = net(check).float()
         try:
-            prepared = variants.prepare(case.variant, net, example, calibration, self.device.kind, dev)
+            # a Jetson whose torch has no CUDA runs its variants on the CPU, as its fp32 model
+            prepared = variants.prepare(case.variant, net, example, calibration, "cpu" if dev == "cpu" else self.device.kind, dev)
         except variants.VariantUnavailable as exc:
             raise CaseSkipped(str(exc)) from None
         except Exception as exc:  # an export or conversion the runtime cannot do for this model
@@ -431,7 +432,9 @@ class E3PSession:
                 prepared.params_m if prepared.params_m is not None else cx.params_m, prepared.gmacs if prepared.gmacs is not None else cx.gmacs, size
             )
         self.progress(f"[e3p] {case.id}: {prepared.detail}; prepared in {prepared.prepare_s:.1f} s; {agreement_text(agreement)}")
-        return LoadedModel(case.model, net, weights, cx, size, head, prepared.forward, torch.float32, prepared, agreement)
+        # the fp32 reference is not kept: only its data config is needed later (the eval transform),
+        # and its weights would count in the variant's peak memory
+        return LoadedModel(case.model, _ConfigOnly(net), weights, cx, size, head, prepared.forward, prepared.input_dtype, prepared, agreement)
 
     def new_result(self, case: Case, loaded: LoadedModel) -> results.CaseResult:
         ref = zoo.reference(case.model)
@@ -741,7 +744,8 @@ class CaseRunner:
     def _thermal(self, rounds: list[Round]) -> None:
         """Temperature and throttling through the rounds of every pass."""
         # one entry per thermal round: a round of the e3p protocol, a whole pass of the edgevit one
-        heat = list({id(x.thermal): x.thermal for x in rounds if x.thermal is not None}.values())
+        # rounds without a thermal source say nothing about throttling: they are left out, not "not throttled"
+        heat = list({id(x.thermal): x.thermal for x in rounds if x.thermal is not None and getattr(x.thermal, "available", True)}.values())
         r = self.result
         temps = [h.max_temperature_c for h in heat if h.max_temperature_c is not None]
         r.temperature_c_max = max(temps) if temps else None
@@ -870,6 +874,16 @@ class CaseRunner:
         if r.protocol == EDGEVIT and r.top1 is not None and r.energy_mj_per_image is not None and r.energy_mj_per_image > 0:
             r.efficiency_pct_per_mj = r.top1 / r.energy_mj_per_image  # the EdgeViT paper's %/mJ
         return r
+
+
+class _ConfigOnly(torch.nn.Module):
+    """What remains of a variant's fp32 reference: its timm config, for the data transform."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.pretrained_cfg = getattr(net, "pretrained_cfg", None) or getattr(net, "default_cfg", {})
+        self.default_cfg = self.pretrained_cfg
+        self.num_classes = getattr(net, "num_classes", None)
 
 
 def fixed_batch(forward: Callable[[torch.Tensor], Any], size: int | None) -> Callable[[torch.Tensor], Any]:

@@ -43,7 +43,10 @@ each adds its reason:
    kernel's thermal governor starts lowering clocks. Trip points at 0 C or below are unset
    (x86_pkg_temp reads 0 until thermald programs it) and ignored; active trips only start fans.
 4. The clock of a busy round fell below CLOCK_THROTTLE_RATIO (90%) of its max ("clock 71% of max"),
-   only where the max is a clock a busy chip holds: a Jetson GPU's devfreq, and cpufreq drivers
+   only where configuration pins the clock at its max (the performance governor, or a minimum raised
+   to the maximum, as `jetson_clocks` does: under a load-following governor such as nvhost_podgov or
+   schedutil a batch-1 model with launch gaps holds the clock well below max without throttling),
+   and only where the max is a clock a busy chip holds: a Jetson GPU's devfreq, and cpufreq drivers
    without turbo (cpufreq-dt, tegra, scmi...). Not on x86 cpufreq drivers (intel_pstate, acpi-cpufreq,
    amd-pstate): their max is a single-core turbo bin that an all-core load never reaches, so the
    clock there is reported (min_clock_ratio) and the throttle counters decide. Not under the
@@ -209,9 +212,11 @@ class _Temperature:
 class _Clock:
     """A clock file kept open (cpufreq kHz, devfreq Hz) and its maximum, read when the monitor opens."""
 
-    def __init__(self, kind: str, name: str, detail: str, cur_path: Path, max_path: Path, units_per_mhz: float, driver: str, governor: str):
+    def __init__(
+        self, kind: str, name: str, detail: str, cur_path: Path, max_path: Path, units_per_mhz: float, driver: str, governor: str, min_path: Path | None = None
+    ):
         self.kind, self.name, self.detail = kind, name, detail
-        self.path, self.max_path, self.units_per_mhz = cur_path, max_path, units_per_mhz
+        self.path, self.max_path, self.min_path, self.units_per_mhz = cur_path, max_path, min_path, units_per_mhz
         self.driver, self.governor = driver, governor
         self.attr = sysfs.Attribute(cur_path)
         self.max_mhz: float | None = None
@@ -219,6 +224,21 @@ class _Clock:
 
     def read_mhz(self) -> float:
         return self.attr.read_number() / self.units_per_mhz
+
+    def pinned_at_max(self) -> bool:
+        """Whether configuration holds this clock at its maximum (the performance governor, or a
+        minimum raised to the maximum, as jetson_clocks does): only then is a lower clock throttling
+        rather than a governor following the load."""
+        if self.governor == "performance":
+            return True
+        top = self.read_max_mhz()
+        if self.min_path is None or top is None:
+            return False
+        try:
+            low = sysfs.read_number(self.min_path) / self.units_per_mhz
+        except (SensorFault, OSError):
+            return False
+        return low >= 0.999 * top
 
     def read_max_mhz(self) -> float | None:
         try:
@@ -413,7 +433,7 @@ def _find_cpufreq(found: _Found, cpus: list[Path]) -> None:
         driver, governor = _text_or(folder / "scaling_driver"), _text_or(folder / "scaling_governor")
         cpus_text = _text_or(folder / "related_cpus") or _text_or(folder / "affected_cpus")
         detail = ", ".join(x for x in (f"cpus {cpus_text}" if cpus_text else "", driver, governor) if x)
-        clock = _Clock("cpufreq", name, detail, folder / "scaling_cur_freq", folder / "scaling_max_freq", 1000.0, driver, governor)
+        clock = _Clock("cpufreq", name, detail, folder / "scaling_cur_freq", folder / "scaling_max_freq", 1000.0, driver, governor, folder / "scaling_min_freq")
         if _readable(found, clock, clock.read_mhz):
             found.cpufreq.append(clock)
 
@@ -428,7 +448,7 @@ def _find_devfreq(found: _Found) -> None:
         if not (device / "cur_freq").exists() or not _is_gpu_devfreq(device):
             continue
         governor = _text_or(device / "governor")
-        clock = _Clock("devfreq", device.name, governor, device / "cur_freq", device / "max_freq", 1e6, "", governor)
+        clock = _Clock("devfreq", device.name, governor, device / "cur_freq", device / "max_freq", 1e6, "", governor, device / "min_freq")
         if _readable(found, clock, clock.read_mhz):
             found.devfreq.append(clock)
 
@@ -457,7 +477,7 @@ class _Selection:
 
 def _clock_judged(kind: str, clock: _Clock) -> bool:
     """Rule 4 of the module docstring: may a low clock of this source count as throttling?"""
-    if clock.governor in PINNED_GOVERNORS:
+    if clock.governor in PINNED_GOVERNORS or not clock.pinned_at_max():
         return False
     if clock.kind == "devfreq":
         return kind == JETSON

@@ -88,7 +88,9 @@ VARIANTS: dict[str, VariantInfo] = {
         ),
         VariantInfo("openvino", "OpenVINO conversion of the torch model, fp32 on the CPU", "openvino", "CPU", "openvino", FP32_GRAPH),
         VariantInfo("openvino-int8", "OpenVINO + NNCF post-training int8, calibrated on the calibration images", "openvino, nncf", "CPU", "openvino", INT8),
-        VariantInfo("tensorrt", "Torch-TensorRT (dynamo) engine with fp16 kernels enabled", "torch-tensorrt", "NVIDIA GPU, Jetson", "tensorrt", FP16),
+        VariantInfo(
+            "tensorrt", "Torch-TensorRT (dynamo) engine of the model in fp16 (explicit typing)", "torch-tensorrt", "NVIDIA GPU, Jetson", "tensorrt", FP16
+        ),
         VariantInfo(
             "tensorrt-int8",
             "Torch-TensorRT int8 after ModelOpt post-training quantisation",

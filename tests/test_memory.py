@@ -246,13 +246,13 @@ def peak_of(peak_mb: float, method: str = "VmHWM after clear_refs") -> MemoryPea
 
 
 def test_budget_message():
-    assert check_budget(peak_of(812.0), 512) == "peak memory 812 MB > budget 512 MB (--e3p-max-memory-mb): VmHWM after clear_refs"
+    assert check_budget(peak_of(812.0), 512) == "peak memory 812 MiB > budget 512 MiB (--e3p-max-memory-mb): VmHWM after clear_refs"
     assert check_budget(peak_of(512.0), 512) is None
     assert check_budget(peak_of(100.0), 512) is None
     # Whole MiB would print "512 > 512": one decimal then.
     assert (
         check_budget(peak_of(512.3, "VmRSS sampled every 5 ms"), 512)
-        == "peak memory 512.3 MB > budget 512.0 MB (--e3p-max-memory-mb): VmRSS sampled every 5 ms"
+        == "peak memory 512.3 MiB > budget 512.0 MiB (--e3p-max-memory-mb): VmRSS sampled every 5 ms"
     )
     with pytest.raises(ValueError):
         check_budget(peak_of(1.0), 0)

@@ -68,7 +68,7 @@ def test_a_size_the_model_cannot_take_is_a_skipped_case_saying_why(bench):
 def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
     result = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-max-memory-mb=1", "--e3p-results=r.json")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*test_vit-cpu-synthetic: peak memory * MB > budget 1 MB (--e3p-max-memory-mb): *"])
+    result.stdout.fnmatch_lines(["*test_vit-cpu-synthetic: peak memory * MiB > budget 1 MiB (--e3p-max-memory-mb): *"])
     case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic"]
     assert case["status"] == "failed" and case["peak_memory_mb"] > 1
     ok = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-max-memory-mb=100000")

@@ -47,11 +47,11 @@ def zone(root, n, zone_type, temp_mc, trips=()):
     return d / "temp"
 
 
-def cpufreq(root, cpus, policy, cur_khz, max_khz, driver, governor):
+def cpufreq(root, cpus, policy, cur_khz, max_khz, driver, governor, min_khz=400_000):
     d = root / f"sys/devices/system/cpu/cpufreq/policy{policy}"
     write(d / "scaling_cur_freq", cur_khz)
     write(d / "scaling_max_freq", max_khz)
-    write(d / "scaling_min_freq", 400_000)
+    write(d / "scaling_min_freq", min_khz)
     write(d / "cpuinfo_max_freq", max_khz)
     write(d / "scaling_driver", driver)
     write(d / "scaling_governor", governor)
@@ -89,16 +89,18 @@ def intel_laptop_tree(root, cpus=2):
     return pkg, hw, counters
 
 
-def arm_board_tree(root, governor="schedutil"):
-    """An ARM board (one cluster on cpufreq-dt): cpu-thermal with a passive trip at 85 C."""
+def arm_board_tree(root, governor="schedutil", pinned=True):
+    """An ARM board (one cluster on cpufreq-dt): cpu-thermal with a passive trip at 85 C; `pinned`:
+    its minimum clock raised to the maximum for benchmarking, as a CI runner on a board should be."""
     temp = zone(root, 0, "cpu-thermal", 70_000, [(85_000, "passive"), (95_000, "hot"), (105_000, "critical")])
     zone(root, 1, "gpu-thermal", 60_000, [(105_000, "critical")])
-    cur = cpufreq(root, [0, 1, 2, 3], 0, 1_500_000, 1_500_000, "cpufreq-dt", governor)
+    cur = cpufreq(root, [0, 1, 2, 3], 0, 1_500_000, 1_500_000, "cpufreq-dt", governor, 1_500_000 if pinned else 400_000)
     return temp, cur
 
 
-def orin_tree(root):
-    """Orin NX: its zones, trip points at 99 C (passive) and 105.5 C (critical), the ga10b devfreq."""
+def orin_tree(root, jetson_clocks=True):
+    """Orin NX: its zones, trip points at 99 C (passive) and 105.5 C (critical), the ga10b devfreq;
+    `jetson_clocks`: the GPU's minimum clock raised to its maximum, as jetson_clocks does."""
     write(root / "proc/device-tree/model", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00")
     temps = {}
     for n, name in enumerate(["cpu-thermal", "gpu-thermal", "cv0-thermal", "soc0-thermal", "soc1-thermal", "tj-thermal"]):
@@ -107,7 +109,7 @@ def orin_tree(root):
     d = gpu / "devfreq/17000000.ga10b"
     write(d / "cur_freq", 918_000_000)
     write(d / "max_freq", 918_000_000)
-    write(d / "min_freq", 306_000_000)
+    write(d / "min_freq", 918_000_000 if jetson_clocks else 306_000_000)
     write(d / "governor", "nvhost_podgov")
     write(gpu / "of_node/name", "gpu")
     link(root, "sys/devices/platform/17000000.ga10b", "sys/devices/platform/17000000.ga10b/devfreq/17000000.ga10b/device")
@@ -453,7 +455,7 @@ def test_a_machine_with_nothing_is_unavailable_not_a_crash(sysfs_root):
 
 
 def test_clocks_without_a_temperature_are_available_and_say_what_is_missing(sysfs_root):
-    cpufreq(sysfs_root, [0, 1], 0, 1_000_000, 2_000_000, "cpufreq-dt", "ondemand")
+    cpufreq(sysfs_root, [0, 1], 0, 1_000_000, 2_000_000, "cpufreq-dt", "performance")  # pinned at max by its governor
     monitor = open_thermal("cpu", clock_settle_s=0.0)
     assert monitor.available and monitor.note.endswith("rounds have clocks and throttle counts but no temperature")
     monitor.begin_round()
@@ -572,3 +574,15 @@ def test_describe_on_a_jetson_tags_the_gpu_run(sysfs_root):
     assert by_name["17000000.ga10b"].used_for == ("jetson",)
     assert by_name["policy4"].used_for == ("cpu",) and by_name["policy4"].detail == "cpus 4 5 6 7, tegra194, schedutil"
     assert by_name["cv0-thermal"].used_for == () and "15340000.vic" not in by_name
+
+
+def test_a_clock_that_follows_the_load_is_reported_not_judged(sysfs_root):
+    """Under a load-following governor (jetson_clocks off; schedutil with its minimum low), a GPU or
+    CPU clock under 90 % of its max is what a batch-1 model with launch gaps gets: not throttling."""
+    _, gpu_clock = orin_tree(sysfs_root, jetson_clocks=False)
+    with open_thermal("jetson", clock_settle_s=0.0) as monitor:
+        monitor.begin_round()
+        rewrite(gpu_clock, 550_000_000)
+        time.sleep(0.05)
+        result = monitor.end_round()
+    assert result.min_clock_ratio == pytest.approx(550 / 918, rel=1e-3) and not result.throttled

@@ -14,7 +14,16 @@ from .base import Bound, PreparedVariant, VariantUnavailable, first_line
 
 
 def prepare(name: str, model: torch.nn.Module, example_input: torch.Tensor, torch_device: str, bound: Bound) -> PreparedVariant:
+    import torch._dynamo
+
     net = copy.deepcopy(model).to(torch_device).eval()
+    # Dynamo stops compiling a code object after `recompile_limit` (8) shapes, across all
+    # torch.compile calls of the process, and then runs it eagerly without a word: a run of many
+    # models, batches or sizes would measure eager time labelled "compile". Lift the limits, and
+    # check below that this preparation really compiled a graph.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
+    graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     # dynamic=False: one graph for the run's batch shape, which is what the protocol feeds it
     compiled = torch.compile(net, dynamic=False)
 
@@ -26,6 +35,8 @@ def prepare(name: str, model: torch.nn.Module, example_input: torch.Tensor, torc
         forward(example_input.to(torch_device))
     except Exception as exc:  # Inductor's failures come as many types (BackendCompilerFailed, CalledProcessError, ...)
         raise VariantUnavailable(f"torch.compile does not work on this machine ({first_line(exc)})") from None
+    if torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_before:
+        raise VariantUnavailable("torch.compile compiled no graph for this model (Dynamo fell back to eager): its time would not be compile's")
     return PreparedVariant(
         name=name,
         forward=forward,

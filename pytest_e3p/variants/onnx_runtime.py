@@ -62,13 +62,17 @@ def prepare(
                 f"onnxruntime-int8 on an NVIDIA GPU needs onnxruntime's TensorrtExecutionProvider, which this onnxruntime lacks (has {', '.join(available)}; device {device_kind})"
             )
         index = torch.device(torch_device).index or 0
-        providers = [("TensorrtExecutionProvider", {"device_id": index, "trt_int8_enable": True}), ("CUDAExecutionProvider", {"device_id": index})]
+        providers = [
+            ("TensorrtExecutionProvider", {"device_id": index, "trt_int8_enable": True}),
+            ("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}),
+        ]
     else:
         if "CUDAExecutionProvider" not in available:
             raise VariantUnavailable(
                 f"onnxruntime has no CUDAExecutionProvider here (has {', '.join(available)}): pip install onnxruntime-gpu (device {device_kind})"
             )
-        providers = [("CUDAExecutionProvider", {"device_id": torch.device(torch_device).index or 0})]
+        # use_tf32 0: the CUDA provider's default TF32 matmuls would make "onnxruntime" less precise than fp32 eager
+        providers = [("CUDAExecutionProvider", {"device_id": torch.device(torch_device).index or 0, "use_tf32": 0})]
 
     batch = int(example_input.shape[0])
     with tempfile.TemporaryDirectory(prefix="e3p-onnx-") as tmp:

@@ -11,7 +11,7 @@ import copy
 
 import torch
 
-from .base import Bound, PreparedVariant, module_forward, require, version_of
+from .base import Bound, PreparedVariant, VariantUnavailable, module_forward, require, version_of
 
 
 def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) -> PreparedVariant:
@@ -19,8 +19,18 @@ def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) 
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
     net = copy.deepcopy(model).to(torch_device).eval()
+    on_cuda = torch_device.startswith("cuda")
+
+    def quantisable(module: torch.nn.Module, _name: str) -> bool:
+        # torchao's int8 matmul on CUDA falls back to a CPU round trip for widths not a multiple of 8
+        # (a 10-class head): such a layer stays fp32 rather than make every measured call copy
+        return isinstance(module, torch.nn.Linear) and (not on_cuda or (module.in_features % 8 == 0 and module.out_features % 8 == 0))
+
     linears = sum(1 for m in net.modules() if isinstance(m, torch.nn.Linear))
-    quantize_(net, Int8DynamicActivationInt8WeightConfig())
+    chosen = sum(1 for name, m in net.named_modules() if quantisable(m, name))
+    quantize_(net, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantisable)
+    if chosen == 0:
+        raise VariantUnavailable(f"int8: no Linear layer of {type(model).__name__} can be quantised by torchao here")
     return PreparedVariant(
         name=name,
         forward=module_forward(net, torch.float32),
@@ -28,7 +38,7 @@ def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) 
         params_m=None,
         gmacs=None,
         prepare_s=0.0,
-        detail=f"torchao {version_of(torchao)} Int8DynamicActivationInt8WeightConfig on {linears} Linear layers (per-token dynamic activations, per-channel weights), eager",
+        detail=f"torchao {version_of(torchao)} Int8DynamicActivationInt8WeightConfig on {chosen} of {linears} Linear layers (per-token dynamic activations, per-channel weights), eager",
         bound=bound,
         runtime=net,
     )
