@@ -369,13 +369,13 @@ def eval_transform(spec: DatasetSpec, model: torch.nn.Module, input_size: tuple[
     return EvalTransform(per_image, tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
-def sample_images(spec: DatasetSpec, model: torch.nn.Module, input_size: tuple[int, int, int], n: int, offset: int = 0) -> torch.Tensor:
-    """n images of a dataset as the model sees them (fp32, normalised): those at indices offset,
-    offset + 1, ... (wrapping), for calibrating and checking an optimised variant."""
+def sample_images(spec: DatasetSpec, model: torch.nn.Module, input_size: tuple[int, int, int], n: int) -> torch.Tensor:
+    """The first n images of a dataset as the model sees them (fp32, normalised), repeated from the
+    start where the dataset holds fewer: for calibrating and checking an optimised variant."""
     transform = eval_transform(spec, model, input_size)
     dataset = open_dataset(spec, transform.per_image)
     total = len(cast(Sized, dataset))
-    batch = torch.stack([dataset[(offset + i) % total][0] for i in range(n)])
+    batch = torch.stack([dataset[i % total][0] for i in range(n)])
     return transform.normalize(batch)
 
 

@@ -190,6 +190,20 @@ def slowed(forward: Callable[[], Any], synchronize: Callable[[], None], batch_s:
     return forward_and_extra
 
 
+def warm_up(forward: Callable[[], Any], synchronize: Callable[[], None], warmup_s: float, clock: Callable[[], float] | None = None) -> float:
+    """At least two calls and warmup_s, each timed with the device synchronised; returns the fastest
+    call's seconds, which sizes the rounds (and the slow-down of --e3p-slowdown)."""
+    clock = clock or time.monotonic  # looked up now, so a test's scripted clock is the one used
+    fastest_s, calls, started = math.inf, 0, clock()
+    while calls < 2 or clock() - started < warmup_s:
+        t0 = clock()
+        forward()
+        synchronize()
+        fastest_s = min(fastest_s, clock() - t0)
+        calls += 1
+    return fastest_s
+
+
 def run_protocol(
     forward: Callable[[], Any],
     images_per_call: int,
@@ -211,16 +225,7 @@ def run_protocol(
         synchronize()
         idle = measure_idle_power_w(sensor, protocol.idle_s)
 
-    # Warm-up: at least two batches and warmup_s, timed batch by batch to size the rounds.
-    batches, started = 0, time.monotonic()
-    batch_s = math.inf
-    while batches < 2 or time.monotonic() - started < protocol.warmup_s:
-        t0 = time.monotonic()
-        forward()
-        synchronize()
-        batch_s = min(batch_s, time.monotonic() - t0)
-        batches += 1
-
+    batch_s = warm_up(forward, synchronize, protocol.warmup_s)
     if slowdown > 0:
         forward = slowed(forward, synchronize, batch_s, slowdown, device)
     round_s = protocol.round_s(info)
@@ -281,13 +286,7 @@ def run_edgevit(
         synchronize()
         background = measure_idle_power_w(sensor, protocol.idle_s)
 
-    inference_s, started, calls = math.inf, clock(), 0
-    while calls < 2 or clock() - started < protocol.warmup_s:
-        t0 = clock()
-        forward()
-        synchronize()
-        inference_s = min(inference_s, clock() - t0)
-        calls += 1
+    inference_s = warm_up(forward, synchronize, protocol.warmup_s, clock)
     if slowdown > 0:
         forward = slowed(forward, synchronize, inference_s, slowdown, device)
 

@@ -397,22 +397,29 @@ class E3PSession:
         budgeted, so no case's peak holds another case's models."""
         self.prepared.pop(case_id, None)
 
-    def _check_images(self, case: Case, net: torch.nn.Module, size: tuple[int, int, int], n: int, seed: int) -> torch.Tensor:
-        """fp32 images of the case's dataset for calibration and the agreement check: random ones
-        for synthetic data (seeded), else the first images of the dataset through the model's eval
-        transform."""
-        if not case.dataset.has_labels and case.dataset.kind == data.SYNTHETIC:
-            return torch.randn((n, *size), generator=torch.Generator().manual_seed(seed))
-        return data.sample_images(case.dataset, net, size, n, offset=seed)
+    def _sample_images(self, case: Case, net: torch.nn.Module, size: tuple[int, int, int], n: int) -> torch.Tensor:
+        """n fp32 images of the case's dataset, for calibrating a variant and checking it against
+        fp32: seeded random ones for synthetic data, else the first n images of the dataset through
+        the model's eval transform (the dataset is opened once)."""
+        if case.dataset.kind == data.SYNTHETIC:
+            return torch.randn((n, *size), generator=torch.Generator().manual_seed(1))
+        return data.sample_images(case.dataset, net, size, n)
+
+    def _batch(self, case: Case, size: tuple[int, int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The measured input: a seeded random batch of the case's size on the device (energy and
+        latency do not depend on the pixel values)."""
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn((case.batch_size, *size), generator=gen).to(self.device.torch_device, dtype=dtype)
 
     def _prepare_variant(self, case: Case, net: torch.nn.Module, weights: Weights, cx: Complexity, size: tuple[int, int, int], head: int) -> LoadedModel:
         from . import variants
 
         dev = self.device.torch_device
         net = net.to(dev).eval()
-        calibration = [self._check_images(case, net, size, 8, seed=8 * k).to(dev) for k in range(4)]
-        check = self._check_images(case, net, size, 32, seed=100).to(dev)  # not the calibration images
-        example = torch.randn((case.batch_size, *size), generator=torch.Generator().manual_seed(0)).to(dev)
+        images = self._sample_images(case, net, size, 64).to(dev)
+        calibration = list(images[:32].split(8))
+        check = images[32:]  # not the calibration images
+        example = self._batch(case, size)
         with torch.inference_mode():
             reference = net(check).float()
         try:
@@ -474,8 +481,7 @@ class E3PSession:
         pass's peak memory: the resident model, its input batch and what running it takes."""
         if self.memory is not None:
             self.memory.reset()
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn((case.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=loaded.input_dtype)
+        x = self._batch(case, loaded.input_size, loaded.input_dtype)
         model = loaded.forward
         assert model is not None  # set in LoadedModel.__post_init__
         sync, dev = self.device.synchronize, self.device.torch_device
@@ -494,8 +500,7 @@ class E3PSession:
         """--e3p-sustained-s: the case's model run back to back for that long, in windows."""
         from .sustained import run_sustained
 
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn((case.batch_size, *loaded.input_size), generator=gen).to(self.device.torch_device, dtype=loaded.input_dtype)
+        x = self._batch(case, loaded.input_size, loaded.input_dtype)
         model = loaded.forward
         assert model is not None
         with torch.inference_mode():

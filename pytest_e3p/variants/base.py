@@ -35,12 +35,12 @@ class PreparedVariant:
 
     name: str
     forward: Callable[[torch.Tensor], torch.Tensor]
-    input_dtype: torch.dtype
-    params_m: float | None  # None: unchanged from the fp32 model
-    gmacs: float | None  # None: unchanged from the fp32 model
-    prepare_s: float  # export / compile / quantise / calibrate, and the first two calls (measured)
     detail: str  # one line: library and version, provider, what was done
     bound: Bound
+    input_dtype: torch.dtype = torch.float32
+    params_m: float | None = None  # None: unchanged from the fp32 model
+    gmacs: float | None = None  # None: unchanged from the fp32 model
+    prepare_s: float = 0.0  # export / compile / quantise / calibrate, and the first two calls: set by variants.prepare()
     batch_size: int | None = None
     # the runtime object behind forward (an onnxruntime InferenceSession, an OpenVINO CompiledModel,
     # a torch module), for tools that time it without the wrapper (scripts/bench_overhead.py)

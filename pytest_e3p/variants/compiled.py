@@ -40,10 +40,6 @@ def prepare(name: str, model: torch.nn.Module, example_input: torch.Tensor, torc
     return PreparedVariant(
         name=name,
         forward=forward,
-        input_dtype=torch.float32,
-        params_m=None,
-        gmacs=None,
-        prepare_s=0.0,
         detail=f"torch.compile (inductor, dynamic=False), torch {torch.__version__}",
         bound=bound,
         batch_size=int(example_input.shape[0]),

@@ -97,10 +97,6 @@ def prepare(
     return PreparedVariant(
         name=name,
         forward=forward,
-        input_dtype=torch.float32,
-        params_m=None,
-        gmacs=None,
-        prepare_s=0.0,
         detail=f"onnxruntime {version_of(ort)}, {used}, {threads()} threads, torch.onnx dynamo export, {how}",
         bound=bound,
         batch_size=batch,

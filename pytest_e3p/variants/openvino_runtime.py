@@ -58,10 +58,6 @@ def prepare(
     return PreparedVariant(
         name=name,
         forward=forward,
-        input_dtype=torch.float32,
-        params_m=None,
-        gmacs=None,
-        prepare_s=0.0,
         detail=f"openvino {version_of(ov)}, CPU, f32 inference precision, LATENCY hint, {threads()} threads, {how}",
         bound=bound,
         batch_size=int(x.shape[0]),

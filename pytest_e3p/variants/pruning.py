@@ -87,10 +87,8 @@ def prepare(name: str, percent: int, model: torch.nn.Module, example_input: torc
     return PreparedVariant(
         name=name,
         forward=module_forward(net, torch.float32),
-        input_dtype=torch.float32,
         params_m=params_m,
         gmacs=gmacs,
-        prepare_s=0.0,
         detail=f"torch-pruning {version_of(tp, 'torch-pruning')} MetaPruner, L2 group magnitude: {what}; {count_params_m(model):.3f} -> {params_m:.3f} M params; not fine-tuned",
         bound=bound,
         runtime=net,

@@ -137,10 +137,7 @@ def prepare(name: str, r: int, model: torch.nn.Module, example_input: torch.Tens
     return PreparedVariant(
         name=name,
         forward=module_forward(net, torch.float32),
-        input_dtype=torch.float32,
-        params_m=None,
         gmacs=gmacs,
-        prepare_s=0.0,
         detail=f"token merging r={r} per block (own implementation of Bolya et al. 2023, proportional attention): tokens {tokens} -> {' '.join(map(str, schedule))}",
         bound=bound,
         runtime=net,

@@ -34,10 +34,6 @@ def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) 
     return PreparedVariant(
         name=name,
         forward=module_forward(net, torch.float32),
-        input_dtype=torch.float32,
-        params_m=None,
-        gmacs=None,
-        prepare_s=0.0,
         detail=f"torchao {version_of(torchao)} Int8DynamicActivationInt8WeightConfig on {chosen} of {linears} Linear layers (per-token dynamic activations, per-channel weights), eager",
         bound=bound,
         runtime=net,
