@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def register_models() -> None:
     """Register pytest-e3p's timm models (EdgeViT-XXS/XS/S) now. Imports timm and torch."""
-    from . import edgevit  # noqa: F401  (registers on import; a second call costs nothing)
+    from .models import edgevit  # noqa: F401  (registers on import; a second call costs nothing)
 
 
 # Registration without the import cost. pytest imports this package in every project of an

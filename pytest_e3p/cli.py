@@ -15,14 +15,16 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from . import __version__, dashboard, history
-from .options import DEFAULTS
+from . import __version__
+from .config import DEFAULTS
+from .report import dashboard
+from .storage import history
 
 
 def _screen(args: argparse.Namespace) -> int:
-    from .report import stage1_table
-    from .screening import complexity_of, screen, stage1_row
-    from .zoo import UnknownModel, resolve_models
+    from .models.screening import complexity_of, screen, stage1_row
+    from .models.zoo import UnknownModel, resolve_models
+    from .report.terminal import stage1_table
 
     try:
         models = resolve_models(args.models)
@@ -41,12 +43,12 @@ def _screen(args: argparse.Namespace) -> int:
 def _sensors(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from .sensors import EnergySensor, SamplingSensor, SensorFault, SensorUnavailable
-    from .sensors.estimate import CpuTimeEstimate
-    from .sensors.jetson import open_jetson_sensor
-    from .sensors.nvml import gpu_count, open_nvml_sensor
-    from .sensors.rapl import RaplSensor
-    from .thermal import describe_lines as describe_thermal
+    from .hardware.sensors import EnergySensor, SamplingSensor, SensorFault, SensorUnavailable
+    from .hardware.sensors.estimate import CpuTimeEstimate
+    from .hardware.sensors.jetson import open_jetson_sensor
+    from .hardware.sensors.nvml import gpu_count, open_nvml_sensor
+    from .hardware.sensors.rapl import RaplSensor
+    from .hardware.thermal import describe_lines as describe_thermal
 
     openers: list[tuple[str, Callable[[], EnergySensor]]] = []
     try:
@@ -97,7 +99,7 @@ def _probe(sensor, window_s: float):
     """The sensor's update period, then its power over one window, through its normal read path."""
     import time
 
-    from .sensors import measure_update_period_s, window
+    from .hardware.sensors import measure_update_period_s, window
 
     period = measure_update_period_s(sensor)
     start = sensor.read()
@@ -115,7 +117,7 @@ COMPARE_EXIT_CODES = """exit status:
 
 def _load_results(path: str):
     """A results file, or ResultsFileError with one line saying what is wrong with it."""
-    from .results import ResultsFileError, load
+    from .storage.results import ResultsFileError, load
 
     try:
         return load(path)
@@ -124,9 +126,9 @@ def _load_results(path: str):
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .baseline import IncompatibleBaseline, ToleranceError, compare_files, parse_tolerances
-    from .report import comparison_table
-    from .results import ResultsFileError
+    from .gate.baseline import IncompatibleBaseline, ToleranceError, compare_files, parse_tolerances
+    from .report.terminal import comparison_table
+    from .storage.results import ResultsFileError
 
     try:
         tol = parse_tolerances(args.tolerance)
@@ -149,8 +151,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import time
 
-    from .report_md import ReportError, write_report
-    from .results import ResultsFileError
+    from .report.markdown import ReportError, write_report
+    from .storage.results import ResultsFileError
 
     files, problems = [], []
     for path in args.results:
@@ -174,7 +176,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneConfig, finetune
+    from .models.finetune import FinetuneConfig, finetune
 
     device = args.device or ("cuda" if _cuda() else "cpu")
     cfg = FinetuneConfig(
@@ -192,8 +194,8 @@ def _finetune(args: argparse.Namespace) -> int:
     try:
         path = finetune(cfg)
     except Exception as exc:  # the commands below report their own bad input as one line
-        from .data import DatasetError
-        from .zoo import UnknownModel
+        from .models.datasets import DatasetError
+        from .models.zoo import UnknownModel
 
         if isinstance(exc, (DatasetError, UnknownModel, ValueError)):
             print(f"error: {exc}", file=sys.stderr)

@@ -22,10 +22,10 @@ import timm
 import torch
 from PIL import Image
 
-from pytest_e3p import data
-from pytest_e3p.accuracy import default_workers, evaluate, make_loader
-from pytest_e3p.devices import resolve
-from pytest_e3p.measure import Protocol, run_protocol
+from pytest_e3p.hardware.devices import resolve
+from pytest_e3p.measure.accuracy import default_workers, evaluate, make_loader
+from pytest_e3p.measure.protocols import Protocol, run_protocol
+from pytest_e3p.models import datasets as data
 
 
 def write_images(root: Path, n: int, classes: int = 4) -> None:

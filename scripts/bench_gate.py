@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_e3p import results
-from pytest_e3p.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
-from pytest_e3p.options import DEFAULTS
+from pytest_e3p.config import DEFAULTS
+from pytest_e3p.gate.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
+from pytest_e3p.storage import results
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ What the stack needs, in fp32 (4 bytes a value), inference mode:
                counted; while layer i runs, its input and its output are alive: 1 block allocated
                in the measurement for one layer, 2 from two layers on.
 For each size, one fresh process (so no size inherits another's freed memory) runs a small GEMM to
-get the BLAS library's one-time set-up out of the way, then measures with pytest_e3p.memory.PeakMemory:
+get the BLAS library's one-time set-up out of the way, then measures with pytest_e3p.measure.memory.PeakMemory:
   build+fwd    the model built and run once inside the measurement: expected weights + activations
   2nd fwd      a second forward of the same model: expected activations
 and prints expected and measured growth (MiB) and their ratio. Blocks of 32 MiB and more (glibc's
@@ -37,7 +37,7 @@ def expected_mib(layers: int, batch: int, d: int) -> tuple[float, float]:
 def measure_one(layers: int, batch: int, d: int, method: str) -> dict:
     import torch
 
-    from pytest_e3p import memory
+    from pytest_e3p.measure import memory
 
     if method == "sampler":
         memory.CLEAR_REFS = "/nonexistent/clear_refs"  # force the fallback

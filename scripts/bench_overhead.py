@@ -25,8 +25,8 @@ from typing import Any
 import timm
 import torch
 
-from pytest_e3p.devices import resolve
-from pytest_e3p.measure import Protocol, run_protocol
+from pytest_e3p.hardware.devices import resolve
+from pytest_e3p.measure.protocols import Protocol, run_protocol
 
 
 def bare_images_per_s(model, x, sync, seconds: float) -> float:

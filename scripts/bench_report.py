@@ -12,10 +12,10 @@ import random
 import tempfile
 import time
 
-from pytest_e3p import results
 from pytest_e3p.metrics import netscore, sam
-from pytest_e3p.report_md import write_report
-from pytest_e3p.zoo import CANDIDATES, parse_model, reference
+from pytest_e3p.models.zoo import CANDIDATES, parse_model, reference
+from pytest_e3p.report.markdown import write_report
+from pytest_e3p.storage import results
 
 
 def constructed_file(device: str, seed: int) -> results.ResultsFile:

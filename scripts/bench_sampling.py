@@ -99,8 +99,8 @@ def _writer(path: str, trace_name: str, t0: float, stop, conn) -> None:
 def integration_error(trace_name: str, rate_hz: float, window_s: float = 2.0) -> tuple[float, float, int]:
     import multiprocessing as mp
 
-    from pytest_e3p.sensors import window
-    from pytest_e3p.sensors.jetson import JetsonRailSensor
+    from pytest_e3p.hardware.sensors import window
+    from pytest_e3p.hardware.sensors.jetson import JetsonRailSensor
 
     with tempfile.TemporaryDirectory() as d:
         os.environ["E3P_SYSFS_ROOT"] = d
@@ -149,7 +149,7 @@ def sampler_overhead(
     import timm
     import torch
 
-    from pytest_e3p.sensors.jetson import JetsonRailSensor
+    from pytest_e3p.hardware.sensors.jetson import JetsonRailSensor
 
     torch.manual_seed(0)
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -174,8 +174,8 @@ def sampler_overhead(
         if thermal_memory:
             # the power sampler runs in both arms: what is measured is what the thermal monitor and
             # the peak-memory accounting add to a case as the suite runs it
-            from pytest_e3p.memory import PeakMemory
-            from pytest_e3p.thermal import open_thermal
+            from pytest_e3p.hardware.thermal import open_thermal
+            from pytest_e3p.measure.memory import PeakMemory
 
             def with_added() -> float:
                 monitor, memory = open_thermal("cpu"), PeakMemory("cpu")
@@ -219,7 +219,7 @@ def median_interval(values: list[float], level: float = 0.95, resamples: int = 1
 
 def sampler_cpu_share(rate_hz: float, seconds: float = 5.0) -> float:
     """CPU time the sampler thread uses per second of wall time, measured with the process idle."""
-    from pytest_e3p.sensors.jetson import JetsonRailSensor
+    from pytest_e3p.hardware.sensors.jetson import JetsonRailSensor
 
     with tempfile.TemporaryDirectory() as d:
         os.environ["E3P_SYSFS_ROOT"] = d
@@ -234,8 +234,8 @@ def sampler_cpu_share(rate_hz: float, seconds: float = 5.0) -> float:
 def thread_cpu_shares(seconds: float = 5.0) -> dict[str, float]:
     """CPU time per second of wall time of the thermal monitor (a round open) and of the VmRSS
     sampler fallback, each alone with the process idle."""
-    from pytest_e3p.memory import RssSampler
-    from pytest_e3p.thermal import open_thermal
+    from pytest_e3p.hardware.thermal import open_thermal
+    from pytest_e3p.measure.memory import RssSampler
 
     out = {}
     with tempfile.TemporaryDirectory() as d:
@@ -261,7 +261,7 @@ def thread_cpu_shares(seconds: float = 5.0) -> dict[str, float]:
 def main() -> None:
     import argparse
 
-    from pytest_e3p.sensors.jetson import DEFAULT_RATE_HZ
+    from pytest_e3p.hardware.sensors.jetson import DEFAULT_RATE_HZ
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate-hz", type=float, default=DEFAULT_RATE_HZ)

@@ -14,10 +14,10 @@ import statistics
 import timm
 import torch
 
-from pytest_e3p.devices import resolve
-from pytest_e3p.measure import Protocol
-from pytest_e3p.sensors import window
-from pytest_e3p.sensors.nvml import open_nvml_sensor
+from pytest_e3p.hardware.devices import resolve
+from pytest_e3p.hardware.sensors import window
+from pytest_e3p.hardware.sensors.nvml import open_nvml_sensor
+from pytest_e3p.measure.protocols import Protocol
 
 
 def main() -> None:

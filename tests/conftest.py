@@ -7,7 +7,7 @@ import pytest
 import timm  # noqa: F401
 import torch  # noqa: F401
 
-import pytest_e3p.session  # noqa: F401
+import pytest_e3p.run.session  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

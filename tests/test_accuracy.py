@@ -154,8 +154,8 @@ def test_a_missing_checkpoint_costs_top1_only_and_a_corrupt_one_fails_its_case_a
 
 def test_finetune_command_runs_the_recipe_and_writes_a_checkpoint_the_suite_loads(tmp_path, capsys):
     from pytest_e3p.cli import main
-    from pytest_e3p.models import build_model
-    from pytest_e3p.zoo import parse_model
+    from pytest_e3p.models.build import build_model
+    from pytest_e3p.models.zoo import parse_model
 
     make.cifar_tree(tmp_path / "cifar", n_train=8)
     rc = main(

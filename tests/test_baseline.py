@@ -5,8 +5,7 @@ import stat
 
 import pytest
 
-from pytest_e3p import results
-from pytest_e3p.baseline import (
+from pytest_e3p.gate.baseline import (
     IMPROVED,
     INCONCLUSIVE,
     REGRESSED,
@@ -19,6 +18,7 @@ from pytest_e3p.baseline import (
     decide_top1,
     parse_tolerances,
 )
+from pytest_e3p.storage import results
 
 
 def noisy(median, cv, n=10, seed=0):

@@ -1,8 +1,8 @@
 import pytest
 from test_baseline import make_case, make_file
 
-from pytest_e3p import results
 from pytest_e3p.cli import main
+from pytest_e3p.storage import results
 
 
 def test_compare_exit_codes(tmp_path, capsys):
@@ -128,7 +128,7 @@ def test_compare_non_utf8_baseline_is_one_line_exit_2(tmp_path, capsys):
 
 def test_compare_catches_a_decode_error_that_escapes_the_loader(tmp_path, capsys, monkeypatch):
     # whatever results.load does with undecodable bytes, the command says one line, no traceback
-    from pytest_e3p import results as results_module
+    from pytest_e3p.storage import results as results_module
 
     def load(path):
         return b"caf\xe9".decode("utf-8")
@@ -166,7 +166,8 @@ def test_compare_regression_wins_over_cases_not_compared(tmp_path, capsys, monke
     # the gate itself is baseline.py's; here only the command's choice of exit code
     import types
 
-    from pytest_e3p import baseline, report
+    from pytest_e3p.gate import baseline
+    from pytest_e3p.report import terminal as report
 
     base = tmp_path / "base.json"
     results.save(make_file([make_case("a", 40)]), base)

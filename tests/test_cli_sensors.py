@@ -8,10 +8,10 @@ import pytest
 from test_sensors_nvml import FakeNvml
 from test_sensors_sysfs import orin_tree, rapl_tree, tx2_tree
 
-import pytest_e3p.sensors as sensors
+import pytest_e3p.hardware.sensors as sensors
 from conftest import rewrite, write
 from pytest_e3p.cli import main
-from pytest_e3p.sensors import nvml as nv
+from pytest_e3p.hardware.sensors import nvml as nv
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_sensors_reads_every_gpu(capsys, sysfs_root, monkeypatch, quick_probe):
 
 def test_sensors_says_when_a_sensor_fails_while_read(capsys, sysfs_root, quick_probe, monkeypatch):
     base = rapl_tree(sysfs_root, dram=False, psys=False)
-    from pytest_e3p.sensors.rapl import RaplSensor
+    from pytest_e3p.hardware.sensors.rapl import RaplSensor
 
     real_start = RaplSensor.start
 

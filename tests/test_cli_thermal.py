@@ -4,10 +4,10 @@ import pytest
 from test_sensors_nvml import FakeNvml
 from test_thermal import intel_laptop_tree, orin_tree
 
-import pytest_e3p.sensors as sensors
+import pytest_e3p.hardware.sensors as sensors
 from conftest import write
 from pytest_e3p.cli import main
-from pytest_e3p.sensors import nvml as nv
+from pytest_e3p.hardware.sensors import nvml as nv
 
 
 @pytest.fixture

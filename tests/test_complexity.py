@@ -1,6 +1,6 @@
 import timm
 
-from pytest_e3p.complexity import count_gmacs, count_params_m, measure_complexity
+from pytest_e3p.models.complexity import count_gmacs, count_params_m, measure_complexity
 
 
 def test_macs_of_a_vit_with_attention_match_a_manual_count():

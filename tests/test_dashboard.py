@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_e3p import results
-from pytest_e3p.dashboard import add_cli, detect_steps, write_dashboard
-from pytest_e3p.history import CommitInfo, append_run
+from pytest_e3p.report.dashboard import add_cli, detect_steps, write_dashboard
+from pytest_e3p.storage import results
+from pytest_e3p.storage.history import CommitInfo, append_run
 
 # -- change points ---------------------------------------------------------------------------
 

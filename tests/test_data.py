@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 
-from pytest_e3p import data
-from pytest_e3p.data import DatasetError
+from pytest_e3p.models import datasets as data
+from pytest_e3p.models.datasets import DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_cifar_transform_resizes_to_the_input_size_with_imagenet_normalisation(t
 
 
 def test_in_process_threaded_loading_keeps_images_and_labels_in_order(tmp_path):
-    from pytest_e3p.accuracy import default_workers, make_loader
+    from pytest_e3p.measure.accuracy import default_workers, make_loader
 
     model = timm.create_model("test_vit", pretrained=False)
     transform = data.eval_transform(data.DatasetSpec("folder", tmp_path), model)

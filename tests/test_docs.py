@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from pytest_e3p.cli import build_parser
-from pytest_e3p.options import SPEC
-from pytest_e3p.variant_catalog import VARIANTS
+from pytest_e3p.config import SPEC
+from pytest_e3p.variants.catalog import VARIANTS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

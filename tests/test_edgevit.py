@@ -6,14 +6,14 @@ import pytest
 import timm
 import torch
 
-from pytest_e3p import zoo
-from pytest_e3p.complexity import Complexity, count_gmacs, count_params_m
-from pytest_e3p.edgevit import EdgeViTVariantError, to_authors_state_dict
-from pytest_e3p.models import CHECKPOINT, WeightsError, build_model
-from pytest_e3p.screening import stage1_row
-from pytest_e3p.zoo import parse_model, reference, resolve_models
+from pytest_e3p.models import zoo
+from pytest_e3p.models.build import CHECKPOINT, WeightsError, build_model
+from pytest_e3p.models.complexity import Complexity, count_gmacs, count_params_m
+from pytest_e3p.models.edgevit import EdgeViTVariantError, to_authors_state_dict
+from pytest_e3p.models.screening import stage1_row
+from pytest_e3p.models.zoo import parse_model, reference, resolve_models
 
-# Counted with pytest_e3p.complexity (224 x 224, 1000 classes); Table 1 of the paper beside them.
+# Counted with pytest_e3p.models.complexity (224 x 224, 1000 classes); Table 1 of the paper beside them.
 # S has 13.1M in the authors' implementation (depths 1,2,5,3), which this follows; Table 1 says 11.1M.
 COUNTED = {  # name: (parameters, GMACs, Table 1 params M, Table 1 GFLOPs)
     "edgevit_xxs": (4_067_704, 0.551, 4.1, 0.56),
@@ -172,8 +172,8 @@ def test_finetune_fine_tunes_an_edgevit_and_the_suite_loads_its_checkpoint(tmp_p
     import datasets as make
 
     from pytest_e3p.cli import main
-    from pytest_e3p.models import build_model
-    from pytest_e3p.zoo import parse_model
+    from pytest_e3p.models.build import build_model
+    from pytest_e3p.models.zoo import parse_model
 
     make.cifar_tree(tmp_path / "cifar", n_test=4, n_train=8)
     args = ["finetune", "--model", "edgevit_xxs", "--dataset", f"cifar10={tmp_path / 'cifar'}", "--out", str(tmp_path / "ck")]

@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from pytest_e3p import measure
-from pytest_e3p.results import REFERENCE_TOP1, CaseResult
-from pytest_e3p.sensors import MEASURED, EnergyReading, EnergySensor, SensorInfo
-from pytest_e3p.table3 import measured_marks, paper_marks, table3_rows
+from pytest_e3p.hardware.sensors import MEASURED, EnergyReading, EnergySensor, SensorInfo
+from pytest_e3p.measure import protocols as measure
+from pytest_e3p.report.table3 import measured_marks, paper_marks, table3_rows
+from pytest_e3p.storage.results import REFERENCE_TOP1, CaseResult
 
 IDLE_W = 3.0
 # net (above the background) power and length of each scripted inference: binary fractions, exact sums
@@ -172,7 +172,7 @@ def test_plugin_runs_the_protocol_and_prints_table3_with_the_unavailable_models(
 
 
 def test_the_table3_set_lists_the_models_timm_lacks_and_the_gate_refuses_an_e3p_baseline(pytester, monkeypatch):
-    from pytest_e3p import zoo
+    from pytest_e3p.models import zoo
 
     monkeypatch.setitem(zoo.MODEL_SETS, "edgevit-table3", ("edgevit_xxs",))  # one model keeps the run short
     pytester.makepyfile(test_bench=PROTOCOL_BENCH)

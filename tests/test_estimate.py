@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-from pytest_e3p import devices
-from pytest_e3p.sensors import ESTIMATE, estimate, window
-from pytest_e3p.sensors.estimate import CpuTimeEstimate
+from pytest_e3p.hardware import devices
+from pytest_e3p.hardware.sensors import ESTIMATE, estimate, window
+from pytest_e3p.hardware.sensors.estimate import CpuTimeEstimate
 
 # Different figures for the two terms, so a swapped pair (or a term left out) shows.
 STATIC_W, W_PER_CORE = 4.0, 15.0

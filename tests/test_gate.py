@@ -5,9 +5,11 @@ import random
 
 import pytest
 
-from pytest_e3p import gate, measure, results
-from pytest_e3p.baseline import merge_runs, supported_tolerance_note
-from pytest_e3p.gate import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, decide, feasibility
+from pytest_e3p.gate import stats as gate
+from pytest_e3p.gate.baseline import merge_runs, supported_tolerance_note
+from pytest_e3p.gate.stats import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, decide, feasibility
+from pytest_e3p.measure import protocols as measure
+from pytest_e3p.storage import results
 
 
 def runs(center, run_sd, pass_sd, k, passes=3, seed=0):

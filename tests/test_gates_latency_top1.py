@@ -5,8 +5,8 @@ or gated a metric that is off, shows."""
 
 import pytest
 
-from pytest_e3p import results
-from pytest_e3p.baseline import IMPROVED, REGRESSED, UNCHANGED, Tolerances, compare_case
+from pytest_e3p.gate.baseline import IMPROVED, REGRESSED, UNCHANGED, Tolerances, compare_case
+from pytest_e3p.storage import results
 
 ENERGY = (40.0, 40.2, 39.8)  # mJ/img, one value per pass
 LATENCY = (5.0, 5.02, 4.98)  # ms/img

@@ -10,8 +10,8 @@ import threading
 import pytest
 from test_dashboard import VerdictCase
 
-from pytest_e3p import history, results
-from pytest_e3p.history import CommitInfo, add_cli, append_run, commit_info, load_history, prune
+from pytest_e3p.storage import history, results
+from pytest_e3p.storage.history import CommitInfo, add_cli, append_run, commit_info, load_history, prune
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 

@@ -5,8 +5,8 @@ import types
 
 import pytest
 
-from pytest_e3p import measure
-from pytest_e3p.sensors import MEASURED, EnergyReading, EnergySensor, SensorFault, SensorInfo
+from pytest_e3p.hardware.sensors import MEASURED, EnergyReading, EnergySensor, SensorFault, SensorInfo
+from pytest_e3p.measure import protocols as measure
 
 IDLE_W, LOAD_W = 2.0, 10.0
 BATCH_S = 0.125  # each forward() takes 0.125 s of the scripted clock (binary fractions: exact sums)

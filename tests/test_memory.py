@@ -10,9 +10,9 @@ import types
 import pytest
 import torch
 
-from pytest_e3p import memory
-from pytest_e3p.memory import MIB, MemoryPeak, PeakMemory, check_budget
-from pytest_e3p.sensors import nvml as nvml_sensors
+from pytest_e3p.hardware.sensors import nvml as nvml_sensors
+from pytest_e3p.measure import memory
+from pytest_e3p.measure.memory import MIB, MemoryPeak, PeakMemory, check_budget
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resident-set accounting reads Linux /proc")
 

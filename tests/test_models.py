@@ -3,9 +3,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from pytest_e3p import models
-from pytest_e3p.models import CHECKPOINT, PRETRAINED, RANDOM, WeightsError, build_model
-from pytest_e3p.zoo import CANDIDATES, PAPER13, UnknownModel, parse_model, reference, resolve_models
+from pytest_e3p.models import build as models
+from pytest_e3p.models.build import CHECKPOINT, PRETRAINED, RANDOM, WeightsError, build_model
+from pytest_e3p.models.zoo import CANDIDATES, PAPER13, UnknownModel, parse_model, reference, resolve_models
 
 
 def test_model_sets_are_the_papers_13_and_25_candidates():

@@ -212,8 +212,8 @@ def test_a_sensor_failing_mid_run_invalidates_that_case_and_the_others_go_on(pyt
     pytester.makeconftest(
         """
 import pytest
-from pytest_e3p.sensors import EnergyReading, SensorFault, SensorInfo, MEASURED
-from pytest_e3p.sensors.base import EnergySensor
+from pytest_e3p.hardware.sensors import EnergyReading, SensorFault, SensorInfo, MEASURED
+from pytest_e3p.hardware.sensors.base import EnergySensor
 
 
 class Flaky(EnergySensor):
@@ -445,7 +445,7 @@ def test_the_gate_says_at_the_start_when_it_could_never_fail(bench):
 
 
 def test_a_failing_report_write_is_one_line_and_the_table_is_still_printed(bench, monkeypatch):
-    import pytest_e3p.report_md as report_md
+    import pytest_e3p.report.markdown as report_md
 
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
@@ -461,8 +461,8 @@ def test_the_session_is_cheap_to_build_and_start_does_the_rest(monkeypatch):
     """Building a session reads and checks options only: no sensor thread, no baseline, no models."""
     import threading
 
-    from pytest_e3p.options import DEFAULTS, SPEC, Options
-    from pytest_e3p.session import E3PSession
+    from pytest_e3p.config import DEFAULTS, SPEC, Options
+    from pytest_e3p.run.session import E3PSession
 
     values = {name: parse(DEFAULTS[name]) for name, _flag, _default, parse, _help in SPEC}
     values["models"] = "levit_128s"

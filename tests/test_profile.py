@@ -105,15 +105,15 @@ def test_throttled_rounds_are_marked_and_a_regression_on_a_throttled_device_is_i
 
 
 def _session(**overrides):
-    from pytest_e3p.options import DEFAULTS, SPEC, Options
-    from pytest_e3p.session import E3PSession
+    from pytest_e3p.config import DEFAULTS, SPEC, Options
+    from pytest_e3p.run.session import E3PSession
 
     values = {name: parse(overrides.get(name, DEFAULTS[name])) for name, _flag, _d, parse, _h in SPEC}
     return E3PSession(Options(**values))
 
 
 def _case(passes, throttled=0, earlier=()):
-    from pytest_e3p.results import CaseResult
+    from pytest_e3p.storage.results import CaseResult
 
     r = CaseResult("m-cpu-synthetic", "m", "cpu", "synthetic", 16, [3, 224, 224], "fp32", energy_kind="measured", energy_source="rapl", threads=2)
     r.energy_mj_per_image_passes = list(passes)
@@ -126,8 +126,8 @@ def _case(passes, throttled=0, earlier=()):
 
 @pytest.mark.parametrize("throttled, verdict", [(0, "regressed"), (4, "inconclusive")])
 def test_a_regression_of_a_run_that_throttled_against_a_cool_baseline_is_inconclusive_throttled(throttled, verdict):
-    from pytest_e3p.baseline import priors
-    from pytest_e3p.results import ResultsFile
+    from pytest_e3p.gate.baseline import priors
+    from pytest_e3p.storage.results import ResultsFile
 
     runs = [[100.0, 101.0, 99.5], [100.5, 99.0, 100.2], [99.8, 100.9, 100.1], [100.3, 99.6, 100.4]]
     base = _case(runs[-1], earlier=runs[:-1])
@@ -161,8 +161,8 @@ def test_a_checkpoint_loads_into_a_model_built_at_another_resolution(tmp_path):
     import timm
     import torch
 
-    from pytest_e3p.models import build_model
-    from pytest_e3p.zoo import parse_model
+    from pytest_e3p.models.build import build_model
+    from pytest_e3p.models.zoo import parse_model
 
     torch.save(timm.create_model("test_vit", num_classes=10).state_dict(), tmp_path / "ck.pth")  # at its own 160 px
     net, weights = build_model(parse_model("test_vit"), checkpoint=tmp_path / "ck.pth", num_classes=10, image_size=96)
@@ -173,7 +173,7 @@ def test_a_machine_without_proc_runs_its_cases_without_peak_memory(bench, monkey
     import importlib
 
     # the module in sys.modules, which the inner run imports (an earlier inner run may have dropped it)
-    memory = importlib.import_module("pytest_e3p.memory")
+    memory = importlib.import_module("pytest_e3p.measure.memory")
 
     def no_proc(self):
         raise memory.MemoryUnavailable("/proc/self/status cannot be read (not Linux)")

@@ -1,6 +1,6 @@
-from pytest_e3p import results
 from pytest_e3p.cli import main
-from pytest_e3p.report_md import savings_line, write_report
+from pytest_e3p.report.markdown import savings_line, write_report
+from pytest_e3p.storage import results
 
 
 def case(model, device, dataset, energy, top1, netscore, kind="measured", sam=None):
@@ -119,7 +119,7 @@ def test_jetson_rails_are_broken_down_beside_the_total(tmp_path):
 
 
 def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
-    from pytest_e3p.report import eval_pass_table
+    from pytest_e3p.report.terminal import eval_pass_table
 
     a = case("a", "rtx3050", "imagenet", 200.0, 90.0, 70.0)  # steady: 1 ms and 200 mJ per image
     a.eval_images, a.eval_duration_s, a.eval_energy_mj, a.eval_subset = 1000, 1.25, 250_000.0, "1000 of 50000 images"
@@ -134,7 +134,7 @@ def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
 
 
 def test_random_weights_are_counted_over_all_cases_and_named_as_an_example():
-    from pytest_e3p.report import footnotes
+    from pytest_e3p.report.terminal import footnotes
 
     a, b, c = (case(m, "cpu", "synthetic", 200.0, 80.0, 60.0) for m in ("a", "b", "c"))
     c.weights = "pretrained"

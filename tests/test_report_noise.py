@@ -5,8 +5,8 @@ import dataclasses
 from test_report import TX2, file_of
 
 from pytest_e3p.metrics import noise_ranks
-from pytest_e3p.report import ranking_tables
-from pytest_e3p.report_md import write_report
+from pytest_e3p.report.markdown import write_report
+from pytest_e3p.report.terminal import ranking_tables
 
 
 def test_values_within_each_others_noise_share_a_rank():

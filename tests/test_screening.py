@@ -1,7 +1,7 @@
 import pytest
 
-from pytest_e3p.screening import Stage1Row, complexity_of, screen, stage1_row
-from pytest_e3p.zoo import parse_model
+from pytest_e3p.models.screening import Stage1Row, complexity_of, screen, stage1_row
+from pytest_e3p.models.zoo import parse_model
 
 
 def row(name, top1, params, gmacs):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from pytest_e3p.sensors import SensorFault, SensorUnavailable, window
-from pytest_e3p.sensors.jetson import JtopSensor
+from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
+from pytest_e3p.hardware.sensors.jetson import JtopSensor
 
 
 def rail(power_mw, volt_mv=5000):

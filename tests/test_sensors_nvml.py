@@ -5,8 +5,8 @@ import types
 
 import pytest
 
-from pytest_e3p.sensors import SensorFault, SensorUnavailable, window
-from pytest_e3p.sensors import nvml as nv
+from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
+from pytest_e3p.hardware.sensors import nvml as nv
 
 
 class NVMLError(Exception):
@@ -121,7 +121,7 @@ TRACE = {0.0: (50_000, 0.0), 0.5: (150_000, 50_000.0), 1.0: (100_000, 112_500.0)
 
 
 def test_counter_and_sampled_modes_agree_on_a_varying_power_trace(fake, monkeypatch):
-    from pytest_e3p.sensors import base
+    from pytest_e3p.hardware.sensors import base
 
     clock = types.SimpleNamespace(t=0.0)
     monkeypatch.setattr(base, "time", types.SimpleNamespace(monotonic=lambda: clock.t))  # the sampler's clock

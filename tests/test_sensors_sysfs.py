@@ -7,9 +7,9 @@ import time
 import pytest
 
 from conftest import rewrite, write
-from pytest_e3p.sensors import SensorFault, SensorUnavailable, window
-from pytest_e3p.sensors.jetson import JetsonRailSensor, find_rails, jetson_identity
-from pytest_e3p.sensors.rapl import RaplSensor, find_zones
+from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
+from pytest_e3p.hardware.sensors.jetson import JetsonRailSensor, find_rails, jetson_identity
+from pytest_e3p.hardware.sensors.rapl import RaplSensor, find_zones
 
 
 def rapl_tree(root, sockets=1, dram=True, psys=True):
@@ -129,7 +129,7 @@ def test_rapl_counter_going_backwards_is_a_fault_not_a_wrap(sysfs_root):
 
 def test_rapl_without_permission_says_how_to_grant_it(sysfs_root, monkeypatch):
     rapl_tree(sysfs_root, dram=False, psys=False)
-    import pytest_e3p.sensors.sysfs as sysfs
+    import pytest_e3p.hardware.sensors.sysfs as sysfs
 
     real = os.open
 

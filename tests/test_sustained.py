@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_e3p.sensors import EnergyReading, EnergySensor, SensorFault, SensorInfo
-from pytest_e3p.sustained import Window, plot, run_sustained
+from pytest_e3p.hardware.sensors import EnergyReading, EnergySensor, SensorFault, SensorInfo
+from pytest_e3p.measure.sustained import Window, plot, run_sustained
 
 BATCH = 8  # images per forward call
 

@@ -19,10 +19,10 @@ import pytest
 from test_sensors_nvml import FakeNvml, NVMLError
 
 from conftest import rewrite, write
-from pytest_e3p import thermal
-from pytest_e3p.sensors import SensorUnavailable
-from pytest_e3p.sensors import nvml as nv
-from pytest_e3p.thermal import RoundThermal, TripPoint, open_thermal
+from pytest_e3p.hardware import thermal
+from pytest_e3p.hardware.sensors import SensorUnavailable
+from pytest_e3p.hardware.sensors import nvml as nv
+from pytest_e3p.hardware.thermal import RoundThermal, TripPoint, open_thermal
 
 
 def link(root, target, name):

@@ -13,7 +13,7 @@ import pytest
 import timm
 import torch
 
-from pytest_e3p.complexity import count_gmacs, count_params_m
+from pytest_e3p.models.complexity import count_gmacs, count_params_m
 from pytest_e3p.variants import (
     VARIANT_HELP,
     VARIANTS,

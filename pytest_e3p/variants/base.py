@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ..variant_catalog import Bound  # noqa: F401 - the variants take it from here
+from .catalog import Bound  # noqa: F401 - the variants take it from here
 
-# device kinds, as pytest_e3p.devices names them (not imported: devices pulls in the sensors)
+# device kinds, as pytest_e3p.hardware.devices names them (not imported: devices pulls in the sensors)
 CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
 
 

@@ -1,6 +1,6 @@
 """Structured pruning with torch-pruning: whole attention heads (prune-heads-P) or MLP hidden
 channels (prune-mlp-P) removed from a timm VisionTransformer, giving a smaller dense model whose
-parameters and MACs are counted again (pytest_e3p.complexity).
+parameters and MACs are counted again (pytest_e3p.models.complexity).
 
 torch-pruning builds a dependency graph of the model and removes coupled channels together: for a
 head, its rows in the fused qkv Linear (in q, k and v alike) and the matching input columns of the
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..complexity import count_gmacs, count_params_m
+from ..models.complexity import count_gmacs, count_params_m
 from .base import Bound, PreparedVariant, VariantUnavailable, module_forward, require, version_of
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..complexity import count_gmacs
+from ..models.complexity import count_gmacs
 from .base import Bound, PreparedVariant, VariantUnavailable, module_forward
 
 

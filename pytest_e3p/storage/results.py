@@ -100,14 +100,14 @@ class CaseResult:
     rails_mj_per_image: dict[str, float] = field(default_factory=dict)
     temperature_c_start: float | None = None
     temperature_c_end: float | None = None
-    # thermal state sampled through every round (pytest_e3p.thermal)
+    # thermal state sampled through every round (pytest_e3p.hardware.thermal)
     temperature_c_max: float | None = None
     clock_ratio_min: float | None = None  # lowest clock / its maximum seen in a round
     throttled_rounds: int = 0
     round_throttled: list[bool] = field(default_factory=list)  # per thermal round: a round (edgevit: a pass), in order
     throttle_reasons: list[str] = field(default_factory=list)
     thermal_note: str = ""  # why temperature or throttling is unavailable
-    # memory (MiB) while the case ran, from the device's own accounting (pytest_e3p.memory)
+    # memory (MiB) while the case ran, from the device's own accounting (pytest_e3p.measure.memory)
     peak_memory_mb: float | None = None  # the whole process (CPU, Jetson) or the CUDA allocator's peak
     memory_growth_mb: float | None = None  # above what was resident when the case's pass began
     memory_method: str = ""

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..hardware.sensors.base import ESTIMATE
+from ..storage.results import MEASURED_TOP1, OK, CaseResult
 from .figures import pyplot, save_png
-from .results import MEASURED_TOP1, OK, CaseResult
-from .sensors.base import ESTIMATE
 
 FP32 = "fp32"
 

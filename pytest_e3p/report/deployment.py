@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from .results import OK, CaseResult
-from .sensors.base import ESTIMATE
+from ..hardware.sensors.base import ESTIMATE
+from ..storage.results import OK, CaseResult
 
 
 def _key(c: CaseResult, *, drop: str) -> tuple:

@@ -20,10 +20,10 @@ from typing import Any, cast
 
 import torch
 
-from . import __version__, data, gate, results, zoo
-from .accuracy import default_workers, evaluate, make_loader
-from .allocator import default_malloc, pin_glibc_malloc
-from .baseline import (
+from .. import __version__
+from ..config import Options
+from ..gate import stats as gate
+from ..gate.baseline import (
     Check,
     IncompatibleBaseline,
     ToleranceError,
@@ -37,16 +37,20 @@ from .baseline import (
     protocol_incompatibility,
     supported_tolerance_note,
 )
-from .benchmark_bridge import record_rounds
-from .complexity import Complexity, count_gmacs, count_params_m, model_input_size
-from .devices import Device, DeviceError, resolve
-from .measure import EDGEVIT, Protocol, Round, SteadyState, run_edgevit, run_protocol
-from .metrics import netscore, sam
-from .models import CHECKPOINT, RANDOM, Weights, build_model, checkpoint_path
-from .options import Options
-from .screening import Stage1Row, complexity_of, screen, stage1_row
-from .sensors import ESTIMATE, EnergySensor, SensorFault, SensorUnavailable
-from .zoo import ModelName, UnknownModel
+from ..hardware.allocator import default_malloc, pin_glibc_malloc
+from ..hardware.devices import Device, DeviceError, resolve
+from ..hardware.sensors import ESTIMATE, EnergySensor, SensorFault, SensorUnavailable
+from ..measure.accuracy import default_workers, evaluate, make_loader
+from ..measure.protocols import EDGEVIT, Protocol, Round, SteadyState, run_edgevit, run_protocol
+from ..metrics import netscore, sam
+from ..models import datasets as data
+from ..models import zoo
+from ..models.build import CHECKPOINT, RANDOM, Weights, build_model, checkpoint_path
+from ..models.complexity import Complexity, count_gmacs, count_params_m, model_input_size
+from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
+from ..models.zoo import ModelName, UnknownModel
+from ..plugin.benchmark_bridge import record_rounds
+from ..storage import results
 
 
 class SetupError(Exception):
@@ -178,7 +182,7 @@ class E3PSession:
         self.threads = torch.get_num_threads()
         if self.options.malloc == "fixed":
             self.allocator = pin_glibc_malloc()
-        from .memory import MemoryUnavailable, PeakMemory
+        from ..measure.memory import MemoryUnavailable, PeakMemory
 
         try:
             self.memory = PeakMemory(self.device.kind, self.device.torch_device)
@@ -187,7 +191,7 @@ class E3PSession:
         except (MemoryUnavailable, OSError) as exc:  # the cases then record no peak memory
             self.memory = None
             self.start_notes.append(f"peak memory unavailable: {exc}")
-        from .thermal import open_thermal
+        from ..hardware.thermal import open_thermal
 
         # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
         kind = "cpu" if self.device.torch_device == "cpu" else self.device.kind
@@ -267,7 +271,7 @@ class E3PSession:
     @staticmethod
     def _variants(options: Options) -> list[str]:
         """--e3p-variants, with the deprecated --e3p-precision as its variant."""
-        from .variant_catalog import parse_variants
+        from ..variants.catalog import parse_variants
 
         variants = parse_variants(options.variants)
         if options.precision != "fp32":
@@ -412,7 +416,7 @@ class E3PSession:
         return torch.randn((case.batch_size, *size), generator=gen).to(self.device.torch_device, dtype=dtype)
 
     def _prepare_variant(self, case: Case, net: torch.nn.Module, weights: Weights, cx: Complexity, size: tuple[int, int, int], head: int) -> LoadedModel:
-        from . import variants
+        from .. import variants
 
         dev = self.device.torch_device
         net = net.to(dev).eval()
@@ -498,7 +502,7 @@ class E3PSession:
 
     def sustained(self, case: Case, loaded: LoadedModel) -> Any:
         """--e3p-sustained-s: the case's model run back to back for that long, in windows."""
-        from .sustained import run_sustained
+        from ..measure.sustained import run_sustained
 
         x = self._batch(case, loaded.input_size, loaded.input_dtype)
         model = loaded.forward
@@ -603,7 +607,7 @@ class E3PSession:
             lines.append(_save(rf, self.options.results, "results", update_json))
         lines += self._sustained_plots()
         if self.options.history is not None:
-            from . import history
+            from ..storage import history
 
             try:
                 lines.append(f"run appended to the history: {history.append_run(rf, self.options.history)}")
@@ -633,7 +637,7 @@ class E3PSession:
         folder or beside the results file."""
         if not self.sustained_runs:
             return []
-        from .sustained import plot
+        from ..measure.sustained import plot
 
         folder = self.options.report or (self.options.results.parent if self.options.results else Path("."))
         written = []
@@ -764,7 +768,7 @@ class CaseRunner:
 
     def _over_budget(self) -> str | None:
         """--e3p-max-memory-mb: the failure message of a case whose peak exceeds the board's budget."""
-        from .memory import check_budget
+        from ..measure.memory import check_budget
 
         budget = self.session.options.max_memory_mb
         return check_budget(self._peak, budget) if budget and self._peak is not None else None

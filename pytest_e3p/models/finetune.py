@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from . import data
-from .accuracy import evaluate
-from .models import PRETRAINED, build_model, checkpoint_path
-from .results import write_atomic
+from ..measure.accuracy import evaluate
+from ..storage.results import write_atomic
+from . import datasets as data
+from .build import PRETRAINED, build_model, checkpoint_path
 from .zoo import parse_model
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .sensors import EnergySensor, SensorFault, SensorInfo, window
+from ..hardware.sensors import EnergySensor, SensorFault, SensorInfo, window
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_SPAN_S = 60.0
@@ -296,7 +296,7 @@ def plot(run: SustainedRun, path: Any) -> None:
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(f"matplotlib is not installed, and the sustained-run plot needs it: {REPORT_EXTRA}") from None
-    from .results import write_atomic
+    from ..storage.results import write_atomic
 
     if not run.windows:
         raise ValueError("a run without windows has nothing to plot")

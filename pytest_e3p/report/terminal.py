@@ -8,10 +8,10 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from .baseline import REGRESSED, Check, Comparison
-from .results import OK, REFERENCE_TOP1, CaseResult
-from .screening import Stage1Row
-from .sensors.base import ESTIMATE
+from ..gate.baseline import REGRESSED, Check, Comparison
+from ..hardware.sensors.base import ESTIMATE
+from ..models.screening import Stage1Row
+from ..storage.results import OK, REFERENCE_TOP1, CaseResult
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:

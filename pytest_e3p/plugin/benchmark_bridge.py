@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .measure import SteadyState
-from .results import CaseResult
+from ..measure.protocols import SteadyState
+from ..storage.results import CaseResult
 
 
 def record_rounds(benchmark: Any, steady: SteadyState, result: CaseResult) -> None:

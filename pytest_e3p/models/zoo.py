@@ -110,7 +110,7 @@ class ModelName:
 def _timm_archs() -> frozenset[str]:
     import timm
 
-    from . import register_models
+    from .. import register_models
 
     register_models()  # EdgeViT; normally done already when timm was imported (see __init__.py)
     return frozenset(timm.list_models())

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .results import write_atomic
+from ..storage.results import write_atomic
 
 
 def pyplot() -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sensors import EnergySensor, SensorFault, SensorInfo, window
+from ..hardware.sensors import EnergySensor, SensorFault, SensorInfo, window
 
 E3P, EDGEVIT = "e3p", "edgevit"
 PROTOCOLS = (E3P, EDGEVIT)

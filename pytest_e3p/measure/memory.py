@@ -188,8 +188,8 @@ def _cuda_index(torch_device: str) -> int:
 
 def nvml_used_mb(torch_device: str) -> tuple[float | None, str]:
     """The GPU's used memory as NVML reports it (MiB), or None and why not."""
-    from .sensors import nvml as nvml_sensors
-    from .sensors.base import SensorUnavailable
+    from ..hardware.sensors import nvml as nvml_sensors
+    from ..hardware.sensors.base import SensorUnavailable
 
     try:
         nvml = nvml_sensors.load_pynvml()

@@ -13,15 +13,15 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..config import DEFAULTS
+from ..hardware.sensors.base import ESTIMATE
+from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
+from ..storage.results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
 from .deployment import profile_tables
 from .figures import pyplot, save_png
-from .metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
-from .options import DEFAULTS
-from .report import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
-from .report_variants import plot_variants, variants_tables
-from .results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
-from .sensors.base import ESTIMATE
 from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
+from .terminal import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
+from .variants import plot_variants, variants_tables
 
 
 class ReportError(Exception):

@@ -10,8 +10,8 @@ import dataclasses
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
+from ..metrics import netscore
 from .complexity import Complexity, measure_complexity
-from .metrics import netscore
 from .zoo import ModelName, reference
 
 OBJECTIVES = {"top1": True, "gmacs": False, "params": False}  # name -> higher is better

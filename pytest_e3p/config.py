@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .variant_catalog import VARIANT_HELP
+from .variants.catalog import VARIANT_HELP
 
 
 def _finite(text: str) -> float:

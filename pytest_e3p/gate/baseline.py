@@ -14,9 +14,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from . import gate
-from .gate import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
-from .results import MEASURED_TOP1, OK, CaseResult, ResultsFile
+from ..storage.results import MEASURED_TOP1, OK, CaseResult, ResultsFile
+from . import stats as gate
+from .stats import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
 
 __all__ = ["IMPROVED", "INCONCLUSIVE", "REGRESSED", "UNCHANGED"]
 METRICS = ("energy", "latency", "top1")

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .history import Run, load_history
-from .results import OK, ResultsFileError, load, write_atomic
+from ..storage.history import Run, load_history
+from ..storage.results import OK, ResultsFileError, load, write_atomic
 
 # -- change points ---------------------------------------------------------------------------
 
@@ -692,7 +692,7 @@ def write_dashboard(
     history_dir: str | Path, out_dir: str | Path, baselines: Sequence[str | Path] = (), tolerance: str = "", title: str = "pytest-e3p energy dashboard"
 ) -> Site:
     """Write out_dir/index.html and out_dir/assets/ from a history folder."""
-    from .baseline import parse_tolerances
+    from ..gate.baseline import parse_tolerances
 
     runs, problems = load_history(history_dir)
     files, base_problems = read_baselines(baselines)
@@ -720,7 +720,7 @@ def write_dashboard(
 def _dashboard_command(args: argparse.Namespace) -> int:
     import time
 
-    from .baseline import ToleranceError
+    from ..gate.baseline import ToleranceError
 
     if not Path(args.folder).is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)

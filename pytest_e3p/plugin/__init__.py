@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from .. import config as opts
+from ..storage.results import FAILED, OK, MeasurementError
 from . import hookspecs
-from . import options as opts
-from .results import FAILED, OK, MeasurementError
 
 SESSION_KEY = pytest.StashKey["Any"]()
 RUNNER_KEY = pytest.StashKey["Any"]()
@@ -132,7 +132,7 @@ def _session(config: pytest.Config):
     """The run's E3PSession, created on first use."""
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
-        from .session import E3PSession, SetupError
+        from ..run.session import E3PSession, SetupError
 
         options = opts.read_options(config)
         cache = _PytestCache(config.cache) if getattr(config, "cache", None) is not None else None
@@ -163,8 +163,8 @@ def e3p_session(request: pytest.FixtureRequest):
 @pytest.fixture
 def e3p_model(e3p_case, e3p_session):
     """The case's model, built with its weights, on the device, in eval mode (a LoadedModel)."""
-    from .models import WeightsError
-    from .session import CaseSkipped
+    from ..models.build import WeightsError
+    from ..run.session import CaseSkipped
 
     skip = fail = ""
     try:
@@ -187,7 +187,7 @@ def e3p_sensor(e3p_session):
 @pytest.fixture
 def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
     """The case runner: e3p.measure(benchmark), e3p.evaluate(), e3p.result."""
-    from .session import CaseRunner
+    from ..run.session import CaseRunner
 
     # Results and baselines hold one measurement per case: a second benchmark of the same case would
     # silently replace the first, so it is stopped before it measures anything.
@@ -234,7 +234,7 @@ MARKER_KEYWORDS = {"energy_tolerance": "energy", "latency_tolerance": "latency",
 def _tolerances(item: pytest.Item, session):
     """The run's tolerances with the benchmark's `e3p` marker applied; a usage error for a marker
     keyword or value that would silently keep (or switch off) the gate."""
-    from .baseline import ToleranceError, check_tolerance, parse_tolerances
+    from ..gate.baseline import ToleranceError, check_tolerance, parse_tolerances
 
     marker = item.get_closest_marker("e3p")
     if marker is None:
@@ -302,7 +302,7 @@ def pytest_runtest_call(item: pytest.Item):
 
 def _record(item: pytest.Item, runner) -> list:
     """Finish the case's result (SAM and its notes), keep it, and return its regressions."""
-    from .baseline import REGRESSED, IncompatibleBaseline
+    from ..gate.baseline import REGRESSED, IncompatibleBaseline
 
     runner.finalize()
     session = runner.session
@@ -331,7 +331,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     session.config.stash[_FINISH_LINES] = e3p.finish(passed, lambda data: config.hook.pytest_e3p_update_json(config=config, results=data))
     if e3p.options.report is not None and e3p.results:
-        from .report_md import write_report
+        from ..report.markdown import write_report
 
         try:
             written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
@@ -345,7 +345,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     e3p = config.stash.get(SESSION_KEY, None)
     if e3p is None:
         return
-    from .report import eval_pass_table, footnotes, rails_table, ranking_tables, stage1_table
+    from ..report.terminal import eval_pass_table, footnotes, rails_table, ranking_tables, stage1_table
 
     tr = terminalreporter
     if e3p.stage1:
@@ -364,9 +364,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for extra in (rails_table(e3p.results.values()), eval_pass_table(e3p.results.values())):
         if extra:
             tr.write_line(extra)
-    from .deployment import profile_tables
-    from .report_variants import variants_tables
-    from .table3 import table3_tables, unavailable_lines
+    from ..report.deployment import profile_tables
+    from ..report.table3 import table3_tables, unavailable_lines
+    from ..report.variants import variants_tables
 
     for title, table, notes in variants_tables(e3p.results.values()):
         tr.write_sep("-", title)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..hardware.sensors.base import ESTIMATE
+from ..measure.protocols import EDGEVIT
+from ..metrics import pareto_front
+from ..models.zoo import EDGEVIT as EDGEVIT_MODELS
+from ..models.zoo import EDGEVIT_TABLE3_UNAVAILABLE, edgevit_paper_row
+from ..storage.results import OK, REFERENCE_TOP1, CaseResult
 from .figures import pyplot, save_png
-from .measure import EDGEVIT
-from .metrics import pareto_front
-from .report import ranked_groups
-from .results import OK, REFERENCE_TOP1, CaseResult
-from .sensors.base import ESTIMATE
-from .zoo import EDGEVIT as EDGEVIT_MODELS
-from .zoo import EDGEVIT_TABLE3_UNAVAILABLE, edgevit_paper_row
+from .terminal import ranked_groups
 
 ENERGY, LATENCY = "E", "L"
 

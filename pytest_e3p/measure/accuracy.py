@@ -14,8 +14,8 @@ from typing import cast
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import DatasetError
-from .sensors import EnergySensor, window
+from ..hardware.sensors import EnergySensor, window
+from ..models.datasets import DatasetError
 
 
 @dataclass(frozen=True)
