@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from . import __version__
-from .config import DEFAULTS
+from .config import DEFAULTS, positive_float
 from .report import dashboard
 from .storage import history
 
@@ -276,12 +276,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _positive_float(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-    return value
+        return positive_float(text)
+    except ValueError as exc:  # argparse shows an ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _cuda() -> bool:

@@ -34,7 +34,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a rate, a duration); ValueError saying why not. The CLI uses it too."""
     value = _finite(text)
     if value <= 0:
         raise ValueError("must be positive")
@@ -133,7 +134,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "passes over all cases (pass 1 over every case, then pass 2, ...); the gate weighs a change against the spread between passes and runs",
     ),
     ("rounds", "--e3p-rounds", "5", _positive_int, "measured rounds per pass; a pass's value is the median of its rounds"),
-    ("min_round_s", "--e3p-min-round-s", "1.0", _positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
+    ("min_round_s", "--e3p-min-round-s", "1.0", positive_float, "shortest round, seconds (raised to 10 sensor update periods)"),
     ("warmup_s", "--e3p-warmup-s", "2.0", _non_negative_float, "warm-up before the rounds, seconds"),
     ("idle_s", "--e3p-idle-s", "1.0", _non_negative_float, "idle-power window before each case, seconds (0: skip)"),
     ("threads", "--e3p-threads", "auto", _threads, "torch intra-op threads (auto: torch's default); recorded, and a baseline of another count is refused"),
@@ -158,10 +159,10 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("progress_s", "--e3p-progress-s", "10", _non_negative_float, "seconds between progress lines of a long accuracy pass (images done, rate, time left)"),
     ("results", "--e3p-results", ".e3p/results.json", _path, "where the results JSON is written"),
     ("require_sensor", "--e3p-require-sensor", "false", _flag, "fail when no real power sensor can be read (no estimate)"),
-    ("w_per_core", "--e3p-estimate-w-per-core", "10", _positive_float, "assumed watts per busy core of the CPU energy estimate"),
+    ("w_per_core", "--e3p-estimate-w-per-core", "10", positive_float, "assumed watts per busy core of the CPU energy estimate"),
     ("static_w", "--e3p-estimate-static-w", "10", _non_negative_float, "assumed static watts of the CPU package in the energy estimate"),
-    ("sample_hz", "--e3p-sample-hz", "100", _positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
-    ("sam_alpha", "--e3p-sam-alpha", "5", _positive_float, "alpha of SAM (5: SAM5)"),
+    ("sample_hz", "--e3p-sample-hz", "100", positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
+    ("sam_alpha", "--e3p-sam-alpha", "5", positive_float, "alpha of SAM (5: SAM5)"),
     ("screen", "--e3p-screen", "none", _choice("none", "pareto"), "stage-1 screening of the models before measuring: none or pareto"),
     ("screen_keep", "--e3p-screen-keep", "", str, "comma list of models the screening always keeps"),
     ("baseline", "--e3p-baseline", "", _path, "compare each case with this baseline file; regressions fail"),
@@ -195,7 +196,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _non_negative_float,
         "after its passes, run each case continuously this many seconds and report energy, latency, power and temperature per window (0: off)",
     ),
-    ("sustained_window_s", "--e3p-sustained-window-s", "10", _positive_float, "window of the sustained run, seconds"),
+    ("sustained_window_s", "--e3p-sustained-window-s", "10", positive_float, "window of the sustained run, seconds"),
     ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by the history and dashboard commands)"),
     ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),

@@ -174,8 +174,8 @@ def sampler_overhead(
         if thermal_memory:
             # the power sampler runs in both arms: what is measured is what the thermal monitor and
             # the peak-memory accounting add to a case as the suite runs it
-            from pytest_e3p.hardware.thermal import open_thermal
             from pytest_e3p.measure.memory import PeakMemory
+            from pytest_e3p.measure.thermal import open_thermal
 
             def with_added() -> float:
                 monitor, memory = open_thermal("cpu"), PeakMemory("cpu")
@@ -234,8 +234,8 @@ def sampler_cpu_share(rate_hz: float, seconds: float = 5.0) -> float:
 def thread_cpu_shares(seconds: float = 5.0) -> dict[str, float]:
     """CPU time per second of wall time of the thermal monitor (a round open) and of the VmRSS
     sampler fallback, each alone with the process idle."""
-    from pytest_e3p.hardware.thermal import open_thermal
     from pytest_e3p.measure.memory import RssSampler
+    from pytest_e3p.measure.thermal import open_thermal
 
     out = {}
     with tempfile.TemporaryDirectory() as d:

@@ -22,7 +22,8 @@ from conftest import rewrite, write
 from pytest_e3p.hardware import thermal
 from pytest_e3p.hardware.sensors import SensorUnavailable
 from pytest_e3p.hardware.sensors import nvml as nv
-from pytest_e3p.hardware.thermal import RoundThermal, TripPoint, open_thermal
+from pytest_e3p.hardware.thermal import TripPoint
+from pytest_e3p.measure.thermal import RoundThermal, open_thermal
 
 
 def link(root, target, name):

@@ -12,14 +12,13 @@ from typing import Any
 
 import torch
 
+from .kinds import DeviceKind
 from .sensors import EnergySensor, SensorUnavailable
 from .sensors import jetson as jetson_sensors
 from .sensors import nvml as nvml_sensors
 from .sensors.estimate import HINT as ESTIMATE_HINT
 from .sensors.estimate import CpuTimeEstimate
 from .sensors.rapl import RaplSensor
-
-CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
 
 
 class DeviceError(Exception):
@@ -29,7 +28,7 @@ class DeviceError(Exception):
 @dataclass(frozen=True)
 class Profile:
     name: str
-    kind: str  # CPU, CUDA or JETSON
+    kind: DeviceKind
     description: str
     match: str | None = None  # regex the GPU name or Jetson model must contain
 
@@ -37,14 +36,14 @@ class Profile:
 PROFILES = {
     p.name: p
     for p in (
-        Profile("cpu", CPU, "the host CPU; energy from RAPL (package, DRAM)"),
-        Profile("cuda", CUDA, "any NVIDIA GPU (cuda:0, or cuda:N); energy from NVML"),
-        Profile("rtx3050", CUDA, "NVIDIA GeForce RTX 3050 (the paper's mobile GPU)", r"RTX 3050"),
-        Profile("tx2", JETSON, "NVIDIA Jetson TX2 (the paper's edge device)", r"TX2"),
-        Profile("xavier-nx", JETSON, "NVIDIA Jetson Xavier NX", r"Xavier NX"),
-        Profile("orin-nano", JETSON, "NVIDIA Jetson Orin Nano", r"Orin Nano"),
-        Profile("orin-nx", JETSON, "NVIDIA Jetson Orin NX", r"Orin NX"),
-        Profile("agx-orin", JETSON, "NVIDIA Jetson AGX Orin", r"AGX Orin"),
+        Profile("cpu", DeviceKind.CPU, "the host CPU; energy from RAPL (package, DRAM)"),
+        Profile("cuda", DeviceKind.CUDA, "any NVIDIA GPU (cuda:0, or cuda:N); energy from NVML"),
+        Profile("rtx3050", DeviceKind.CUDA, "NVIDIA GeForce RTX 3050 (the paper's mobile GPU)", r"RTX 3050"),
+        Profile("tx2", DeviceKind.JETSON, "NVIDIA Jetson TX2 (the paper's edge device)", r"TX2"),
+        Profile("xavier-nx", DeviceKind.JETSON, "NVIDIA Jetson Xavier NX", r"Xavier NX"),
+        Profile("orin-nano", DeviceKind.JETSON, "NVIDIA Jetson Orin Nano", r"Orin Nano"),
+        Profile("orin-nx", DeviceKind.JETSON, "NVIDIA Jetson Orin NX", r"Orin NX"),
+        Profile("agx-orin", DeviceKind.JETSON, "NVIDIA Jetson AGX Orin", r"AGX Orin"),
     )
 }
 
@@ -64,7 +63,7 @@ class Device:
     note: str = ""  # what auto picked, and why
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> DeviceKind:
         return self.profile.kind
 
     @property
@@ -72,7 +71,7 @@ class Device:
         """The paper's 64 on GPUs and Jetson boards. On a CPU a batch of 64 of ViT-S takes about
         7 s on 2 cores, so 10 rounds of 13 models would take over 15 minutes; 16 keeps every round
         above the 1 s minimum and the run near 5 minutes."""
-        return 16 if self.kind == CPU else 64
+        return 16 if self.kind == DeviceKind.CPU else 64
 
     def synchronize(self) -> None:
         """Wait for queued work, so a window edge is where the work really ends."""
@@ -80,7 +79,7 @@ class Device:
             torch.cuda.synchronize(self.torch_device)
 
     def temperature_c(self) -> float | None:
-        if self.kind == CUDA:
+        if self.kind == DeviceKind.CUDA:
             try:
                 nvml = nvml_sensors.load_pynvml()
                 return nvml_sensors.gpu_temperature_c(nvml, nvml_sensors.device_handle(nvml, self.cuda_index))
@@ -97,15 +96,15 @@ class Device:
 
         require=True turns the absence of a real sensor into SensorUnavailable."""
         try:
-            if self.kind == CPU:
+            if self.kind == DeviceKind.CPU:
                 return RaplSensor(), ""
-            if self.kind == JETSON:
+            if self.kind == DeviceKind.JETSON:
                 return jetson_sensors.open_jetson_sensor(rate_hz), ""
             return nvml_sensors.open_nvml_sensor(index=self.cuda_index, uuid=self.identity.get("uuid"), rate_hz=rate_hz), ""
         except SensorUnavailable as exc:
             if require:
                 raise
-            if self.kind == CPU:
+            if self.kind == DeviceKind.CPU:
                 # the chmod advice only where permission is the cause: a vanished or garbled file is not
                 hint = f" ({ESTIMATE_HINT})" if "permission" in str(exc).lower() or "no rapl" in str(exc).lower() else ""
                 return CpuTimeEstimate(w_per_core, static_w), f"{exc}; using a labelled estimate instead{hint}"
@@ -183,9 +182,9 @@ def resolve(name: str) -> Device:
     profile = PROFILES["cuda"] if m else PROFILES.get(name)
     if profile is None:
         raise DeviceError(f"unknown device {name!r}; accepted: {accepted_names()}")
-    if profile.kind == CPU:
+    if profile.kind == DeviceKind.CPU:
         return Device(name, profile, "cpu", cpu_identity(), note)
-    if profile.kind == JETSON:
+    if profile.kind == DeviceKind.JETSON:
         return _resolve_jetson(name, profile, note)
     index = int(m.group(1)) if m and m.group(1) else 0
     if not torch.cuda.is_available():
@@ -222,7 +221,7 @@ def _resolve_jetson(name: str, profile: Profile, note: str) -> Device:
 def _resolve_jetson_auto(note: str) -> Device:
     model = jetson_sensors.jetson_identity()["model"]
     for profile in PROFILES.values():
-        if profile.kind == JETSON and profile.match and re.search(profile.match, model, re.IGNORECASE):
+        if profile.kind == DeviceKind.JETSON and profile.match and re.search(profile.match, model, re.IGNORECASE):
             return _jetson_device(profile.name, profile, f"{note}: {model}")
-    generic = Profile("jetson", JETSON, model)
+    generic = Profile("jetson", DeviceKind.JETSON, model)
     return _jetson_device("jetson", generic, f"{note}: {model} (no named profile)")

@@ -1,10 +1,7 @@
-"""Thermal state of the measured device: its temperatures and clocks during each round, and whether
-the round was throttled.
-
-Why: a round that ran while the chip held its clocks down for heat or power is slower and draws a
-different power than a cool one; its energy and latency describe the cooling, not the model. A
-benchmark has to say so rather than report it as the model's cost. Thermal state is auxiliary: a
-source that is missing or breaks makes the thermal columns "unavailable", it never fails a case.
+"""The thermal sources of this machine: temperature zones and sensors, throttle counters and clocks,
+found in sysfs and NVML, and which of them watch a round of each device kind. The round monitor
+that samples them during a measurement, and the throttle rule it judges a round by, are in
+pytest_e3p.measure.thermal.
 
 Sources, all read through `sysfs.path()` so that E3P_SYSFS_ROOT points them at a fake tree:
 
@@ -31,34 +28,9 @@ The maximum clock is read when the monitor opens, not at every sample: the therm
 clock by lowering `scaling_max_freq` / `max_freq` themselves (freq QoS), so the max read later would
 move down with the clock and hide the cap.
 
-Throttle rule. A round is throttled when, between begin_round() and end_round(), any of these held;
-each adds its reason:
-
-1. An Intel throttle counter grew ("throttle count +3"): the CPU's own record that it throttled.
-2. NVML reported a clock-event reason of heat or power in any sample ("thermal", "power cap",
-   "hw slowdown"): the driver's own statement. Idle, application clocks, sync boost and display
-   clocks are not throttling and are ignored.
-3. A watched zone reached one of its passive, hot or critical trip points, or an hwmon channel its
-   crit temperature ("cpu-thermal 96.0 C reached passive trip 95.0 C"): at a passive trip the
-   kernel's thermal governor starts lowering clocks. Trip points at 0 C or below are unset
-   (x86_pkg_temp reads 0 until thermald programs it) and ignored; active trips only start fans.
-4. The clock of a busy round fell below CLOCK_THROTTLE_RATIO (90%) of its max ("clock 71% of max"),
-   only where configuration pins the clock at its max (the performance governor, or a minimum raised
-   to the maximum, as `jetson_clocks` does: under a load-following governor such as nvhost_podgov or
-   schedutil a batch-1 model with launch gaps holds the clock well below max without throttling),
-   and only where the max is a clock a busy chip holds: a Jetson GPU's devfreq, and cpufreq drivers
-   without turbo (cpufreq-dt, tegra, scmi...). Not on x86 cpufreq drivers (intel_pstate, acpi-cpufreq,
-   amd-pstate): their max is a single-core turbo bin that an all-core load never reaches, so the
-   clock there is reported (min_clock_ratio) and the throttle counters decide. Not under the
-   powersave or userspace governors, which pin the clock by configuration. Not for NVML, whose
-   max is the boost clock and whose reasons say why the clock is lower. Frequency below max alone is
-   not proof of throttling because governors lower the clock of an idle chip: only samples taken
-   CLOCK_SETTLE_S after begin_round count, once the governor has raised the clock for the work, and
-   the rule assumes the round keeps every core of the measured device busy (torch's default threads).
-
-The sampler is a daemon thread that reads every source each `period_s` (0.5 s) while a round is
-open, through sysfs files kept open and re-read with pread (sysfs.Attribute, about 9 us a file), so
-it costs next to nothing beside the model. Outside rounds it reads nothing.
+A clock's `judged` flag says whether a low clock counts as throttling (rule 4 of the throttle rule
+in pytest_e3p.measure.thermal): only where configuration pins it at its max and the max is a clock a
+busy chip holds (see _clock_judged).
 """
 
 from __future__ import annotations
@@ -66,25 +38,16 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .kinds import DeviceKind, parse_device_kind
 from .sensors import nvml as nvml_sensors
 from .sensors import sysfs
-from .sensors.base import SensorFault, SensorUnavailable, sample_on_grid
+from .sensors.base import SensorFault, SensorUnavailable
 
-CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
-DEVICE_KINDS = (CPU, CUDA, JETSON)
-
-PERIOD_S = 0.5
-CLOCK_THROTTLE_RATIO = 0.9
-# Governors raise the clock within tens of ms of work starting (schedutil, ondemand, nvhost_podgov);
-# a sample taken sooner after begin_round would see the idle clock of the gap between rounds.
-CLOCK_SETTLE_S = 0.2
 THROTTLE_TRIP_TYPES = ("passive", "hot", "critical", "crit")
 
 # Zone types, matched case-insensitively. CPU: x86_pkg_temp, cpu-thermal, cpu_thermal, CPU-therm,
@@ -133,7 +96,7 @@ class ThermalSource:
             parts.append(f"{self.temperature_c:.1f} C")
         if self.clock_mhz is not None:
             if self.max_clock_mhz:
-                parts.append(f"clock {self.clock_mhz:.0f} of {self.max_clock_mhz:.0f} MHz ({_percent(self.clock_mhz / self.max_clock_mhz)} of max)")
+                parts.append(f"clock {self.clock_mhz:.0f} of {self.max_clock_mhz:.0f} MHz ({percent_floor(self.clock_mhz / self.max_clock_mhz)} of max)")
             else:
                 parts.append(f"clock {self.clock_mhz:.0f} MHz (max unknown)")
         if self.trip_points:
@@ -160,21 +123,7 @@ KIND_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class RoundThermal:
-    """The thermal state of one round. available=False: no source, or the monitor stopped (note says
-    why); then the temperature and clock are None and throttled is False, because nothing was seen."""
-
-    max_temperature_c: float | None  # hottest sample of the measured device's sensors
-    min_clock_ratio: float | None  # lowest clock / max clock of the measured device, settled samples
-    throttled: bool
-    reasons: tuple[str, ...]  # why it counts as throttled, e.g. ("thermal",), ("throttle count +3",)
-    samples: int
-    available: bool = True
-    note: str = ""
-
-
-def _percent(ratio: float) -> str:
+def percent_floor(ratio: float) -> str:
     """71% for 0.7199: floored, so a ratio under 90% never prints as 90%."""
     return f"{math.floor(ratio * 100 + 1e-9)}%"
 
@@ -191,7 +140,7 @@ def _text_or(p: Path, default: str = "") -> str:
         return default
 
 
-class _Temperature:
+class TemperatureFile:
     """A temperature file in millidegrees C, kept open: a zone's `temp` or an hwmon `temp*_input`."""
 
     def __init__(self, kind: str, name: str, detail: str, temp_path: Path, trips: tuple[TripPoint, ...]):
@@ -209,7 +158,7 @@ class _Temperature:
         self.attr.close()
 
 
-class _Clock:
+class ClockFile:
     """A clock file kept open (cpufreq kHz, devfreq Hz) and its maximum, read when the monitor opens."""
 
     def __init__(
@@ -220,7 +169,7 @@ class _Clock:
         self.driver, self.governor = driver, governor
         self.attr = sysfs.Attribute(cur_path)
         self.max_mhz: float | None = None
-        self.judged = False  # whether a low clock counts as throttling (rule 4 of the module docstring)
+        self.judged = False  # whether a low clock counts as throttling (rule 4 of pytest_e3p.measure.thermal)
 
     def read_mhz(self) -> float:
         return self.attr.read_number() / self.units_per_mhz
@@ -251,7 +200,7 @@ class _Clock:
         self.attr.close()
 
 
-class _Counter:
+class ThrottleCounter:
     """An Intel thermal-throttle counter, kept open."""
 
     def __init__(self, name: str, path: Path):
@@ -266,13 +215,13 @@ class _Counter:
 
 
 @dataclass(frozen=True)
-class _NvmlReading:
+class NvmlReading:
     temperature_c: float | None
     clock_mhz: float | None
     reasons: tuple[str, ...]
 
 
-class _NvmlGpu:
+class NvmlGpu:
     """One GPU through NVML: what it answered when opened is what it must keep answering."""
 
     kind = "nvml"
@@ -294,12 +243,12 @@ class _NvmlGpu:
             raise SensorFault(f"{self.name}: NVML stopped answering the {query} query")
         return value
 
-    def read(self) -> _NvmlReading:
+    def read(self) -> NvmlReading:
         nv, h = self.nvml, self.handle
         temperature = self._need(nvml_sensors.gpu_temperature_c(nv, h), "temperature") if self.has_temperature else None
         clock = self._need(nvml_sensors.gpu_sm_clock_mhz(nv, h), "SM clock") if self.has_clock else None
         reasons = self._need(nvml_sensors.gpu_clock_event_reasons(nv, h), "clock-event reasons") if self.has_reasons else ()
-        return _NvmlReading(temperature, clock, reasons)
+        return NvmlReading(temperature, clock, reasons)
 
     def source(self) -> ThermalSource:
         nv, h = self.nvml, self.handle
@@ -314,7 +263,7 @@ class _NvmlGpu:
             max_clock_mhz=self.max_clock_mhz,
             trip_points=(TripPoint("slowdown", slowdown),) if slowdown is not None else (),
             reasons=nvml_sensors.gpu_clock_event_reasons(nv, h),
-            used_for=(CUDA,),
+            used_for=(DeviceKind.CUDA,),
             note=f"not supported by this GPU: {', '.join(missing)}" if missing else "",
         )
 
@@ -324,24 +273,24 @@ class _NvmlGpu:
 
 @dataclass
 class _Found:
-    zones: list[_Temperature] = field(default_factory=list)
-    hwmon: list[_Temperature] = field(default_factory=list)
-    counters: list[_Counter] = field(default_factory=list)
-    cpufreq: list[_Clock] = field(default_factory=list)
-    devfreq: list[_Clock] = field(default_factory=list)
+    zones: list[TemperatureFile] = field(default_factory=list)
+    hwmon: list[TemperatureFile] = field(default_factory=list)
+    counters: list[ThrottleCounter] = field(default_factory=list)
+    cpufreq: list[ClockFile] = field(default_factory=list)
+    devfreq: list[ClockFile] = field(default_factory=list)
     unreadable: list[ThermalSource] = field(default_factory=list)
 
-    def all(self) -> list[_Temperature | _Counter | _Clock]:
+    def all(self) -> list[TemperatureFile | ThrottleCounter | ClockFile]:
         return [*self.zones, *self.hwmon, *self.counters, *self.cpufreq, *self.devfreq]
 
-    def close_except(self, keep: list[_Temperature | _Clock | _Counter]) -> None:
+    def close_except(self, keep: list[TemperatureFile | ClockFile | ThrottleCounter]) -> None:
         kept = {id(s) for s in keep}
         for s in self.all():
             if id(s) not in kept:
                 s.close()
 
 
-def _readable(found: _Found, source: _Temperature | _Counter | _Clock, read: Callable[[], object]) -> bool:
+def _readable(found: _Found, source: TemperatureFile | ThrottleCounter | ClockFile, read: Callable[[], object]) -> bool:
     """Read once: a source that cannot be read now is listed with why, and never sampled."""
     try:
         read()
@@ -372,7 +321,7 @@ def _find_zones(found: _Found) -> None:
         zone_type = _text_or(zone / "type")
         if not zone_type:
             continue
-        source = _Temperature("thermal_zone", zone_type, zone.name, zone / "temp", _trip_points(zone))
+        source = TemperatureFile("thermal_zone", zone_type, zone.name, zone / "temp", _trip_points(zone))
         if _readable(found, source, source.read_c):
             found.zones.append(source)
 
@@ -391,7 +340,7 @@ def _find_hwmon(found: _Found) -> None:
                 trips = (TripPoint("crit", sysfs.read_number(base / f"temp{n}_crit") / 1000.0),)
             except (SensorFault, OSError):
                 pass
-            source = _Temperature("hwmon", f"{chip} {label}", hwmon.name, input_path, trips)
+            source = TemperatureFile("hwmon", f"{chip} {label}", hwmon.name, input_path, trips)
             if _readable(found, source, source.read_c):
                 found.hwmon.append(source)
 
@@ -406,7 +355,7 @@ def _find_counters(found: _Found, cpus: list[Path]) -> None:
     for cpu in cpus:
         folder = cpu / "thermal_throttle"
         if (folder / "core_throttle_count").exists():
-            counter = _Counter(f"{cpu.name} core", folder / "core_throttle_count")
+            counter = ThrottleCounter(f"{cpu.name} core", folder / "core_throttle_count")
             if _readable(found, counter, counter.read_count):
                 found.counters.append(counter)
         if (folder / "package_throttle_count").exists():
@@ -414,7 +363,7 @@ def _find_counters(found: _Found, cpus: list[Path]) -> None:
             if package in packages:
                 continue  # the same package counter, shown again in another CPU of the package
             packages.add(package)
-            counter = _Counter(f"package {package}", folder / "package_throttle_count")
+            counter = ThrottleCounter(f"package {package}", folder / "package_throttle_count")
             if _readable(found, counter, counter.read_count):
                 found.counters.append(counter)
 
@@ -433,7 +382,9 @@ def _find_cpufreq(found: _Found, cpus: list[Path]) -> None:
         driver, governor = _text_or(folder / "scaling_driver"), _text_or(folder / "scaling_governor")
         cpus_text = _text_or(folder / "related_cpus") or _text_or(folder / "affected_cpus")
         detail = ", ".join(x for x in (f"cpus {cpus_text}" if cpus_text else "", driver, governor) if x)
-        clock = _Clock("cpufreq", name, detail, folder / "scaling_cur_freq", folder / "scaling_max_freq", 1000.0, driver, governor, folder / "scaling_min_freq")
+        clock = ClockFile(
+            "cpufreq", name, detail, folder / "scaling_cur_freq", folder / "scaling_max_freq", 1000.0, driver, governor, folder / "scaling_min_freq"
+        )
         if _readable(found, clock, clock.read_mhz):
             found.cpufreq.append(clock)
 
@@ -448,7 +399,7 @@ def _find_devfreq(found: _Found) -> None:
         if not (device / "cur_freq").exists() or not _is_gpu_devfreq(device):
             continue
         governor = _text_or(device / "governor")
-        clock = _Clock("devfreq", device.name, governor, device / "cur_freq", device / "max_freq", 1e6, "", governor, device / "min_freq")
+        clock = ClockFile("devfreq", device.name, governor, device / "cur_freq", device / "max_freq", 1e6, "", governor, device / "min_freq")
         if _readable(found, clock, clock.read_mhz):
             found.devfreq.append(clock)
 
@@ -466,32 +417,32 @@ def _discover() -> _Found:
 
 @dataclass
 class _Selection:
-    measured: list[_Temperature]
-    watched: list[_Temperature]
-    clocks: list[_Clock]
-    counters: list[_Counter]
+    measured: list[TemperatureFile]
+    watched: list[TemperatureFile]
+    clocks: list[ClockFile]
+    counters: list[ThrottleCounter]
 
-    def sources(self) -> list[_Temperature | _Clock | _Counter]:
+    def sources(self) -> list[TemperatureFile | ClockFile | ThrottleCounter]:
         return [*self.measured, *self.watched, *self.clocks, *self.counters]
 
 
-def _clock_judged(kind: str, clock: _Clock) -> bool:
-    """Rule 4 of the module docstring: may a low clock of this source count as throttling?"""
+def _clock_judged(kind: str, clock: ClockFile) -> bool:
+    """Rule 4 of the throttle rule (pytest_e3p.measure.thermal): may a low clock of this source count as throttling?"""
     if clock.governor in PINNED_GOVERNORS or not clock.pinned_at_max():
         return False
     if clock.kind == "devfreq":
-        return kind == JETSON
-    return kind == CPU and bool(clock.driver) and clock.driver not in BOOST_DRIVERS
+        return kind == DeviceKind.JETSON
+    return kind == DeviceKind.CPU and bool(clock.driver) and clock.driver not in BOOST_DRIVERS
 
 
 def _select(kind: str, found: _Found) -> _Selection:
     """Which of the sources found watch a round of this device kind (see the module docstring)."""
-    if kind == CPU:
+    if kind == DeviceKind.CPU:
         measured = [z for z in found.zones if CPU_ZONE_RE.search(z.name)] + found.hwmon
         if not measured:
             measured = [z for z in found.zones if z.name.lower() in LAST_RESORT_ZONES]
         return _Selection(measured, [], list(found.cpufreq), list(found.counters))
-    if kind == JETSON:
+    if kind == DeviceKind.JETSON:
         gpu = [z for z in found.zones if GPU_ZONE_RE.search(z.name)]
         soc = [z for z in found.zones if CPU_ZONE_RE.search(z.name) and z not in gpu]
         return _Selection(gpu or soc, soc if gpu else [], list(found.devfreq), [])
@@ -502,7 +453,7 @@ def _no_source_note() -> str:
     return f"no thermal zone or hwmon sensor readable under {sysfs.path('/sys')}"
 
 
-def _nvml_gpus(index: int | None = None, uuid: str | None = None) -> tuple[list[_NvmlGpu], str]:
+def _nvml_gpus(index: int | None = None, uuid: str | None = None) -> tuple[list[NvmlGpu], str]:
     """The NVML GPU of a cuda device (by UUID where known, as torch and NVML may number GPUs
     differently), or every GPU when index is None; with why there is none."""
     try:
@@ -510,241 +461,73 @@ def _nvml_gpus(index: int | None = None, uuid: str | None = None) -> tuple[list[
         indices = [index] if index is not None else list(range(nvml_sensors.gpu_count()))
     except SensorUnavailable as exc:
         return [], f"NVML: {exc}"
-    gpus: list[_NvmlGpu] = []
+    gpus: list[NvmlGpu] = []
     for i in indices:
         try:
             handle = nvml.nvmlDeviceGetHandleByUUID(uuid) if uuid else nvml.nvmlDeviceGetHandleByIndex(i)
         except nvml.NVMLError as exc:
             return gpus, f"NVML has no GPU {uuid or i}: {exc}"
-        gpus.append(_NvmlGpu(nvml, handle, f"GPU {i} (NVML)"))
+        gpus.append(NvmlGpu(nvml, handle, f"GPU {i} (NVML)"))
     return gpus, ""
 
 
-# -------------------------------------------------------------------------------------------- monitor
-
-
 @dataclass
-class _Round:
-    t0_s: float
-    samples: int = 0
-    max_temperature_c: float | None = None
-    temperature_max_c: dict[int, float] = field(default_factory=dict)  # per index of ThermalMonitor._temps
-    min_clock_ratio: float | None = None
-    min_judged_ratio: float | None = None
-    counts_begin: list[int] | None = None
-    counts_last: list[int] | None = None
-    nvml_reasons: dict[str, None] = field(default_factory=dict)  # an ordered set
-    fault: str | None = None
+class ThermalSources:
+    """The sources that watch a round of one device kind, opened: the measured device's temperatures
+    (measured), others its throttling follows (watched: a Jetson GPU's CPU, SoC and junction zones),
+    its clocks and throttle counters, its NVML GPU; note: what is missing, and why."""
 
+    device_kind: DeviceKind
+    measured: list[TemperatureFile] = field(default_factory=list)
+    watched: list[TemperatureFile] = field(default_factory=list)
+    clocks: list[ClockFile] = field(default_factory=list)
+    counters: list[ThrottleCounter] = field(default_factory=list)
+    nvml: NvmlGpu | None = None
+    note: str = ""
 
-def _lowest(current: float | None, value: float) -> float:
-    return value if current is None else min(current, value)
-
-
-class ThermalMonitor:
-    """Samples the measured device's thermal sources in a background thread while a round is open.
-
-    begin_round() and end_round() each take a sample on the spot, so even a short round has two.
-    A source that breaks mid-run (file vanished, NVML stopped answering) stops the monitor: that
-    round and every later one are unavailable with a note saying why, and nothing is raised."""
-
-    def __init__(
-        self,
-        device_kind: str,
-        measured: list[_Temperature] | None = None,
-        watched: list[_Temperature] | None = None,
-        clocks: list[_Clock] | None = None,
-        counters: list[_Counter] | None = None,
-        nvml: _NvmlGpu | None = None,
-        period_s: float = PERIOD_S,
-        clock_settle_s: float = CLOCK_SETTLE_S,
-        note: str = "",
-    ):
-        if period_s <= 0:
-            raise ValueError("the sampling period must be positive")
-        self.device_kind = device_kind
-        self.period_s, self.clock_settle_s = period_s, clock_settle_s
-        self._measured, self._watched = list(measured or []), list(watched or [])
-        self._temps = self._measured + self._watched  # the measured ones first
-        self._clocks, self._counters, self._nvml = list(clocks or []), list(counters or []), nvml
-        for clock in self._clocks:
-            clock.max_mhz = clock.read_max_mhz()
-        self._note = note
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._round: _Round | None = None
-        self._fault: str | None = None
-        self.samples = 0  # every sample taken, for tests and cost checks
-
-    @property
-    def _has_sources(self) -> bool:
-        return bool(self._temps or self._clocks or self._counters or self._nvml)
-
-    @property
-    def available(self) -> bool:
-        return self._has_sources and self._fault is None
-
-    @property
-    def note(self) -> str:
-        """Why the monitor is unavailable, or what it lacks (e.g. no temperature, clocks only)."""
-        return self._fault or self._note
-
-    def describe(self) -> list[ThermalSource]:
-        """The monitor's own sources with their values now."""
-        used = (self.device_kind,)
-        own: list[_Temperature | _Clock | _Counter] = [*self._temps, *self._clocks, *self._counters]
-        with self._lock:  # the sampler thread shares the open files
-            return [_source_now(s, used) for s in own] + ([self._nvml.source()] if self._nvml else [])
-
-    # the sampler
-
-    def _fail(self, why: str) -> None:
-        self._fault = f"thermal monitor stopped: {why}"
-        if self._round is not None:
-            self._round.fault = self._fault
-
-    def _sample_locked(self, begin: bool = False) -> None:
-        r = self._round
-        if r is None or self._fault is not None or not self._has_sources:
-            return
-        now = time.monotonic()
-        try:
-            temps = [t.read_c() for t in self._temps]
-            clocks = [c.read_mhz() for c in self._clocks]
-            counts = [c.read_count() for c in self._counters]
-            gpu = self._nvml.read() if self._nvml is not None else None
-        except (SensorFault, OSError) as exc:
-            self._fail(str(exc))
-            return
-        self.samples += 1
-        r.samples += 1
-        for i, value in enumerate(temps):
-            r.temperature_max_c[i] = max(r.temperature_max_c.get(i, value), value)
-            if i < len(self._measured):
-                r.max_temperature_c = max(r.max_temperature_c if r.max_temperature_c is not None else value, value)
-        if r.counts_begin is None:
-            r.counts_begin = counts
-        r.counts_last = counts
-        settled = not begin and now - r.t0_s >= self.clock_settle_s
-        if gpu is not None:
-            if gpu.temperature_c is not None:
-                r.max_temperature_c = max(r.max_temperature_c if r.max_temperature_c is not None else gpu.temperature_c, gpu.temperature_c)
-            for reason in gpu.reasons:
-                r.nvml_reasons[reason] = None
-            if settled and gpu.clock_mhz is not None and self._nvml is not None and self._nvml.max_clock_mhz:
-                r.min_clock_ratio = _lowest(r.min_clock_ratio, gpu.clock_mhz / self._nvml.max_clock_mhz)
-        if settled:
-            for clock, mhz in zip(self._clocks, clocks):
-                if clock.max_mhz:
-                    ratio = mhz / clock.max_mhz
-                    r.min_clock_ratio = _lowest(r.min_clock_ratio, ratio)
-                    if clock.judged:
-                        r.min_judged_ratio = _lowest(r.min_judged_ratio, ratio)
-
-    def _step(self) -> bool:
-        self._sample_locked()
-        return self._fault is None
-
-    def _run(self) -> None:
-        sample_on_grid(self.period_s, self._stop, self._lock, self._step)
-
-    def start(self) -> None:
-        """Start the background sampler (a monitor without sources starts nothing)."""
-        if self._thread is not None or not self._has_sources:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="e3p-thermal", daemon=True)
-        self._thread.start()
+    def files(self) -> list[TemperatureFile | ClockFile | ThrottleCounter]:
+        """The sysfs sources, the measured temperatures first."""
+        return [*self.measured, *self.watched, *self.clocks, *self.counters]
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0 + self.period_s)
-            self._thread = None
-        own: list[_Temperature | _Clock | _Counter] = [*self._temps, *self._clocks, *self._counters]
-        for source in own:
+        for source in self.files():
             source.close()
 
-    def __enter__(self) -> ThermalMonitor:
-        self.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # rounds
-
-    def begin_round(self) -> None:
-        """Open a round (a round still open is dropped) and take its first sample."""
-        with self._lock:
-            self._round = _Round(time.monotonic())
-            self._sample_locked(begin=True)
-
-    def end_round(self) -> RoundThermal:
-        """Take the round's last sample and judge it by the throttle rule of the module docstring."""
-        with self._lock:
-            r = self._round
-            if r is None:
-                raise RuntimeError("end_round() without begin_round()")
-            self._sample_locked()
-            self._round = None
-        if not self._has_sources or r.fault is not None or self._fault is not None:
-            return RoundThermal(None, None, False, (), r.samples, available=False, note=r.fault or self.note)
-        reasons: list[str] = []
-        if r.counts_begin is not None and r.counts_last is not None:
-            grown = sum(max(0, end - start) for start, end in zip(r.counts_begin, r.counts_last))
-            if grown:
-                reasons.append(f"throttle count +{grown}")
-        reasons.extend(r.nvml_reasons)
-        for i, source in enumerate(self._temps):
-            hottest = r.temperature_max_c.get(i)
-            reached = [t for t in source.throttle_trips if hottest is not None and hottest >= t.temperature_c]
-            if hottest is not None and reached:
-                trip = max(reached, key=lambda t: t.temperature_c)
-                reasons.append(f"{source.name} {hottest:.1f} C reached {trip.type} trip {trip.temperature_c:.1f} C")
-        if r.min_judged_ratio is not None and r.min_judged_ratio < CLOCK_THROTTLE_RATIO:
-            reasons.append(f"clock {_percent(r.min_judged_ratio)} of max")
-        return RoundThermal(r.max_temperature_c, r.min_clock_ratio, bool(reasons), tuple(reasons), r.samples, note=self._note)
-
-
-def open_thermal(
-    device_kind: str, cuda_index: int = 0, uuid: str | None = None, period_s: float = PERIOD_S, clock_settle_s: float = CLOCK_SETTLE_S
-) -> ThermalMonitor:
-    """The thermal monitor of the measured device: "cpu", "cuda" (NVML GPU cuda_index, or uuid) or
-    "jetson" (a Jetson GPU run). Never raises for a missing source: the monitor then reports
-    available=False and a note saying why."""
-    if device_kind not in DEVICE_KINDS:
-        raise ValueError(f"device kind must be one of {', '.join(DEVICE_KINDS)}, not {device_kind!r}")
-    if device_kind == CUDA:
+def find_sources(device_kind: str, cuda_index: int = 0, uuid: str | None = None) -> ThermalSources:
+    """The thermal sources of the measured device: "cpu", "cuda" (NVML GPU cuda_index, or uuid) or
+    "jetson" (a Jetson GPU run). Never raises for a missing source: the result then has none, and a
+    note saying why."""
+    kind = parse_device_kind(device_kind)
+    if kind == DeviceKind.CUDA:
         gpus, why = _nvml_gpus(cuda_index, uuid)
         gpu = gpus[0] if gpus else None
         if gpu is not None and not gpu.answers:
             why, gpu = f"{gpu.name} reports no temperature, SM clock or clock-event reasons", None
-        return ThermalMonitor(CUDA, nvml=gpu, period_s=period_s, clock_settle_s=clock_settle_s, note=why)
+        return ThermalSources(kind, nvml=gpu, note=why)
     found = _discover()
-    chosen = _select(device_kind, found)
+    chosen = _select(kind, found)
     found.close_except(chosen.sources())
     for clock in chosen.clocks:
-        clock.judged = _clock_judged(device_kind, clock)
+        clock.judged = _clock_judged(kind, clock)
     note = "" if chosen.measured else _no_source_note()
     if note and (chosen.clocks or chosen.counters):
         note += ": rounds have clocks and throttle counts but no temperature"
-    return ThermalMonitor(device_kind, chosen.measured, chosen.watched, chosen.clocks, chosen.counters, None, period_s, clock_settle_s, note)
+    return ThermalSources(kind, chosen.measured, chosen.watched, chosen.clocks, chosen.counters, None, note)
 
 
 # ------------------------------------------------------------------------------------------- describe
 
 
-def _source_now(source: _Temperature | _Clock | _Counter, used_for: tuple[str, ...]) -> ThermalSource:
+def source_now(source: TemperatureFile | ClockFile | ThrottleCounter, used_for: tuple[str, ...]) -> ThermalSource:
     """A source's values now; a read that fails is a note, never an exception."""
     path = str(source.path)
     try:
-        if isinstance(source, _Temperature):
+        if isinstance(source, TemperatureFile):
             return ThermalSource(
                 source.kind, source.name, path, temperature_c=source.read_c(), trip_points=source.trips, detail=source.detail, used_for=used_for
             )
-        if isinstance(source, _Clock):
+        if isinstance(source, ClockFile):
             return ThermalSource(
                 source.kind, source.name, path, clock_mhz=source.read_mhz(), max_clock_mhz=source.read_max_mhz(), detail=source.detail, used_for=used_for
             )
@@ -759,13 +542,13 @@ def describe() -> list[ThermalSource]:
     from .sensors.jetson import is_jetson
 
     found = _discover()
-    kinds = [CPU, JETSON] if is_jetson() else [CPU]
+    kinds = [DeviceKind.CPU, DeviceKind.JETSON] if is_jetson() else [DeviceKind.CPU]
     used: dict[int, list[str]] = {}
     for kind in kinds:
         for source in _select(kind, found).sources():
             used.setdefault(id(source), []).append(kind)
     try:
-        sources = [_source_now(s, tuple(used.get(id(s), ()))) for s in found.all()] + found.unreadable
+        sources = [source_now(s, tuple(used.get(id(s), ()))) for s in found.all()] + found.unreadable
     finally:
         found.close_except([])
     gpus, _why = _nvml_gpus()

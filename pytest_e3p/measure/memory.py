@@ -36,9 +36,11 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..hardware.kinds import DeviceKind, parse_device_kind
+from ..hardware.sensors.base import sample_on_grid
 
 MIB = 2**20
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -47,8 +49,6 @@ RESET_HWM = "5"  # clear_refs value that resets the peak resident set (Linux 4.0
 # After a reset VmHWM equals VmRSS; a larger gap than this means the write did nothing (Linux < 4.0).
 RESET_CHECK_MB = 4.0
 DEFAULT_SAMPLE_PERIOD_MS = 5.0
-
-CPU, CUDA, JETSON = "cpu", "cuda", "jetson"  # devices.CPU/CUDA/JETSON, without importing torch here
 
 METHOD_HWM = "VmHWM after clear_refs"
 METHOD_CUDA = "torch.cuda.max_memory_allocated"
@@ -139,22 +139,21 @@ class RssSampler:
         text = os.pread(self._fd, 8192, 0).decode("ascii", "replace")
         return _status_kib(text, "VmRSS") / 1024.0
 
-    def _take(self) -> float:
+    def _take_locked(self) -> float:
         rss = self.sample_mb()
-        with self._lock:
-            self.peak_mb = max(self.peak_mb, rss)
-            self.samples += 1
+        self.peak_mb = max(self.peak_mb, rss)
+        self.samples += 1
         return rss
 
+    def _step(self) -> bool:
+        try:
+            self._take_locked()
+        except (OSError, MemoryUnavailable):
+            return False  # stop() samples once more and raises there
+        return True
+
     def _run(self) -> None:
-        next_t = time.monotonic()
-        while not self._stop.is_set():
-            next_t += self.period_s
-            time.sleep(max(0.0, next_t - time.monotonic()))
-            try:
-                self._take()
-            except (OSError, MemoryUnavailable):
-                return  # read() samples once more and raises there
+        sample_on_grid(self.period_s, self._stop, self._lock, self._step)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="e3p-rss-sampler", daemon=True)
@@ -167,7 +166,8 @@ class RssSampler:
             self._thread.join(timeout=2.0)
             self._thread = None
         try:
-            return self._take()
+            with self._lock:
+                return self._take_locked()
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -226,11 +226,10 @@ class PeakMemory:
     The resident-set figures are per process: threads the plugin runs (sensor samplers) count too."""
 
     def __init__(self, device_kind: str, torch_device: str = "cpu", sample_period_ms: float = DEFAULT_SAMPLE_PERIOD_MS):
-        if device_kind not in (CPU, CUDA, JETSON):
-            raise ValueError(f"device_kind must be {CPU!r}, {CUDA!r} or {JETSON!r}, not {device_kind!r}")
-        if device_kind == CUDA and not torch_device.startswith("cuda"):
+        kind = parse_device_kind(device_kind, "device_kind")
+        if kind == DeviceKind.CUDA and not torch_device.startswith("cuda"):
             raise ValueError(f"device_kind 'cuda' needs a cuda torch device, not {torch_device!r}")
-        self.device_kind = device_kind
+        self.device_kind = kind
         self.torch_device = torch_device
         self.sample_period_ms = sample_period_ms
         self.peak: MemoryPeak | None = None  # set by the context manager's exit
@@ -267,7 +266,7 @@ class PeakMemory:
         self._note = ""
         if self._uses_cuda_allocator:
             self._cuda_start_mb = self._cuda_reset()
-        if self.device_kind == CUDA:
+        if self.device_kind == DeviceKind.CUDA:
             return
         why = reset_hwm()
         if why is None:
@@ -289,7 +288,7 @@ class PeakMemory:
         alloc_peak = reserved_peak = alloc_now = None
         if self._uses_cuda_allocator:
             alloc_peak, reserved_peak, alloc_now = self._cuda_read()
-        if self.device_kind == CUDA:
+        if self.device_kind == DeviceKind.CUDA:
             assert self._cuda_start_mb is not None and alloc_peak is not None
             used, why = nvml_used_mb(self.torch_device)
             return MemoryPeak(

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..text import first_line
 from .zoo import ModelName
 
 PRETRAINED = "pretrained"
@@ -138,7 +139,7 @@ def _load_error(exc: Exception) -> str:
     text = str(exc)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n", 1)[0]
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return f"{type(exc).__name__}: {first_line(text)}"
 
 
 def _num_classes_of(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> int | None:
@@ -200,7 +201,7 @@ def build_model(
             net = _create(model.full, pretrained=True, **kwargs, **size)
             return net.eval(), Weights(PRETRAINED, f"{model.full} (downloaded)")
         except Exception as exc:  # a hub that answers but fails: same fallback as offline
-            why = f"download of {model.full} failed: {str(exc).splitlines()[0][:160]}"
+            why = f"download of {model.full} failed: {first_line(exc, 160)}"
     else:
         why = "HF_HUB_OFFLINE is set" if _hub_offline_env() else "the Hugging Face Hub cannot be reached"
         why = f"pretrained weights for {model.full} are not in the Hugging Face cache and {why}"

@@ -31,6 +31,8 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..text import error_line
+
 SYNTHETIC, IMAGENET, CIFAR10, FOLDER = "synthetic", "imagenet", "cifar10", "folder"
 KINDS = (SYNTHETIC, IMAGENET, CIFAR10, FOLDER)
 DEVKIT_DIR = "ILSVRC2012_devkit_t12"
@@ -115,9 +117,7 @@ class LabelledImages(Dataset):
                 img.load()  # decode now, while the file is open; no copy when it is RGB already
                 img = img if img.mode == "RGB" else img.convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for truncated or foreign files
-            raise CorruptImage(
-                f"{path} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); remove or replace it"
-            ) from None
+            raise CorruptImage(f"{path} cannot be decoded ({error_line(exc, 120)}); remove or replace it") from None
         return (self.transform(img) if self.transform else img), label
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from .. import config as opts
 from ..storage.results import FAILED, OK, MeasurementError
+from ..text import error_line
 from . import hookspecs
 
 SESSION_KEY = pytest.StashKey["Any"]()
@@ -289,8 +290,7 @@ def pytest_runtest_call(item: pytest.Item):
         if runner is not None:
             r = runner.result
             if r.status == OK:
-                first_line = next(iter(str(exc).strip().splitlines()), "")
-                r.status, r.reason = FAILED, f"{type(exc).__name__}: {first_line}"
+                r.status, r.reason = FAILED, error_line(exc)
             _record(item, runner)
         raise
     if runner is not None and (runner.measured or runner.evaluated):

@@ -42,6 +42,7 @@ from typing import Any
 
 from ..storage.history import Run, load_history
 from ..storage.results import OK, ResultsFileError, load, write_atomic
+from ..text import slug
 
 # -- change points ---------------------------------------------------------------------------
 
@@ -258,9 +259,8 @@ def build_series(runs: list[Run]) -> list[Series]:
             key = (run.device_key, cid, precision, batch, size)
             if key not in by_key:
                 digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
-                slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in cid)
                 conditions = ", ".join(t for t in (precision, f"batch {batch}" if batch != "" else "", size) if t)
-                by_key[key] = Series(f"case-{slug}-{digest}", cid, str(case.get("model", "")), run.device_key, str(case.get("dataset", "")), conditions)
+                by_key[key] = Series(f"case-{slug(cid)}-{digest}", cid, str(case.get("model", "")), run.device_key, str(case.get("dataset", "")), conditions)
             by_key[key].points.append(Point(run, case))
     return sorted(by_key.values(), key=lambda s: (s.device, s.dataset, s.model, s.case_id, s.conditions))
 

@@ -17,6 +17,7 @@ from ..config import DEFAULTS
 from ..hardware.sensors.base import ESTIMATE
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
 from ..storage.results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
+from ..text import slug as _slug
 from .deployment import profile_tables
 from .figures import pyplot, save_png
 from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
@@ -33,10 +34,6 @@ def short_name(c: CaseResult) -> str:
     (two tags of one arch, like the TinyViTs and their distilled versions, stay apart)."""
     suffix = f"-{c.device}-{c.dataset}"
     return c.case_id[: -len(suffix)] if c.case_id.endswith(suffix) else c.model
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
 def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> bool:

@@ -51,6 +51,7 @@ from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
 from ..models.zoo import ModelName, UnknownModel
 from ..plugin.benchmark_bridge import record_rounds
 from ..storage import results
+from ..text import error_line, first_line, slug
 
 
 class SetupError(Exception):
@@ -191,7 +192,7 @@ class E3PSession:
         except (MemoryUnavailable, OSError) as exc:  # the cases then record no peak memory
             self.memory = None
             self.start_notes.append(f"peak memory unavailable: {exc}")
-        from ..hardware.thermal import open_thermal
+        from ..measure.thermal import open_thermal
 
         # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
         kind = "cpu" if self.device.torch_device == "cpu" else self.device.kind
@@ -432,7 +433,7 @@ class E3PSession:
         except variants.VariantUnavailable as exc:
             raise CaseSkipped(str(exc)) from None
         except Exception as exc:  # an export or conversion the runtime cannot do for this model
-            first = next(iter(str(exc).strip().splitlines()), "")
+            first = first_line(exc)
             lines = [ln.strip() for ln in str(exc).splitlines() if "no conversion rule" in ln.lower() or "unsupported" in ln.lower()]
             raise CaseSkipped(f"{case.variant} could not be prepared for {case.model.full}: {type(exc).__name__}: {(lines or [first])[0][:200]}") from None
         with torch.inference_mode():
@@ -538,8 +539,7 @@ class E3PSession:
                     self.reopen_sensor()
                     continue
                 except Exception as exc:  # the case's own test reports it; the other cases go on
-                    first = next(iter(str(exc).strip().splitlines()), "")
-                    self.early_errors[case.id] = f"pass {k}/{total}: {type(exc).__name__}: {first}"
+                    self.early_errors[case.id] = f"pass {k}/{total}: {error_line(exc)}"
                     continue
                 finally:
                     loaded = None  # free the model before the next case
@@ -642,7 +642,7 @@ class E3PSession:
         folder = self.options.report or (self.options.results.parent if self.options.results else Path("."))
         written = []
         for case_id, run in self.sustained_runs.items():
-            path = folder / f"sustained_{''.join(c if c.isalnum() or c in '-_.' else '_' for c in case_id)}.png"
+            path = folder / f"sustained_{slug(case_id, '-_.')}.png"
             try:
                 plot(run, path)
             except ImportError as exc:
@@ -949,7 +949,7 @@ def _check_runs_at(net: torch.nn.Module, case: Case) -> None:
         with torch.inference_mode():
             net.eval()(torch.zeros(1, 3, px, px))
     except Exception as exc:
-        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+        first = first_line(exc) or type(exc).__name__
         raise CaseSkipped(f"{case.model.full} cannot take {px} x {px} input: {first[:200]}") from None
 
 

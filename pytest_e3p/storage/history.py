@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import secrets
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..text import slug
 from . import results
 
 # CI variables tried in order when git cannot answer (no git, no .git, a tarball checkout).
@@ -134,7 +134,7 @@ def collect_machine_info() -> dict[str, Any]:
 
 
 def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:limit] or "device"
+    return slug(text, "_.-").strip("_.")[:limit] or "device"
 
 
 def _stamp(when: dt.datetime) -> str:

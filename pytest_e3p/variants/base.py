@@ -13,15 +13,32 @@ from typing import Any
 
 import torch
 
-from .catalog import Bound  # noqa: F401 - the variants take it from here
-
-# device kinds, as pytest_e3p.hardware.devices names them (not imported: devices pulls in the sensors)
-CPU, CUDA, JETSON = "cpu", "cuda", "jetson"
+from ..hardware.kinds import DeviceKind
+from .catalog import Bound
 
 
 class VariantUnavailable(Exception):
     """This variant cannot run here; the message is a one-line skip reason that says what to do
     (which extra to install, which device it needs, which models it applies to)."""
+
+
+@dataclass(frozen=True)
+class VariantRequest:
+    """What a variant module's prepare(request) gets: the variant asked for and what it is made from.
+
+    name: as written on the command line ("prune-heads-50"); param: its number (50), None for the
+    unparametrised ones. model: the fp32 eager reference, which prepare() must leave as it is (copy
+    before changing it). example_input: a batch of the run's shape, already on torch_device.
+    calibration: image batches for the int8 variants that calibrate (others ignore them)."""
+
+    name: str
+    param: int | None
+    model: torch.nn.Module
+    example_input: torch.Tensor
+    calibration: list[torch.Tensor]
+    device_kind: DeviceKind
+    torch_device: str
+    bound: Bound
 
 
 @dataclass
@@ -97,11 +114,6 @@ def threads() -> int:
     """Intra-op threads for ONNX Runtime and OpenVINO: the same count torch uses in this run
     (--e3p-threads), so a variant is not faster or slower for having more or fewer cores."""
     return torch.get_num_threads()
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:limit] if text else ''}"
 
 
 def module_forward(module: torch.nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:

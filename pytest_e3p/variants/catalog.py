@@ -53,14 +53,15 @@ class VariantInfo:
     devices: str
     extra: str  # the pytest-e3p extra that installs the library ("" : torch alone)
     bound: Bound
+    module: str  # the module of pytest_e3p.variants whose prepare(request) makes it
 
 
 VARIANTS: dict[str, VariantInfo] = {
     v.name: v
     for v in (
-        VariantInfo("fp32", "eager PyTorch, fp32 (the reference)", "torch", "all", "", FP32_GRAPH),
-        VariantInfo("fp16", "eager PyTorch, weights and activations cast to fp16", "torch", "all", "", FP16),
-        VariantInfo("bf16", "eager PyTorch, weights and activations cast to bf16", "torch", "all", "", BF16),
+        VariantInfo("fp32", "eager PyTorch, fp32 (the reference)", "torch", "all", "", FP32_GRAPH, module="eager"),
+        VariantInfo("fp16", "eager PyTorch, weights and activations cast to fp16", "torch", "all", "", FP16, module="eager"),
+        VariantInfo("bf16", "eager PyTorch, weights and activations cast to bf16", "torch", "all", "", BF16, module="eager"),
         VariantInfo(
             "compile",
             "torch.compile (Inductor) for the run's batch shape; compile time excluded from rounds",
@@ -68,8 +69,11 @@ VARIANTS: dict[str, VariantInfo] = {
             "all (CPU: needs a C++ compiler)",
             "",
             FP32_GRAPH,
+            module="compiled",
         ),
-        VariantInfo("int8", "dynamic int8 activations + int8 weights of every Linear (post-training)", "torchao", "CPU, CUDA", "quant", INT8),
+        VariantInfo(
+            "int8", "dynamic int8 activations + int8 weights of every Linear (post-training)", "torchao", "CPU, CUDA", "quant", INT8, module="torchao_int8"
+        ),
         VariantInfo(
             "onnxruntime",
             "ONNX export (torch.onnx, dynamo) run by ONNX Runtime",
@@ -77,6 +81,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "CPU; CUDA/Jetson with onnxruntime-gpu",
             "onnx",
             FP32_GRAPH,
+            module="onnx_runtime",
         ),
         VariantInfo(
             "onnxruntime-int8",
@@ -85,11 +90,28 @@ VARIANTS: dict[str, VariantInfo] = {
             "CPU; NVIDIA with the TensorRT provider",
             "onnx",
             INT8,
+            module="onnx_runtime",
         ),
-        VariantInfo("openvino", "OpenVINO conversion of the torch model, fp32 on the CPU", "openvino", "CPU", "openvino", FP32_GRAPH),
-        VariantInfo("openvino-int8", "OpenVINO + NNCF post-training int8, calibrated on the calibration images", "openvino, nncf", "CPU", "openvino", INT8),
         VariantInfo(
-            "tensorrt", "Torch-TensorRT (dynamo) engine of the model in fp16 (explicit typing)", "torch-tensorrt", "NVIDIA GPU, Jetson", "tensorrt", FP16
+            "openvino", "OpenVINO conversion of the torch model, fp32 on the CPU", "openvino", "CPU", "openvino", FP32_GRAPH, module="openvino_runtime"
+        ),
+        VariantInfo(
+            "openvino-int8",
+            "OpenVINO + NNCF post-training int8, calibrated on the calibration images",
+            "openvino, nncf",
+            "CPU",
+            "openvino",
+            INT8,
+            module="openvino_runtime",
+        ),
+        VariantInfo(
+            "tensorrt",
+            "Torch-TensorRT (dynamo) engine of the model in fp16 (explicit typing)",
+            "torch-tensorrt",
+            "NVIDIA GPU, Jetson",
+            "tensorrt",
+            FP16,
+            module="tensorrt_runtime",
         ),
         VariantInfo(
             "tensorrt-int8",
@@ -98,6 +120,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "NVIDIA GPU, Jetson",
             "tensorrt",
             INT8,
+            module="tensorrt_runtime",
         ),
         VariantInfo(
             "prune-heads-P",
@@ -106,6 +129,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "all; timm ViT/DeiT",
             "prune",
             APPROXIMATION,
+            module="pruning",
         ),
         VariantInfo(
             "prune-mlp-P",
@@ -114,6 +138,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "all; timm ViT/DeiT",
             "prune",
             APPROXIMATION,
+            module="pruning",
         ),
         VariantInfo(
             "sparse-P",
@@ -122,6 +147,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "all",
             "",
             APPROXIMATION,
+            module="sparsity",
         ),
         VariantInfo(
             "tome-R",
@@ -130,6 +156,7 @@ VARIANTS: dict[str, VariantInfo] = {
             "all; timm ViT/DeiT with a class token",
             "",
             APPROXIMATION,
+            module="tome",
         ),
     )
 }
@@ -146,7 +173,7 @@ _PARAMETRISED = {
 _ACCEPTED = ", ".join(VARIANTS) + " (P: a whole percentage 1-99; R: tokens merged per block, a positive integer)"
 
 
-def _base(name: str) -> tuple[str, int | None]:
+def split_variant(name: str) -> tuple[str, int | None]:
     """The VARIANTS key of a variant name and its parameter, or ValueError."""
     if name in VARIANTS and name not in _PARAMETRISED:
         return name, None
@@ -163,7 +190,7 @@ def parse_variants(text: str) -> list[str]:
     if not names:
         raise ValueError(f"no variant named; accepted: {_ACCEPTED}")
     for name in names:
-        _base(name)
+        split_variant(name)
     seen = set()
     for name in names:
         if name in seen:
@@ -173,4 +200,4 @@ def parse_variants(text: str) -> list[str]:
 
 
 def bound_for(name: str) -> Bound:
-    return VARIANTS[_base(name)[0]].bound
+    return VARIANTS[split_variant(name)[0]].bound

@@ -10,12 +10,14 @@ import copy
 
 import torch
 
-from .base import Bound, PreparedVariant, VariantUnavailable, first_line
+from ..text import error_line
+from .base import PreparedVariant, VariantRequest, VariantUnavailable
 
 
-def prepare(name: str, model: torch.nn.Module, example_input: torch.Tensor, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
     import torch._dynamo
 
+    model, example_input, torch_device = request.model, request.example_input, request.torch_device
     net = copy.deepcopy(model).to(torch_device).eval()
     # Dynamo stops compiling a code object after `recompile_limit` (8) shapes, across all
     # torch.compile calls of the process, and then runs it eagerly without a word: a run of many
@@ -34,14 +36,14 @@ def prepare(name: str, model: torch.nn.Module, example_input: torch.Tensor, torc
     try:
         forward(example_input.to(torch_device))
     except Exception as exc:  # Inductor's failures come as many types (BackendCompilerFailed, CalledProcessError, ...)
-        raise VariantUnavailable(f"torch.compile does not work on this machine ({first_line(exc)})") from None
+        raise VariantUnavailable(f"torch.compile does not work on this machine ({error_line(exc, 200)})") from None
     if torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_before:
         raise VariantUnavailable("torch.compile compiled no graph for this model (Dynamo fell back to eager): its time would not be compile's")
     return PreparedVariant(
-        name=name,
+        name=request.name,
         forward=forward,
         detail=f"torch.compile (inductor, dynamic=False), torch {torch.__version__}",
-        bound=bound,
+        bound=request.bound,
         batch_size=int(example_input.shape[0]),
         runtime=compiled,
     )

@@ -6,12 +6,13 @@ import copy
 
 import torch
 
-from .base import Bound, PreparedVariant, module_forward
+from .base import PreparedVariant, VariantRequest, module_forward
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    name, model, torch_device = request.name, request.model, request.torch_device
     dtype = DTYPES[name]
     # fp32 on the model's own device is the reference itself: no copy. Anything else gets its own
     # copy, so the caller's fp32 model stays the reference where it is.
@@ -23,6 +24,6 @@ def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) 
         forward=module_forward(net, dtype),
         input_dtype=dtype,
         detail=f"torch {torch.__version__} eager, {str(dtype).removeprefix('torch.')} weights and activations",
-        bound=bound,
+        bound=request.bound,
         runtime=net,
     )

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from .base import CPU, Bound, PreparedVariant, VariantUnavailable, rebatch, require, threads, version_of
+from ..hardware.kinds import DeviceKind
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, rebatch, require, threads, version_of
 
 QUANTISED_OPS = ["MatMul", "Gemm", "Conv"]
 
@@ -41,20 +42,14 @@ def export_onnx(model: torch.nn.Module, example_input: torch.Tensor, path: Path)
     program.save(str(path))
 
 
-def prepare(
-    name: str,
-    model: torch.nn.Module,
-    example_input: torch.Tensor,
-    calibration: list[torch.Tensor],
-    device_kind: str,
-    torch_device: str,
-    bound: Bound,
-) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    name, model, example_input, calibration = request.name, request.model, request.example_input, request.calibration
+    device_kind, torch_device = request.device_kind, request.torch_device
     ort = require("onnxruntime", "onnxruntime", "onnx")
     require("onnx", "onnx", "onnx")
     int8 = name.endswith("-int8")
     available = ort.get_available_providers()
-    if device_kind == CPU:
+    if device_kind == DeviceKind.CPU:
         providers: list[Any] = ["CPUExecutionProvider"]
     elif int8:
         if "TensorrtExecutionProvider" not in available:
@@ -80,7 +75,7 @@ def prepare(
         export_onnx(model, example_input, path)
         how = "fp32"
         if int8:
-            path, how = _quantise(path, calibration, batch, symmetric=device_kind != CPU)
+            path, how = _quantise(path, calibration, batch, symmetric=device_kind != DeviceKind.CPU)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads()
         options.log_severity_level = 3  # errors only: the session's warnings are not the run's business
@@ -89,7 +84,7 @@ def prepare(
 
     used = session.get_providers()[0]
     in_name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    if device_kind == CPU:
+    if device_kind == DeviceKind.CPU:
         forward = _cpu_forward(session, in_name, out_name)
     else:
         out_shape = (batch, *[int(d) for d in session.get_outputs()[0].shape[1:]])
@@ -98,7 +93,7 @@ def prepare(
         name=name,
         forward=forward,
         detail=f"onnxruntime {version_of(ort)}, {used}, {threads()} threads, torch.onnx dynamo export, {how}",
-        bound=bound,
+        bound=request.bound,
         batch_size=batch,
         runtime=session,
     )

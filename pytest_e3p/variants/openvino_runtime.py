@@ -19,19 +19,14 @@ import copy
 
 import torch
 
-from .base import CPU, Bound, PreparedVariant, VariantUnavailable, rebatch, require, threads, version_of
+from ..hardware.kinds import DeviceKind
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, rebatch, require, threads, version_of
 
 
-def prepare(
-    name: str,
-    model: torch.nn.Module,
-    example_input: torch.Tensor,
-    calibration: list[torch.Tensor],
-    device_kind: str,
-    bound: Bound,
-) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    name, model, example_input, calibration, device_kind = request.name, request.model, request.example_input, request.calibration, request.device_kind
     ov = require("openvino", "openvino", "openvino")
-    if device_kind != CPU:
+    if device_kind != DeviceKind.CPU:
         raise VariantUnavailable(f"openvino runs on the CPU (and Intel GPUs), not on this {device_kind} device")
     int8 = name.endswith("-int8")
     nncf = require("nncf", "nncf", "openvino") if int8 else None
@@ -59,7 +54,7 @@ def prepare(
         name=name,
         forward=forward,
         detail=f"openvino {version_of(ov)}, CPU, f32 inference precision, LATENCY hint, {threads()} threads, {how}",
-        bound=bound,
+        bound=request.bound,
         batch_size=int(x.shape[0]),
         runtime=compiled,
     )

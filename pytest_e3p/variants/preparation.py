@@ -3,13 +3,15 @@ package docstring)."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 
 import torch
 
-from .base import Agreement, PreparedVariant
-from .catalog import FP32_GRAPH, VARIANTS, Bound, _base, bound_for
+from ..hardware.kinds import parse_device_kind
+from .base import Agreement, PreparedVariant, VariantRequest
+from .catalog import FP32_GRAPH, VARIANTS, Bound, bound_for, split_variant
 
 
 def prepare(
@@ -23,55 +25,17 @@ def prepare(
     """The variant `name` of the fp32 eager `model`, ready to run batches like `example_input`.
 
     calibration: image batches for the int8 variants that calibrate (others ignore it).
-    device_kind: "cpu", "cuda" or "jetson" (pytest_e3p.hardware.devices); torch_device: "cpu" or "cuda:N".
-    prepare_s covers everything done here, the first two calls included (torch.compile compiles
-    in them; the runtimes allocate in them), so no measured round pays for preparation."""
-    key, param = _base(name)
-    bound = VARIANTS[key].bound
+    device_kind: "cpu", "cuda" or "jetson" (pytest_e3p.hardware.DeviceKind); torch_device: "cpu" or "cuda:N".
+    The variant's module, named in its catalog entry, makes it; prepare_s covers everything done
+    here, the first two calls included (torch.compile compiles in them; the runtimes allocate in
+    them), so no measured round pays for preparation."""
+    key, param = split_variant(name)
+    info = VARIANTS[key]
     x = example_input.to(torch_device)
-    model = model.eval()
+    request = VariantRequest(name, param, model.eval(), x, calibration, parse_device_kind(device_kind), torch_device, info.bound)
     started = time.perf_counter()
-    if key in ("fp32", "fp16", "bf16"):
-        from . import eager
-
-        prepared = eager.prepare(name, model, torch_device, bound)
-    elif key == "compile":
-        from . import compiled
-
-        prepared = compiled.prepare(name, model, x, torch_device, bound)
-    elif key == "int8":
-        from . import torchao_int8
-
-        prepared = torchao_int8.prepare(name, model, torch_device, bound)
-    elif key in ("onnxruntime", "onnxruntime-int8"):
-        from . import onnx_runtime
-
-        prepared = onnx_runtime.prepare(name, model, x, calibration, device_kind, torch_device, bound)
-    elif key in ("openvino", "openvino-int8"):
-        from . import openvino_runtime
-
-        prepared = openvino_runtime.prepare(name, model, x, calibration, device_kind, bound)
-    elif key in ("tensorrt", "tensorrt-int8"):
-        from . import tensorrt_runtime
-
-        prepared = tensorrt_runtime.prepare(name, model, x, calibration, device_kind, torch_device, bound)
-    elif key in ("prune-heads-P", "prune-mlp-P"):
-        from . import pruning
-
-        assert param is not None
-        prepared = pruning.prepare(name, param, model, x, torch_device, bound)
-    elif key == "sparse-P":
-        from . import sparsity
-
-        assert param is not None
-        prepared = sparsity.prepare(name, param, model, torch_device, bound)
-    elif key == "tome-R":
-        from . import tome
-
-        assert param is not None
-        prepared = tome.prepare(name, param, model, x, torch_device, bound)
-    else:  # pragma: no cover - _base only returns VARIANTS keys
-        raise AssertionError(key)
+    # imported on first use: each module pulls in its own runtime (onnxruntime, openvino, ...)
+    prepared: PreparedVariant = importlib.import_module(f".{info.module}", __package__).prepare(request)
     for _ in range(2):
         prepared.forward(x)
     if torch_device.startswith("cuda"):

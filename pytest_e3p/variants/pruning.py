@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..models.complexity import count_gmacs, count_params_m
-from .base import Bound, PreparedVariant, VariantUnavailable, module_forward, require, version_of
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, module_forward, require, version_of
 
 
 def _vit_parts(model: torch.nn.Module, name: str) -> tuple[list[Any], list[Any]]:
@@ -38,7 +38,9 @@ def _vit_parts(model: torch.nn.Module, name: str) -> tuple[list[Any], list[Any]]
     return attns, mlps
 
 
-def prepare(name: str, percent: int, model: torch.nn.Module, example_input: torch.Tensor, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    assert request.param is not None  # prune-*-P always has its P
+    name, percent, model, example_input, torch_device = request.name, request.param, request.model, request.example_input, request.torch_device
     tp = require("torch_pruning", "torch-pruning", "prune")
     heads = name.startswith("prune-heads-")
     net = copy.deepcopy(model).to("cpu").float().eval()
@@ -90,6 +92,6 @@ def prepare(name: str, percent: int, model: torch.nn.Module, example_input: torc
         params_m=params_m,
         gmacs=gmacs,
         detail=f"torch-pruning {version_of(tp, 'torch-pruning')} MetaPruner, L2 group magnitude: {what}; {count_params_m(model):.3f} -> {params_m:.3f} M params; not fine-tuned",
-        bound=bound,
+        bound=request.bound,
         runtime=net,
     )

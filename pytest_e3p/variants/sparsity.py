@@ -14,10 +14,12 @@ import copy
 import torch
 from torch.nn.utils import prune
 
-from .base import Bound, PreparedVariant, module_forward
+from .base import PreparedVariant, VariantRequest, module_forward
 
 
-def prepare(name: str, percent: int, model: torch.nn.Module, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    assert request.param is not None  # sparse-P always has its P
+    percent, model, torch_device = request.param, request.model, request.torch_device
     net = copy.deepcopy(model).to(torch_device).eval()
     get_classifier = getattr(net, "get_classifier", None)
     head = get_classifier() if callable(get_classifier) else None
@@ -29,9 +31,9 @@ def prepare(name: str, percent: int, model: torch.nn.Module, torch_device: str, 
     zeros = sum(int((m.weight == 0).sum()) for m in linears)
     total = sum(m.weight.numel() for m in linears)
     return PreparedVariant(
-        name=name,
+        name=request.name,
         forward=module_forward(net, torch.float32),
         detail=f"torch.nn.utils.prune.l1_unstructured: {100 * zeros / max(total, 1):.1f} % of the weights of {len(linears)} Linear layers zero, stored dense (dense kernels: latency not expected to move)",
-        bound=bound,
+        bound=request.bound,
         runtime=net,
     )

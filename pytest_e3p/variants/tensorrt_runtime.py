@@ -20,19 +20,14 @@ from typing import Any
 
 import torch
 
-from .base import CPU, Bound, PreparedVariant, VariantUnavailable, module_forward, rebatch, require, version_of
+from ..hardware.kinds import DeviceKind
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, module_forward, rebatch, require, version_of
 
 
-def prepare(
-    name: str,
-    model: torch.nn.Module,
-    example_input: torch.Tensor,
-    calibration: list[torch.Tensor],
-    device_kind: str,
-    torch_device: str,
-    bound: Bound,
-) -> PreparedVariant:
-    if device_kind == CPU or not torch_device.startswith("cuda"):
+def prepare(request: VariantRequest) -> PreparedVariant:
+    name, model, example_input, calibration = request.name, request.model, request.example_input, request.calibration
+    device_kind, torch_device = request.device_kind, request.torch_device
+    if device_kind == DeviceKind.CPU or not torch_device.startswith("cuda"):
         raise VariantUnavailable(f"tensorrt needs an NVIDIA GPU (device {device_kind})")
     if not torch.cuda.is_available():
         raise VariantUnavailable(f"tensorrt needs an NVIDIA GPU, and torch sees none (device {torch_device})")
@@ -74,7 +69,7 @@ def prepare(
         forward=module_forward(trt, dtype),
         input_dtype=dtype,
         detail=f"torch-tensorrt {version_of(torch_tensorrt)} dynamo, {how}, {torch.cuda.get_device_name(torch.device(torch_device))}",
-        bound=bound,
+        bound=request.bound,
         batch_size=int(x.shape[0]),
         runtime=trt,
     )

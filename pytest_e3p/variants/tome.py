@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.complexity import count_gmacs
-from .base import Bound, PreparedVariant, VariantUnavailable, module_forward
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, module_forward
 
 
 def merge_tokens(x: torch.Tensor, size: torch.Tensor, keys: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +124,9 @@ def why_not(model: Any) -> str | None:
     return None
 
 
-def prepare(name: str, r: int, model: torch.nn.Module, example_input: torch.Tensor, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    assert request.param is not None  # tome-R always has its R
+    r, model, example_input, torch_device = request.param, request.model, request.example_input, request.torch_device
     reason = why_not(model)
     if reason:
         raise VariantUnavailable(reason)
@@ -135,10 +137,10 @@ def prepare(name: str, r: int, model: torch.nn.Module, example_input: torch.Tens
     schedule = net.tokens_per_block(tokens)
     gmacs = count_gmacs(net, (c, h, w))
     return PreparedVariant(
-        name=name,
+        name=request.name,
         forward=module_forward(net, torch.float32),
         gmacs=gmacs,
         detail=f"token merging r={r} per block (own implementation of Bolya et al. 2023, proportional attention): tokens {tokens} -> {' '.join(map(str, schedule))}",
-        bound=bound,
+        bound=request.bound,
         runtime=net,
     )

@@ -11,10 +11,11 @@ import copy
 
 import torch
 
-from .base import Bound, PreparedVariant, VariantUnavailable, module_forward, require, version_of
+from .base import PreparedVariant, VariantRequest, VariantUnavailable, module_forward, require, version_of
 
 
-def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) -> PreparedVariant:
+def prepare(request: VariantRequest) -> PreparedVariant:
+    model, torch_device = request.model, request.torch_device
     torchao = require("torchao", "torchao", "quant")
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
@@ -32,9 +33,9 @@ def prepare(name: str, model: torch.nn.Module, torch_device: str, bound: Bound) 
     if chosen == 0:
         raise VariantUnavailable(f"int8: no Linear layer of {type(model).__name__} can be quantised by torchao here")
     return PreparedVariant(
-        name=name,
+        name=request.name,
         forward=module_forward(net, torch.float32),
         detail=f"torchao {version_of(torchao)} Int8DynamicActivationInt8WeightConfig on {chosen} of {linears} Linear layers (per-token dynamic activations, per-channel weights), eager",
-        bound=bound,
+        bound=request.bound,
         runtime=net,
     )
