@@ -90,7 +90,7 @@ def _flag(text: str) -> bool:
     return str(text).strip().lower() in {"1", "true", "yes", "on"}
 
 
-# (field, flag, default, parser, help). Defaults follow METHOD.md's protocol.
+# (field, flag, default, parser, help). Defaults follow the E3P paper's protocol.
 SPEC: list[tuple[str, str, str, Any, str]] = [
     (
         "protocol",

@@ -1,4 +1,4 @@
-"""The regression decision on between-pass and between-run noise (METHOD.md, "Deciding a regression").
+"""The regression decision on between-pass and between-run noise.
 
 Most of the noise of an energy or latency figure is *between* runs, not between the rounds of one
 run: on a 2-core VM the rounds of one pass spread by 1-3 % while identical runs moved by up to 15 %.

@@ -1,1 +1,51 @@
-"""hardware"""
+"""The hardware layer: device profiles and their resolution (devices), the power sensors (sensors/,
+one module per backend), the thermal sources (thermal), glibc malloc pinning (allocator), and the
+device kinds every layer names (kinds).
+
+The device kinds are imported here; the rest on first use, since devices imports torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..lazy import lazy_attribute
+from .kinds import DEVICE_KINDS, DeviceKind, parse_device_kind
+
+__all__ = [
+    "DEVICE_KINDS",
+    "PROFILES",
+    "Device",
+    "DeviceError",
+    "DeviceKind",
+    "Profile",
+    "ThermalSource",
+    "ThermalSources",
+    "TripPoint",
+    "accepted_names",
+    "cpu_name",
+    "default_malloc",
+    "find_sources",
+    "parse_device_kind",
+    "pin_glibc_malloc",
+    "resolve",
+]
+
+_LAZY = {
+    "PROFILES": "devices",
+    "Device": "devices",
+    "DeviceError": "devices",
+    "Profile": "devices",
+    "accepted_names": "devices",
+    "cpu_name": "devices",
+    "resolve": "devices",
+    "ThermalSource": "thermal",
+    "ThermalSources": "thermal",
+    "TripPoint": "thermal",
+    "find_sources": "thermal",
+    "default_malloc": "allocator",
+    "pin_glibc_malloc": "allocator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute(__name__, _LAZY, name)

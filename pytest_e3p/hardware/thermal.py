@@ -24,10 +24,6 @@ Sources, all read through `sysfs.path()` so that E3P_SYSFS_ROOT points them at a
 - NVML on an NVIDIA GPU (sensors/nvml.py): temperature, SM clock against its maximum, and the
   driver's clock-event reasons.
 
-The maximum clock is read when the monitor opens, not at every sample: the thermal framework caps a
-clock by lowering `scaling_max_freq` / `max_freq` themselves (freq QoS), so the max read later would
-move down with the clock and hide the cap.
-
 A clock's `judged` flag says whether a low clock counts as throttling (rule 4 of the throttle rule
 in pytest_e3p.measure.thermal): only where configuration pins it at its max and the max is a clock a
 busy chip holds (see _clock_judged).

@@ -1,11 +1,11 @@
-"""The stage-2 measurement protocols (METHOD.md, "Protocol" and "The EdgeViT protocol").
+"""The stage-2 measurement protocols: the E3P paper's (`e3p`) and the EdgeViT paper's (`edgevit`).
 
 `e3p` (the default): idle power first, with the device idle. Then warm-up, then rounds: each round is
 a window that lasts at least max(min_round_s, 10 sensor update periods), synchronised with the
 accelerator at both edges and timed with a monotonic clock. Each round gives one sample of energy per
 image and latency per image; a pass's value is their median.
 
-`edgevit` (seed 002, Sec. 4): batch 1; background power measured with the device idle just before
+`edgevit` (the EdgeViT paper, Sec. 4): batch 1; background power measured with the device idle just before
 the case; warm-up; then exactly N forward passes, each one a window of its own, synchronised and read
 at both edges. Every inference gives its raw energy, its net energy (raw minus background power x its
 duration) and its latency; a pass's value is the mean over the N inferences, as the paper reports.

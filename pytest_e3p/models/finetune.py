@@ -1,4 +1,4 @@
-"""The paper's CIFAR-10 fine-tuning recipe (METHOD.md): 45k/5k split of the training set with a fixed
+"""The E3P paper's CIFAR-10 fine-tuning recipe: 45k/5k split of the training set with a fixed
 seed, SGD lr 0.01 momentum 0.9, cosine schedule over 15,000 steps, batch 32, images resized to the
 model's input size with ImageNet normalisation. Writes DIR/<arch>_cifar10.pth, which the suite loads
 with --e3p-checkpoints DIR."""

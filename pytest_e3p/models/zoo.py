@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 
-# The 13 models of the E3P paper, with the pretrained tags it used (METHOD.md).
+# The 13 models of the E3P paper, with the pretrained tags it used.
 PAPER13 = (
     "efficientvit_b1.r224_in1k",
     "levit_192.fb_dist_in1k",
@@ -46,7 +46,7 @@ EXTRA12 = (
 )
 CANDIDATES = PAPER13 + EXTRA12
 
-# EdgeViT (seed 002, Pan et al. ECCV 2022, arXiv:2205.03436), built in pytest_e3p/edgevit.py. No
+# EdgeViT (Pan et al. ECCV 2022, arXiv:2205.03436), built in pytest_e3p/models/edgevit.py. No
 # official weights exist: they build with random weights unless given a checkpoint.
 EDGEVIT = ("edgevit_xxs", "edgevit_xs", "edgevit_s")
 
@@ -222,7 +222,7 @@ def reference(model: ModelName) -> Reference | None:
 
 @dataclass(frozen=True)
 class EdgeViTPaperRow:
-    """One model of the EdgeViT paper's Tables 2-3 (seed 002; `_data/edgevit-paper.csv`).
+    """One model of the EdgeViT paper's Tables 2-3 (`pytest_e3p/_data/edgevit-paper.csv`).
 
     Table 2: params (M), GFLOPs (the paper's FLOPs are multiply-accumulates), top-1 (%), latency
     mean +/- sd (ms) over 50 batch-1 fp32 forward passes on the CPU of a Samsung Galaxy S21

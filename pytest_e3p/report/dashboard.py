@@ -557,7 +557,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 </section>
 {f'<section id="skipped"><h2>Files skipped</h2><ul>{skipped}</ul></section>' if skipped else ""}
 </main>
-<footer><p>pytest-e3p dashboard. Steps: an exact penalised L1 step fit (optimal partitioning) with a noise-scaled penalty and a minimum step (the tolerance); see <code>pytest_e3p/dashboard.py</code>.</p></footer>
+<footer><p>pytest-e3p dashboard. Steps: an exact penalised L1 step fit (optimal partitioning) with a noise-scaled penalty and a minimum step (the tolerance); see <code>pytest_e3p/report/dashboard.py</code>.</p></footer>
 <script src="assets/dashboard.js"></script>
 </body></html>
 """

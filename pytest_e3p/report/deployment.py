@@ -1,4 +1,4 @@
-"""The deployment profile tables (seed 001): batch and resolution as axes, sustained runs.
+"""The deployment profile tables: batch and resolution as axes, sustained runs.
 
 - Latency against throughput: for each model (and variant, resolution) measured at several batch
   sizes, the latency of one batch at the smallest batch (a camera frame at batch 1) beside the

@@ -1,4 +1,4 @@
-"""The EdgeViT paper's Table 3 and Fig. 5 for a run under the edgevit protocol (seed 002, Sec. 4).
+"""The EdgeViT paper's Table 3 and Fig. 5 for a run under the edgevit protocol (the EdgeViT paper, Sec. 4).
 
 Table 3's columns per model: top-1, latency, energy and power per inference as mean +/- sd, and the
 efficiency top-1 (%) / energy (mJ). Models are compared by Pareto optimality, as the paper does, not

@@ -1,4 +1,4 @@
-"""The variants table and plot (seed 001): each optimised form of a model against its fp32 eager case
+"""The variants table and plot: each optimised form of a model against its fp32 eager case
 on the same device, dataset, batch and resolution.
 
 Per variant: latency and energy per image, their change against fp32 (%), the top-1 change in points

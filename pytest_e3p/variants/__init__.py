@@ -5,8 +5,9 @@ variant's logits checked against the fp32 model's.
     v = prepare("onnxruntime", model, x, calibration, device.kind, device.torch_device)
     a = agreement(model(x), v.forward(x), v.bound)      # a.ok, a.top1_pct, a.max_rel_err, a.bound
 
-prepare() copies the model where the variant changes it, so the caller's fp32 model stays the
-reference. A variant that cannot run here (library not installed, wrong device, model it does not
+prepare() finds the variant's module in the catalog (VARIANTS, torch-free) and calls that module's
+prepare(request) with one VariantRequest. It copies the model where the variant changes it, so the
+caller's fp32 model stays the reference. A variant that cannot run here (library not installed, wrong device, model it does not
 apply to) raises VariantUnavailable, whose message is the one-line skip reason.
 
 Agreement bounds, per family, on max|a - b| / max|a| (a: fp32 eager logits, b: the variant's, over
@@ -39,7 +40,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import VARIANT_HELP, VARIANTS, Bound, VariantInfo, bound_for, parse_variants
+from ..lazy import lazy_attribute
+from .catalog import VARIANT_HELP, VARIANTS, Bound, VariantInfo, bound_for, parse_variants, split_variant
 
 __all__ = [
     "VARIANTS",
@@ -48,12 +50,14 @@ __all__ = [
     "Bound",
     "PreparedVariant",
     "VariantInfo",
+    "VariantRequest",
     "VariantUnavailable",
     "agreement",
     "bound_for",
     "compare",
     "parse_variants",
     "prepare",
+    "split_variant",
 ]
 
 # What needs torch is imported on first use, so the catalog (options, help) stays cheap to import.
@@ -63,13 +67,10 @@ _LAZY = {
     "compare": "preparation",
     "Agreement": "base",
     "PreparedVariant": "base",
+    "VariantRequest": "base",
     "VariantUnavailable": "base",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _LAZY, name)

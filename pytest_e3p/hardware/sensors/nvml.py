@@ -161,7 +161,7 @@ def gpu_count() -> int:
     return count
 
 
-# Thermal state (pytest_e3p/thermal.py). Every query answers None where NVML cannot: an NVMLError (the
+# Thermal state (pytest_e3p/hardware/thermal.py). Every query answers None where NVML cannot: an NVMLError (the
 # GPU or driver does not support it) or a binding too old to have the function. A source that answers
 # None is unavailable, never a crash.
 
