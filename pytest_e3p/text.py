@@ -10,7 +10,7 @@ def first_line(value: object, limit: int | None = None) -> str:
     """The first line of str(value) (an exception's message, a command's output), stripped of the
     blank lines around it and cut to `limit` characters; "" when there is none."""
     lines = str(value).strip().splitlines()
-    return lines[0][:limit] if lines else ""
+    return lines[0].strip()[:limit] if lines else ""
 
 
 def error_line(exc: BaseException, limit: int | None = None) -> str:
