@@ -412,14 +412,26 @@ def _discover() -> _Found:
 
 
 @dataclass
-class _Selection:
-    measured: list[TemperatureFile]
-    watched: list[TemperatureFile]
-    clocks: list[ClockFile]
-    counters: list[ThrottleCounter]
+class ThermalSources:
+    """The sources that watch a round of one device kind, opened: the measured device's temperatures
+    (measured), others its throttling follows (watched: a Jetson GPU's CPU, SoC and junction zones),
+    its clocks and throttle counters, its NVML GPU; note: what is missing, and why."""
 
-    def sources(self) -> list[TemperatureFile | ClockFile | ThrottleCounter]:
+    device_kind: DeviceKind
+    measured: list[TemperatureFile] = field(default_factory=list)
+    watched: list[TemperatureFile] = field(default_factory=list)
+    clocks: list[ClockFile] = field(default_factory=list)
+    counters: list[ThrottleCounter] = field(default_factory=list)
+    nvml: NvmlGpu | None = None
+    note: str = ""
+
+    def files(self) -> list[TemperatureFile | ClockFile | ThrottleCounter]:
+        """The sysfs sources, the measured temperatures first."""
         return [*self.measured, *self.watched, *self.clocks, *self.counters]
+
+    def close(self) -> None:
+        for source in self.files():
+            source.close()
 
 
 def _clock_judged(kind: str, clock: ClockFile) -> bool:
@@ -431,18 +443,18 @@ def _clock_judged(kind: str, clock: ClockFile) -> bool:
     return kind == DeviceKind.CPU and bool(clock.driver) and clock.driver not in BOOST_DRIVERS
 
 
-def _select(kind: str, found: _Found) -> _Selection:
+def _select(kind: DeviceKind, found: _Found) -> ThermalSources:
     """Which of the sources found watch a round of this device kind (see the module docstring)."""
     if kind == DeviceKind.CPU:
         measured = [z for z in found.zones if CPU_ZONE_RE.search(z.name)] + found.hwmon
         if not measured:
             measured = [z for z in found.zones if z.name.lower() in LAST_RESORT_ZONES]
-        return _Selection(measured, [], list(found.cpufreq), list(found.counters))
+        return ThermalSources(kind, measured, [], list(found.cpufreq), list(found.counters))
     if kind == DeviceKind.JETSON:
         gpu = [z for z in found.zones if GPU_ZONE_RE.search(z.name)]
         soc = [z for z in found.zones if CPU_ZONE_RE.search(z.name) and z not in gpu]
-        return _Selection(gpu or soc, soc if gpu else [], list(found.devfreq), [])
-    return _Selection([], [], [], [])
+        return ThermalSources(kind, gpu or soc, soc if gpu else [], list(found.devfreq), [])
+    return ThermalSources(kind)
 
 
 def _no_source_note() -> str:
@@ -467,29 +479,6 @@ def _nvml_gpus(index: int | None = None, uuid: str | None = None) -> tuple[list[
     return gpus, ""
 
 
-@dataclass
-class ThermalSources:
-    """The sources that watch a round of one device kind, opened: the measured device's temperatures
-    (measured), others its throttling follows (watched: a Jetson GPU's CPU, SoC and junction zones),
-    its clocks and throttle counters, its NVML GPU; note: what is missing, and why."""
-
-    device_kind: DeviceKind
-    measured: list[TemperatureFile] = field(default_factory=list)
-    watched: list[TemperatureFile] = field(default_factory=list)
-    clocks: list[ClockFile] = field(default_factory=list)
-    counters: list[ThrottleCounter] = field(default_factory=list)
-    nvml: NvmlGpu | None = None
-    note: str = ""
-
-    def files(self) -> list[TemperatureFile | ClockFile | ThrottleCounter]:
-        """The sysfs sources, the measured temperatures first."""
-        return [*self.measured, *self.watched, *self.clocks, *self.counters]
-
-    def close(self) -> None:
-        for source in self.files():
-            source.close()
-
-
 def find_sources(device_kind: str, cuda_index: int = 0, uuid: str | None = None) -> ThermalSources:
     """The thermal sources of the measured device: "cpu", "cuda" (NVML GPU cuda_index, or uuid) or
     "jetson" (a Jetson GPU run). Never raises for a missing source: the result then has none, and a
@@ -503,13 +492,13 @@ def find_sources(device_kind: str, cuda_index: int = 0, uuid: str | None = None)
         return ThermalSources(kind, nvml=gpu, note=why)
     found = _discover()
     chosen = _select(kind, found)
-    found.close_except(chosen.sources())
+    found.close_except(chosen.files())
     for clock in chosen.clocks:
         clock.judged = _clock_judged(kind, clock)
-    note = "" if chosen.measured else _no_source_note()
-    if note and (chosen.clocks or chosen.counters):
-        note += ": rounds have clocks and throttle counts but no temperature"
-    return ThermalSources(kind, chosen.measured, chosen.watched, chosen.clocks, chosen.counters, None, note)
+    chosen.note = "" if chosen.measured else _no_source_note()
+    if chosen.note and (chosen.clocks or chosen.counters):
+        chosen.note += ": rounds have clocks and throttle counts but no temperature"
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------- describe
@@ -541,7 +530,7 @@ def describe() -> list[ThermalSource]:
     kinds = [DeviceKind.CPU, DeviceKind.JETSON] if is_jetson() else [DeviceKind.CPU]
     used: dict[int, list[str]] = {}
     for kind in kinds:
-        for source in _select(kind, found).sources():
+        for source in _select(kind, found).files():
             used.setdefault(id(source), []).append(kind)
     try:
         sources = [source_now(s, tuple(used.get(id(s), ()))) for s in found.all()] + found.unreadable

@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..hardware.sensors.base import SensorFault, sample_on_grid
-from ..hardware.thermal import ClockFile, TemperatureFile, ThermalSource, ThermalSources, ThrottleCounter, find_sources, percent_floor, source_now
+from ..hardware.thermal import ThermalSource, ThermalSources, find_sources, percent_floor, source_now
 
 PERIOD_S = 0.5
 CLOCK_THROTTLE_RATIO = 0.9
@@ -111,6 +111,7 @@ class ThermalMonitor:
     round and every later one are unavailable with a note saying why, and nothing is raised."""
 
     def __init__(self, sources: ThermalSources, settings: ThermalSettings = ThermalSettings()):
+        self._sources = sources
         self.device_kind = sources.device_kind
         self.period_s, self.clock_settle_s = settings.period_s, settings.clock_settle_s
         self._measured, self._watched = list(sources.measured), list(sources.watched)
@@ -142,9 +143,8 @@ class ThermalMonitor:
     def describe(self) -> list[ThermalSource]:
         """The monitor's own sources with their values now."""
         used = (self.device_kind,)
-        own: list[TemperatureFile | ClockFile | ThrottleCounter] = [*self._temps, *self._clocks, *self._counters]
         with self._lock:  # the sampler thread shares the open files
-            return [source_now(s, used) for s in own] + ([self._nvml.source()] if self._nvml else [])
+            return [source_now(s, used) for s in self._sources.files()] + ([self._nvml.source()] if self._nvml else [])
 
     # the sampler
 
@@ -211,9 +211,7 @@ class ThermalMonitor:
         if self._thread is not None:
             self._thread.join(timeout=2.0 + self.period_s)
             self._thread = None
-        own: list[TemperatureFile | ClockFile | ThrottleCounter] = [*self._temps, *self._clocks, *self._counters]
-        for source in own:
-            source.close()
+        self._sources.close()
 
     def __enter__(self) -> ThermalMonitor:
         self.start()
