@@ -52,7 +52,8 @@ def _positive(value: Any) -> bool:
 def _upgrade_1_to_2(data: dict[str, Any]) -> None:
     """Version 1 measured one pass per case: its median over the rounds is that pass's value (what
     version 2 records per pass), so a version-1 baseline gates as a baseline of one pass. Its thread
-    count was not recorded (torch's default then): None, which the gate reads as a condition."""
+    count was not recorded (torch's default then) and stays None: the gate refuses it against a run
+    that recorded one, naming the threads, rather than guess."""
     protocol = data.get("protocol")
     if isinstance(protocol, dict):
         protocol.setdefault("passes", 1)
