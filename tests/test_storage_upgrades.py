@@ -230,3 +230,36 @@ def test_history_files_are_written_by_the_one_atomic_writer_with_the_umask_mode(
     assert calls == [{"exclusive": True}]
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by the team, as every file write_atomic writes
     assert read_run(path).cases[DEIT]["energy_mj_per_image"] == 41.5
+
+
+BENCH = """
+def test_energy(e3p):
+    e3p.measure()
+"""
+SHORT = ["--e3p-device=cpu", "--e3p-models=test_vit", "--e3p-passes=1", "--e3p-rounds=2", "--e3p-min-round-s=0.05", "--e3p-warmup-s=0", "--e3p-idle-s=0"]
+SHORT += ["--e3p-weights=random", "-p", "no:cacheprovider"]
+ADDED_IN_2 = ["passes", "energy_mj_per_image_passes", "latency_ms_per_image_passes", "energy_spread", "latency_spread", "unstable", "earlier_runs"]
+ADDED_IN_2 += ["verdict", "change_vs_baseline", "noise_vs_baseline", *CASE_FIELDS_ADDED_IN_2]
+
+
+def test_a_run_against_a_version_1_baseline_says_so_once_and_saves_it_as_version_2(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    assert pytester.runpytest(*SHORT, "--e3p-save-baseline=base.json").ret == 0
+    path = pytester.path / "base.json"
+    data = json.loads(path.read_text())
+    data["schema_version"] = 1  # as version 1 wrote it: no pass values, no fields of version 2
+    for case in data["cases"].values():
+        for key in ADDED_IN_2:  # the thread count stays: this run's, so that the case gates
+            case.pop(key)
+    path.write_text(json.dumps(data))
+    # no energy gate: a busy machine must not decide this test
+    result = pytester.runpytest(*SHORT, "--e3p-baseline=base.json", "--e3p-save-baseline=base.json", "--e3p-tolerance=energy=off")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["?e3p? --e3p-baseline base.json: schema version 1 read as version 2*"])
+    result.stdout.fnmatch_lines(["*baseline: previous base.json: schema version 1 read as version 2*"])
+    assert result.stdout.str().count("schema version 1 read as version 2") == 2
+    saved = json.loads(path.read_text())
+    case = saved["cases"]["test_vit-cpu-synthetic"]
+    assert saved["schema_version"] == 2 and case["earlier_runs"][0]["energy_mj_per_image_passes"] == [
+        data["cases"]["test_vit-cpu-synthetic"]["energy_mj_per_image"]
+    ]
