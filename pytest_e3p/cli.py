@@ -116,13 +116,14 @@ COMPARE_EXIT_CODES = """exit status:
 
 
 def _load_results(path: str):
-    """A results file, or ResultsFileError with one line saying what is wrong with it."""
-    from .storage.results import ResultsFileError, load
+    """A results file, or ResultsFileError with one line saying what is wrong with it (undecodable
+    bytes included). A file of an older schema version is read upgraded, with a note on stderr."""
+    from .storage.results import load
 
-    try:
-        return load(path)
-    except UnicodeDecodeError as exc:
-        raise ResultsFileError(f"{path} is not a pytest-e3p results file (not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+    rf = load(path)
+    if rf.upgrade_note:
+        print(f"note: {rf.upgrade_note}", file=sys.stderr)
+    return rf
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -157,7 +157,7 @@ CASE = (
         ('{"schema": "pytest-e3p/results", "schema_version": 2, "cases": {', "not valid JSON"),
         ('{"hello": 1}', "not a pytest-e3p results file"),
         ('{"schema": "pytest-e3p/results", "schema_version": 99, "cases": {}}', "schema version 99"),
-        ('{"schema": "pytest-e3p/results", "schema_version": 1, "cases": {}}', "schema version 1; this pytest-e3p reads version 2: save the baseline again"),
+        ('{"schema": "pytest-e3p/results", "schema_version": 3, "cases": {}}', "schema version 3, newer than this pytest-e3p reads .*: upgrade pytest-e3p"),
         ('{"schema": "pytest-e3p/results", "schema_version": 2}', "malformed entry"),
         ('{"schema": "pytest-e3p/results", "schema_version": 2, "device": "cpu", "cases": {}}', 'malformed entry: "device" must be an object'),
         (CASE.replace("PASSES", "[40.0, NaN]"), "'energy_mj_per_image_passes' must be a list of positive numbers"),
@@ -203,7 +203,7 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError):
         results.write_atomic(path, "new")
     assert path.read_text() == "old"

@@ -126,18 +126,6 @@ def test_compare_non_utf8_baseline_is_one_line_exit_2(tmp_path, capsys):
     assert "not UTF-8" in capsys.readouterr().err
 
 
-def test_compare_catches_a_decode_error_that_escapes_the_loader(tmp_path, capsys, monkeypatch):
-    # whatever results.load does with undecodable bytes, the command says one line, no traceback
-    from pytest_e3p.storage import results as results_module
-
-    def load(path):
-        return b"caf\xe9".decode("utf-8")
-
-    monkeypatch.setattr(results_module, "load", load)
-    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
-    assert "a.json is not a pytest-e3p results file (not UTF-8 text: byte 0xe9 at offset 3)" in one_line_error(capsys)
-
-
 def test_compare_foreign_missing_or_other_device_files_are_errors_not_regressions(tmp_path, capsys):
     good = tmp_path / "good.json"
     results.save(make_file([make_case("a", 40)]), good)

@@ -239,6 +239,8 @@ class E3PSession:
             self.baseline = results.load(path)
         except results.ResultsFileError as exc:
             raise SetupError(f"--e3p-baseline: {exc}") from None
+        if self.baseline.upgrade_note:
+            self.start_notes.append(f"--e3p-baseline {self.baseline.upgrade_note}")
         why = device_incompatibility(self.baseline, self.device_record()) or protocol_incompatibility(self.baseline.protocol, self.protocol_record())
         if why:
             raise SetupError(f"--e3p-baseline {path} cannot be compared with this run: {why}")
@@ -628,6 +630,8 @@ class E3PSession:
                     lines.append(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")
                     return lines
             merged, notes = merge_runs(old, rf, self.options.baseline_runs)
+            if old is not None and old.upgrade_note:
+                notes.insert(0, f"previous {old.upgrade_note}")
             lines.append(_save(merged, target, "baseline", update_json))
             lines += [f"baseline: {n}" for n in notes]
         return lines

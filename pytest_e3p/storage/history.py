@@ -9,7 +9,7 @@ is the order of the runs:
     (time)                  (device) (commit) (random)
 
 Several runners may write into one folder (a shared disk, a data branch): the random part makes
-names unique, and the file is published with `os.link` from a private temporary file, which fails
+names unique, and the file is published with `files.write_atomic(exclusive=True)`, which fails
 instead of replacing a file that exists, so no run can clobber another's.
 """
 
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..text import slug
-from . import results
+from . import files, results
 
 # CI variables tried in order when git cannot answer (no git, no .git, a tarball checkout).
 # (sha variable, branch variables...) per CI system.
@@ -165,37 +163,16 @@ def append_run(
         machine=results._clean(machine),
         appended=when.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
     )
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    text = files.encode(data)
     device = _slug(str(results_file.device.get("name", "device")))
-    fd, tmp = tempfile.mkstemp(prefix=".e3p-run.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for _ in range(20):
-            path = folder / f"{_stamp(when)}-{device}-{commit.sha[:8] or 'nocommit'}-{secrets.token_hex(3)}.json"
-            try:
-                _publish(Path(tmp), path)
-                return path
-            except FileExistsError:
-                continue  # another runner took this name in the same microsecond: draw again
-        raise FileExistsError(f"could not find a free file name in {folder}")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Give the complete temporary file its final name, failing if that name exists."""
-    try:
-        os.link(tmp, path)  # atomic and exclusive: readers never see half a file
-    except FileExistsError:
-        raise
-    except OSError:
-        # A file system without hard links (some network and FAT mounts): exclusive create, then copy.
-        # A reader may glimpse a partial file here; `load_history` skips files that do not parse.
-        with open(path, "x") as out:
-            out.write(tmp.read_text())
+    for _ in range(20):
+        path = folder / f"{_stamp(when)}-{device}-{commit.sha[:8] or 'nocommit'}-{secrets.token_hex(3)}.json"
+        try:
+            files.write_atomic(path, text, exclusive=True)
+            return path
+        except FileExistsError:
+            continue  # another runner took this name in the same microsecond: draw again
+    raise FileExistsError(f"could not find a free file name in {folder}")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -211,7 +188,8 @@ class Run:
     device: dict[str, Any]
     machine: dict[str, Any]
     protocol: dict[str, Any]
-    cases: dict[str, dict[str, Any]]  # the raw case dicts: fields added later read with .get()
+    cases: dict[str, dict[str, Any]]  # every field of each case (CaseResult.to_dict), old files upgraded
+    written_version: int = results.SCHEMA_VERSION  # the schema version of the file
 
     @property
     def device_key(self) -> str:
@@ -225,18 +203,17 @@ class Run:
 
 
 def read_run(path: Path) -> Run:
-    """One history file; results.ResultsFileError when it is not one."""
-    results.load(path)  # the same checks as any results file: schema, version, cases
-    data = json.loads(Path(path).read_text())
-    cases = data.get("cases") or {}
+    """One history file, upgraded to the current schema version; results.ResultsFileError when it is not one."""
+    rf = results.load(path)
     return Run(
         path=Path(path),
-        time=str(data.get("appended") or data.get("created") or ""),
-        commit=CommitInfo.from_dict(data.get("commit")),
-        device=data.get("device") or {},
-        machine=data.get("machine") or {},
-        protocol=data.get("protocol") or {},
-        cases={str(k): v for k, v in cases.items() if isinstance(v, dict)},
+        time=str(rf.extra.get("appended") or rf.created),  # a plain results file copied in has no append time
+        commit=CommitInfo.from_dict(rf.extra.get("commit")),
+        device=rf.device,
+        machine=rf.extra.get("machine") or {},
+        protocol=rf.protocol,
+        cases={cid: case.to_dict() for cid, case in rf.cases.items()},
+        written_version=rf.written_version,
     )
 
 
@@ -246,7 +223,7 @@ def load_history(folder: str | Path) -> tuple[list[Run], list[str]]:
     for path in sorted(Path(folder).glob("*.json")):
         try:
             runs.append(read_run(path))
-        except (results.ResultsFileError, json.JSONDecodeError, OSError) as exc:
+        except (results.ResultsFileError, OSError) as exc:
             problems.append(f"{path.name}: {exc}")
     runs.sort(key=lambda r: (r.time, r.path.name))
     return runs, problems
@@ -305,6 +282,11 @@ def _history_command(args: argparse.Namespace) -> int:
         runs = [r for r in runs if args.device in (r.device.get("name"), r.device_key)]
     for p in problems:
         print(f"skipped: {p}", file=sys.stderr)
+    upgraded = sum(r.written_version != results.SCHEMA_VERSION for r in runs)
+    if upgraded:
+        print(
+            f"note: {upgraded} run(s) written in an older schema version, read as version {results.SCHEMA_VERSION} (the files are unchanged)", file=sys.stderr
+        )
     print(history_table(runs) if runs else f"no runs in {folder}")
     return 0
 

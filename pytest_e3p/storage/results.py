@@ -2,33 +2,25 @@
 
 A results file and a baseline file are the same format: a baseline is a results file that somebody
 committed. Keys are sorted and cases are keyed by their test id, one entry each, so a refreshed
-baseline reads as a small diff in review. Files are written atomically (temporary file, then
-rename), so an interrupted run never leaves a truncated file behind.
+baseline reads as a small diff in review. Files are read and written through storage.files: an old
+schema version is upgraded on reading (storage.schema), and writes are atomic, so an interrupted run
+never leaves a truncated file behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "pytest-e3p/results"
-KNOWN_KEYS = {"schema", "schema_version", "created", "device", "environment", "protocol", "screening", "cases"}
-SCHEMA_VERSION = 2  # 2: passes, pass values and the earlier runs a baseline holds
+from .files import ResultsData, encode, read_results, write_atomic
+from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
 OK, INVALID, FAILED = "ok", "invalid", "failed"
 MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = "measured", "reference", "unavailable"
-
-
-class ResultsFileError(Exception):
-    """A file that is missing, corrupt, not a results file, or of another schema version."""
 
 
 class MeasurementError(Exception):
@@ -177,6 +169,12 @@ class ResultsFile:
     created: str = ""
     source: str = ""  # the path it was read from, for messages
     extra: dict[str, Any] = field(default_factory=dict)  # top-level fields added by pytest_e3p_update_json
+    written_version: int = SCHEMA_VERSION  # the schema version of the file it was read from
+
+    @property
+    def upgrade_note(self) -> str:
+        """One line when it was read from a file of an older schema version, for the caller to print ("" otherwise)."""
+        return upgrade_note(self.source, self.written_version)
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(
@@ -194,121 +192,35 @@ class ResultsFile:
         )
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write to path so that readers see the old file or the new one, never half of one.
-
-    The new file gets the mode of the file it replaces, or what the umask gives a new file (a
-    temporary file is created 0600, and a rename would keep that); the folder is synced after the
-    rename so the new name survives a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return  # a folder that cannot be opened for sync (some network filesystems): the rename stands
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save(results: ResultsFile, path: str | Path, update: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Write a results file; `update` may add top-level fields to its JSON first (a hook)."""
     data = results.to_dict()
     if update is not None:
         update(data)
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, encode(data))
 
 
 def load(path: str | Path) -> ResultsFile:
-    """Read a results (or baseline) file; ResultsFileError says what is wrong with it."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ResultsFileError(
-            f"{path} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
-        ) from None
-    except FileNotFoundError:
-        raise ResultsFileError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise ResultsFileError(f"{path} cannot be read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(
-            f"{path} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
-        ) from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultsFileError(f'{path} is not a pytest-e3p results file (no "schema": "{SCHEMA}")')
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsFileError(
-            f"{path} has schema version {version!r}; this pytest-e3p reads version {SCHEMA_VERSION}: save the baseline again with this version"
-        )
-    problem = _malformed(data)
-    if problem:
-        raise ResultsFileError(f"{path} is a results file with a malformed entry: {problem}; restore it from version control or save a new one")
+    """Read a results (or baseline) file, upgraded to the current schema version (its
+    `upgrade_note` then says so); ResultsFileError says what is wrong with it."""
+    return from_data(read_results(path))
+
+
+def from_data(read: ResultsData) -> ResultsFile:
+    """The records of a file read_results has upgraded and checked."""
+    data = read.data
     try:
         cases = {cid: CaseResult.from_dict(c) for cid, c in data["cases"].items()}
-        return ResultsFile(
-            device=data["device"],
-            environment=data.get("environment", {}),
-            protocol=data.get("protocol", {}),
-            cases=cases,
-            screening=data.get("screening", []),
-            created=data.get("created", ""),
-            source=str(path),
-            extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
-        )
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ResultsFileError(f"{path} is a results file with a malformed entry ({exc!r})") from None
-
-
-def _positive_numbers(values: Any) -> bool:
-    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
-
-
-def _malformed(data: dict[str, Any]) -> str | None:
-    """What is wrong with a results file's structure, or None. Samples must be positive numbers: a
-    NaN, zero or string sample would make every comparison pass or crash."""
-    if not isinstance(data.get("device"), dict) or not isinstance(data["device"].get("name"), str):
-        return '"device" must be an object with a "name"'
-    for key in ("environment", "protocol"):
-        if key in data and not isinstance(data[key], dict):
-            return f'"{key}" must be an object'
-    if not isinstance(data.get("cases"), dict):
-        return '"cases" must be an object keyed by case id'
-    sample_keys = ("energy_mj_per_image_samples", "latency_ms_per_image_samples", "energy_mj_per_image_passes", "latency_ms_per_image_passes")
-    for cid, case in data["cases"].items():
-        if not isinstance(case, dict):
-            return f"case {cid!r} is not an object"
-        for key in ("case_id", "model", "device", "dataset", "precision"):
-            if not isinstance(case.get(key), str):
-                return f"case {cid!r}: {key!r} must be a string"
-        for key in sample_keys:
-            if key in case and not _positive_numbers(case[key]):
-                return f"case {cid!r}: {key!r} must be a list of positive numbers"
-        runs = case.get("earlier_runs", [])
-        if not isinstance(runs, list) or not all(isinstance(r, dict) and all(_positive_numbers(r.get(k, [])) for k in sample_keys[2:]) for r in runs):
-            return f"case {cid!r}: 'earlier_runs' must be a list of runs with positive pass values"
-    return None
+    except (TypeError, ValueError) as exc:  # a required field missing, or of the wrong kind
+        raise ResultsFileError(f"{read.source} is a results file with a malformed entry ({exc!r})") from None
+    return ResultsFile(
+        device=data["device"],
+        environment=data["environment"],
+        protocol=data["protocol"],
+        cases=cases,
+        screening=data["screening"],
+        created=data["created"],
+        source=read.source,
+        extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+        written_version=read.written_version,
+    )
