@@ -14,9 +14,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..config import DEFAULTS
-from ..hardware.sensors.base import ESTIMATE
+from ..hardware.sensors.base import EnergyKind
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
-from ..storage.results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
+from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write_atomic
 from .deployment import profile_tables
 from .figures import pyplot, save_png
 from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
@@ -53,9 +53,9 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     if pts:
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="tab:red", label="Pareto front", zorder=2)
         ax.legend(loc="lower right")
-    est = " (ESTIMATED energy)" if any(c.energy_kind == ESTIMATE for c in cases) else ""
+    est = " (ESTIMATED energy)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases) else ""
     ax.set_xlabel(f"energy per image (mJ){est}")
-    ref = " (REFERENCE, not measured)" if any(c.top1_source == REFERENCE_TOP1 for c in cases) else ""
+    ref = " (REFERENCE, not measured)" if any(c.top1_source == Top1Source.REFERENCE for c in cases) else ""
     ax.set_ylabel(f"top-1 accuracy (%){ref}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -85,7 +85,7 @@ def _label_points(ax, fig, cases: list[CaseResult]) -> None:
 
 
 def _usable(c: CaseResult) -> bool:
-    return c.status == OK and c.energy_mj_per_image is not None and c.top1 is not None
+    return c.status == Status.OK and c.energy_mj_per_image is not None and c.top1 is not None
 
 
 def _energy(c: CaseResult) -> float:
@@ -275,7 +275,7 @@ def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list
     line = savings_line(cases, device, reference_model)
     if line is None:
         return [f"_No savings line: the reference model {reference_model} was not measured on {device}._", ""]
-    est = " (estimated energy)" if cases[0].energy_kind == ESTIMATE else ""
+    est = " (estimated energy)" if cases[0].energy_kind == EnergyKind.ESTIMATE else ""
     return [f"**Savings:** {line}{est}.", ""]
 
 
@@ -291,9 +291,9 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
         lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")
-    if any(c.energy_kind == ESTIMATE for c in cases):
+    if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases):
         lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
-    if any(c.top1_source == REFERENCE_TOP1 for c in cases):
+    if any(c.top1_source == Top1Source.REFERENCE for c in cases):
         lines.append("- top-1 'reference' is timm's published ImageNet-1k accuracy, not measured in this run.")
     subsets = {c.eval_subset for c in cases if c.eval_subset}
     for s in sorted(subsets):
