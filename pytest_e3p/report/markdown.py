@@ -17,11 +17,11 @@ from ..config import DEFAULTS
 from ..hardware.sensors.base import EnergyKind
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
 from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write_atomic
-from .deployment import profile_tables
 from .figures import pyplot, save_png
-from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
-from .terminal import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
-from .variants import plot_variants, variants_tables
+from .sections import Section, SectionKind, by_kind, case_sections
+from .table3 import EDGEVIT, plot_fig5
+from .terminal import ranked_groups
+from .variants import plot_variants
 
 
 class ReportError(Exception):
@@ -117,15 +117,14 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
         lines += _stage1_section(dcases, files)
         groups = ranked_groups(dcases)
         winners = {}
+        table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
         for (device, _, source), group in groups.items():
+            parts = by_kind(case_sections(group, fmt="github", table3_set=table_set))
             lines += [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
-            headers, rows = ranking_rows(group)
-            lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
-            lines += [f"- {note}" for note in footnotes(group)] + [""]
-            for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github"), *profile_tables(group, fmt="github")):
-                if extra:  # caption line, then the table as its own block
-                    caption, table = extra.split("\n", 1)
-                    lines += [f"*{caption}*", "", table, ""]
+            lines += [s.table for s in parts[SectionKind.RANKING]] + [""]
+            lines += [f"- {note}" for s in parts[SectionKind.FOOTNOTES] for note in s.notes] + [""]
+            for s in parts[SectionKind.RAILS] + parts[SectionKind.EVAL_PASS] + parts[SectionKind.PROFILE]:
+                lines += [f"*{s.title}*", "", s.table, ""]  # caption line, then the table as its own block
             usable = [c for c in group if _usable(c)]
             if usable:
                 winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
@@ -138,17 +137,15 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
                 lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
                 lines += _theory_vs_device(usable, device)
                 lines += _savings(usable, device, reference_model)
-            variant_tables = variants_tables(group, fmt="github")
-            for title, table, notes in variant_tables:
-                lines += [f"#### {title[0].upper()}{title[1:]}", "", table, ""] + [f"- {n}" for n in notes] + [""]
-            if variant_tables:
+            for s in parts[SectionKind.VARIANTS]:
+                lines += [f"#### {s.title[0].upper()}{s.title[1:]}", "", s.table, ""] + [f"- {n}" for n in s.notes] + [""]
+            if parts[SectionKind.VARIANTS]:
                 png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
                 if plot_variants(group, out / png):
                     lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
-            edgevit = [c for c in group if c.protocol == EDGEVIT]
-            if edgevit:
-                table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
-                lines += _table3_section(edgevit, device, dataset, out, table_set)  # its plot is missing exactly when _plot's is
+            if parts[SectionKind.TABLE3]:
+                edgevit = [c for c in group if c.protocol == EDGEVIT]
+                lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is
         if len(winners) > 1:
             lines += ["### Across devices", ""]
             lines += [
@@ -168,13 +165,13 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     return path
 
 
-def _table3_section(cases: list[CaseResult], device: str, dataset: str, out: Path, table_set: bool) -> list[str]:
+def _table3_section(parts: dict[SectionKind, list[Section]], cases: list[CaseResult], device: str, dataset: str, out: Path) -> list[str]:
     """The EdgeViT paper's Table 3 and Fig. 5 for the edgevit-protocol cases (table3.py)."""
     lines = [f"#### EdgeViT Table 3 on {device}", ""]
-    for _title, table, notes in table3_tables(cases, fmt="github"):
-        lines += [table, ""] + [f"- {n}" for n in notes] + [""]
-    if table_set:
-        lines += [f"- {line}" for line in unavailable_lines()] + [""]
+    for s in parts[SectionKind.TABLE3]:
+        lines += [s.table, ""] + [f"- {n}" for n in s.notes] + [""]
+    for s in parts[SectionKind.TABLE3_UNAVAILABLE][:1]:  # the same lines after each table: once here
+        lines += [f"- {line}" for line in s.notes] + [""]
     png = f"fig5_{_slug(device)}_{_slug(dataset)}.png"
     if plot_fig5(cases, f"Top-1 vs latency and energy per inference: {device} / {dataset}", out / png):
         lines += [f"![Top-1 vs latency and energy per inference on {device} / {dataset}]({png})", ""]
