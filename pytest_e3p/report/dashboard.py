@@ -323,81 +323,120 @@ COLORS = {"energy_measured": "#1f77b4", "energy_estimate": "#d97706", "latency":
 
 
 def chart_svg(series: Series, ref: Reference) -> str | None:
-    """The trend chart of a series as an SVG element; None without matplotlib."""
+    """The trend chart of a series as an SVG element, one row per metric it has; "" without any,
+    None without matplotlib."""
     try:
-        import matplotlib
-        from matplotlib.backends.backend_svg import FigureCanvasSVG
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401  (only whether it is there: the steps import what they draw with)
     except ImportError:
         return None
     rows = [m for m in METRICS if series.values(m)]
     if not rows:
         return ""
-    n = len(series.points)
-    fig = Figure(figsize=(11.0, 1.6 * len(rows) + 0.9), dpi=100)
-    FigureCanvasSVG(fig)
-    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    fig, axes = _chart_figure(len(rows))
     for ax, metric in zip(axes, rows):
         vals = series.values(metric)
-        color = COLORS[metric.key]
-        ax.plot(
-            [i for i, _ in vals],
-            [v for _, v in vals],
-            "-o",
-            color=color,
-            ms=3.5,
-            lw=1.3,
-            label="run value (median of its passes)",
-            gid=f"{series.key}-{metric.key}-line",
-        )
-        # baseline and tolerance band, per run: a refreshed baseline shows as a step in the line
-        bx, by, lo, hi = [], [], [], []
-        for i, p in enumerate(series.points):
-            b = ref.baseline(metric, p)
-            if b is None:
-                continue
-            tol = ref.tolerance(metric, p.run)
-            bx.append(i)
-            by.append(b)
-            width = (b * tol if metric.relative else tol) if tol is not None else 0.0
-            lo.append(b - width)
-            hi.append(b + width)
-        if bx:
-            ax.plot(bx, by, "--", color="#555", lw=1, label="baseline", drawstyle="steps-mid")
-            if any(h > l for h, l in zip(hi, lo)):
-                ax.fill_between(bx, lo, hi, step="mid", color="#9ca3af", alpha=0.25, lw=0, label="tolerance")
-        # the gate's regressions, as recorded in each run
-        reg = [(i, v) for i, v in vals if series.points[i].case.get("verdict") == Verdict.REGRESSED]
-        if reg and metric.key.startswith("energy"):
-            ax.plot([i for i, _ in reg], [v for _, v in reg], "x", color="#dc2626", ms=9, mew=2.2, label="gate: regressed", gid=f"{series.key}-gate-regressed")
-        for k, step in enumerate(s for s in series.steps if s.metric is metric):
-            x = vals[step.point.index][0]
-            c = "#dc2626" if step.regression else "#16a34a"
-            ax.axvline(x - 0.5, color=c, lw=1.4, ls=":", gid=f"{series.key}-step-{metric.key}-{k}")
-            ax.annotate(
-                step.change_text(),
-                (x - 0.5, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -10),
-                textcoords="offset points",
-                color=c,
-                fontsize=8,
-                fontweight="bold",
-            )
-        ax.set_ylabel(metric.label, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.margins(x=0.03, y=0.15)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    every = max(1, math.ceil(n / 24))  # at most ~24 commit labels
-    axes[-1].set_xticks(range(0, n, every))
-    axes[-1].set_xticklabels([series.points[i].run.commit.short[:7] for i in range(0, n, every)], rotation=45, ha="right", fontsize=7, family="monospace")
-    axes[-1].set_xlabel("commit (runs in order)", fontsize=8)
-    axes[-1].set_xlim(-0.6, n - 0.4)
+        _plot_run_values(ax, series, metric, vals)
+        _plot_baseline_band(ax, series, metric, ref)
+        _mark_gate_regressions(ax, series, metric, vals)
+        _mark_steps(ax, series, metric, vals)
+        _style_row(ax, metric)
+    _commit_axis(axes[-1], series)
     fig.subplots_adjust(left=0.08, right=0.84, top=0.97, bottom=0.7 / fig.get_figheight(), hspace=0.12)
+    return _svg_element(fig, series.key)
+
+
+def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
+    """A figure of `rows` stacked axes sharing the run axis, drawn by the SVG backend."""
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11.0, 1.6 * rows + 0.9), dpi=100)
+    FigureCanvasSVG(fig)
+    return fig, list(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
+
+
+def _plot_run_values(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    ax.plot(
+        [i for i, _ in vals],
+        [v for _, v in vals],
+        "-o",
+        color=COLORS[metric.key],
+        ms=3.5,
+        lw=1.3,
+        label="run value (median of its passes)",
+        gid=f"{series.key}-{metric.key}-line",
+    )
+
+
+def _plot_baseline_band(ax: Any, series: Series, metric: Metric, ref: Reference) -> None:
+    """The baseline and its tolerance band, per run: a refreshed baseline shows as a step in the line."""
+    bx, by, lo, hi = [], [], [], []
+    for i, p in enumerate(series.points):
+        b = ref.baseline(metric, p)
+        if b is None:
+            continue
+        tol = ref.tolerance(metric, p.run)
+        bx.append(i)
+        by.append(b)
+        width = (b * tol if metric.relative else tol) if tol is not None else 0.0
+        lo.append(b - width)
+        hi.append(b + width)
+    if bx:
+        ax.plot(bx, by, "--", color="#555", lw=1, label="baseline", drawstyle="steps-mid")
+        if any(h > l for h, l in zip(hi, lo)):
+            ax.fill_between(bx, lo, hi, step="mid", color="#9ca3af", alpha=0.25, lw=0, label="tolerance")
+
+
+def _mark_gate_regressions(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    """The gate's regressions, as recorded in each run (its verdict is on energy)."""
+    reg = [(i, v) for i, v in vals if series.points[i].case.get("verdict") == Verdict.REGRESSED]
+    if reg and metric.key.startswith("energy"):
+        ax.plot([i for i, _ in reg], [v for _, v in reg], "x", color="#dc2626", ms=9, mew=2.2, label="gate: regressed", gid=f"{series.key}-gate-regressed")
+
+
+def _mark_steps(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    """A dotted line before each run where the series stepped, with the change above it."""
+    for k, step in enumerate(s for s in series.steps if s.metric is metric):
+        x = vals[step.point.index][0]
+        c = "#dc2626" if step.regression else "#16a34a"
+        ax.axvline(x - 0.5, color=c, lw=1.4, ls=":", gid=f"{series.key}-step-{metric.key}-{k}")
+        ax.annotate(
+            step.change_text(),
+            (x - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            color=c,
+            fontsize=8,
+            fontweight="bold",
+        )
+
+
+def _style_row(ax: Any, metric: Metric) -> None:
+    ax.set_ylabel(metric.label, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.03, y=0.15)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _commit_axis(ax: Any, series: Series) -> None:
+    """The shared run axis, labelled with the runs' commits (at most ~24 labels)."""
+    n = len(series.points)
+    every = max(1, math.ceil(n / 24))
+    ax.set_xticks(range(0, n, every))
+    ax.set_xticklabels([series.points[i].run.commit.short[:7] for i in range(0, n, every)], rotation=45, ha="right", fontsize=7, family="monospace")
+    ax.set_xlabel("commit (runs in order)", fontsize=8)
+    ax.set_xlim(-0.6, n - 0.4)
+
+
+def _svg_element(fig: Any, salt: str) -> str:
+    """The figure as an inline <svg> element: text stays text (smaller, searchable), and a per-chart
+    salt keeps ids unique across the page's SVGs."""
+    import matplotlib
+
     buf = io.StringIO()
-    # text stays text (smaller, searchable); a per-chart salt keeps ids unique across inlined SVGs
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": series.key}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg")
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]
