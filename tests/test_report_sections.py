@@ -59,3 +59,11 @@ def test_the_terminal_and_report_md_print_the_same_sections(tmp_path):
     rails = by_kind(sections)[SectionKind.RAILS][0]
     assert rails.title in terminal and f"*{rails.title}*" in md
     assert "#### Variants of deit_tiny.fb_in1k on cpu / synthetic, batch 16, 224 px" in md
+
+
+def test_the_report_package_names_its_interface():
+    import pytest_e3p.report as report
+    from pytest_e3p.report import sections
+
+    assert [getattr(report, name).__name__ for name in report.__all__] == report.__all__
+    assert report.case_sections is sections.case_sections
