@@ -787,6 +787,10 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("folder", metavar="DIR", help="the history folder (--e3p-history)")
     p.add_argument("--out", required=True, metavar="SITE", help="folder for index.html and assets/")
     p.add_argument("--baseline", action="append", default=[], metavar="FILE", help="baseline file(s) to draw where a run recorded no comparison (repeatable)")
-    p.add_argument("--tolerance", default="", help="bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy 5%%)")
+    p.add_argument(
+        "--tolerance",
+        default="",
+        help=f"bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy {DEFAULT_ENERGY_TOLERANCE:.0%}%)",
+    )
     p.add_argument("--title", default="pytest-e3p energy dashboard")
     p.set_defaults(run=_dashboard_command)
