@@ -9,6 +9,7 @@ the Markdown is still written and says how to get the plots.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
@@ -110,59 +111,81 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
     for c in cases:
         by_dataset[c.dataset].append(c)
+    table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
     lines = ["# E3P-ViT energy-efficiency report", ""]
     plots_missing = False
     for dataset, dcases in sorted(by_dataset.items()):
         lines += [f"## Dataset: {dataset}", ""]
         lines += _stage1_section(dcases, files)
-        groups = ranked_groups(dcases)
         winners = {}
-        table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
-        for (device, _, source), group in groups.items():
-            parts = by_kind(case_sections(group, fmt="github", table3_set=table_set))
-            lines += [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
-            lines += [s.table for s in parts[SectionKind.RANKING]] + [""]
-            lines += [f"- {note}" for s in parts[SectionKind.FOOTNOTES] for note in s.notes] + [""]
-            for s in parts[SectionKind.RAILS] + parts[SectionKind.EVAL_PASS] + parts[SectionKind.PROFILE]:
-                lines += [f"*{s.title}*", "", s.table, ""]  # caption line, then the table as its own block
-            usable = [c for c in group if _usable(c)]
-            if usable:
-                winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
-                front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
-                png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
-                if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
-                    lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
-                else:
-                    plots_missing = True
-                lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
-                lines += _theory_vs_device(usable, device)
-                lines += _savings(usable, device, reference_model)
-            for s in parts[SectionKind.VARIANTS]:
-                lines += [f"#### {s.title[0].upper()}{s.title[1:]}", "", s.table, ""] + [f"- {n}" for n in s.notes] + [""]
-            if parts[SectionKind.VARIANTS]:
-                png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
-                if plot_variants(group, out / png):
-                    lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
-            if parts[SectionKind.TABLE3]:
-                edgevit = [c for c in group if c.protocol == EDGEVIT]
-                lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is
-        if len(winners) > 1:
-            lines += ["### Across devices", ""]
-            lines += [
-                f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})"
-                if c.sam is not None
-                else f"- on **{d}** the lowest energy is **{short_name(c)}**"
-                for d, c in sorted(winners.items())
-            ]
-            if len({c.model for c in winners.values()}) > 1:
-                lines += ["", "The best model differs between devices."]
-            lines.append("")
+        for (device, _, source), group in ranked_groups(dcases).items():
+            section = _device_section(group, device, dataset, source, out, reference_model, table_set)
+            lines += section.lines
+            plots_missing |= section.plot_missing
+            if section.winner is not None:
+                winners[device] = section.winner
+        lines += _across_devices(winners)
     lines += _conditions(files, cases)
     if plots_missing:
         lines += ["", "_Plots were not drawn: matplotlib is not installed. `pip install 'pytest-e3p[report]'` adds them._"]
     path = out / "report.md"
     write_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+@dataclass
+class _DeviceSection:
+    lines: list[str]
+    winner: CaseResult | None  # the best SAM (or lowest energy) of the group's usable cases
+    plot_missing: bool  # the accuracy-vs-energy plot could not be drawn (no matplotlib)
+
+
+def _device_section(group: list[CaseResult], device: str, dataset: str, source: str, out: Path, reference_model: str, table_set: bool) -> _DeviceSection:
+    """One device x dataset x energy source: the report sections of its cases, laid out between
+    the plots, the Pareto front, theory against device and the savings."""
+    parts = by_kind(case_sections(group, fmt="github", table3_set=table_set))
+    lines = [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
+    lines += [s.table for s in parts[SectionKind.RANKING]] + [""]
+    lines += [f"- {note}" for s in parts[SectionKind.FOOTNOTES] for note in s.notes] + [""]
+    for s in parts[SectionKind.RAILS] + parts[SectionKind.EVAL_PASS] + parts[SectionKind.PROFILE]:
+        lines += [f"*{s.title}*", "", s.table, ""]  # caption line, then the table as its own block
+    usable = [c for c in group if _usable(c)]
+    winner, plot_missing = None, False
+    if usable:
+        winner = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
+        front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
+        png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
+        if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
+            lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
+        else:
+            plot_missing = True
+        lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
+        lines += _theory_vs_device(usable, device)
+        lines += _savings(usable, device, reference_model)
+    for s in parts[SectionKind.VARIANTS]:
+        lines += [f"#### {s.title[0].upper()}{s.title[1:]}", "", s.table, ""] + [f"- {n}" for n in s.notes] + [""]
+    if parts[SectionKind.VARIANTS]:
+        png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
+        if plot_variants(group, out / png):
+            lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
+    if parts[SectionKind.TABLE3]:
+        edgevit = [c for c in group if c.protocol == EDGEVIT]
+        lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is
+    return _DeviceSection(lines, winner, plot_missing)
+
+
+def _across_devices(winners: dict[str, CaseResult]) -> list[str]:
+    """Which model wins on each device, where a dataset ran on several."""
+    if len(winners) <= 1:
+        return []
+    lines = ["### Across devices", ""]
+    lines += [
+        f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{short_name(c)}**"
+        for d, c in sorted(winners.items())
+    ]
+    if len({c.model for c in winners.values()}) > 1:
+        lines += ["", "The best model differs between devices."]
+    return lines + [""]
 
 
 def _table3_section(parts: dict[SectionKind, list[Section]], cases: list[CaseResult], device: str, dataset: str, out: Path) -> list[str]:
