@@ -1,9 +1,9 @@
 """Baselines and the regression gate: tolerances, what makes two results comparable, merging runs
 into a baseline, and comparing a run with it.
 
-The decision itself (pass values, between-run noise, the t test) is in stats.py, the verdict in verdict.py. Energy and latency
-compare pass values against a tolerance relative to the baseline; top-1 is one deterministic number
-per case and compares in percentage points. Improvements are reported, never failed. Only like is
+The decision itself (pass values, between-run noise, the t test) is in stats.py, a case's verdict
+in verdict.py. Energy and latency compare pass values against a tolerance relative to the baseline;
+top-1 is one deterministic number per case and compares in percentage points. Improvements are reported, never failed. Only like is
 compared with like: a baseline from another device, precision, batch size, image size, weights,
 thread count or energy source kind (a measurement against an estimate) is refused.
 """
