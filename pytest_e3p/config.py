@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .gate.baseline import DEFAULT_TOLERANCES
 from .variants.catalog import VARIANT_HELP
 
 
@@ -181,7 +182,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _fraction,
         "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)",
     ),
-    ("tolerance", "--e3p-tolerance", "energy=5%", str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
+    ("tolerance", "--e3p-tolerance", DEFAULT_TOLERANCES, str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
     (
         "max_memory_mb",
         "--e3p-max-memory-mb",

@@ -1,9 +1,9 @@
 """Baselines and the regression gate: tolerances, what makes two results comparable, merging runs
 into a baseline, and comparing a run with it.
 
-The decision itself (pass values, between-run noise, the t test) is in gate.py. Energy and latency
-compare pass values against a tolerance relative to the baseline; top-1 is one deterministic number
-per case and compares in percentage points. Improvements are reported, never failed. Only like is
+The decision itself (pass values, between-run noise, the t test) is in stats.py, a case's verdict
+in verdict.py. Energy and latency compare pass values against a tolerance relative to the baseline;
+top-1 is one deterministic number per case and compares in percentage points. Improvements are reported, never failed. Only like is
 compared with like: a baseline from another device, precision, batch size, image size, weights,
 thread count or energy source kind (a measurement against an estimate) is refused.
 """
@@ -14,12 +14,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from ..storage.results import MEASURED_TOP1, OK, CaseResult, ResultsFile
+from ..storage.results import CaseResult, ResultsFile, Status, Top1Source
 from . import stats as gate
-from .stats import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED
+from .verdict import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Verdict  # noqa: F401  (the verdicts' names are imported from here too)
 
-__all__ = ["IMPROVED", "INCONCLUSIVE", "REGRESSED", "UNCHANGED"]
 METRICS = ("energy", "latency", "top1")
+# The energy tolerance of a run that sets none (relative): the one definition of the default.
+DEFAULT_ENERGY_TOLERANCE = 0.05
+DEFAULT_TOLERANCES = f"energy={DEFAULT_ENERGY_TOLERANCE:.0%}"  # --e3p-tolerance's default, as written
 
 
 class ToleranceError(ValueError):
@@ -34,7 +36,7 @@ class IncompatibleBaseline(Exception):
 class Tolerances:
     """energy and latency: relative (0.05 = 5%); top1: percentage points. None = gate off."""
 
-    energy: float | None = 0.05
+    energy: float | None = DEFAULT_ENERGY_TOLERANCE
     latency: float | None = None
     top1: float | None = None
 
@@ -45,7 +47,7 @@ class Tolerances:
 
 def parse_tolerances(text: str) -> Tolerances:
     """`energy=5%,latency=10%,top1=0.5` -> Tolerances; energy defaults to 5%, others off."""
-    values: dict[str, float | None] = {"energy": 0.05, "latency": None, "top1": None}
+    values: dict[str, float | None] = {"energy": DEFAULT_ENERGY_TOLERANCE, "latency": None, "top1": None}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
@@ -96,10 +98,16 @@ class Check:
     current: float
     tolerance: float
     p_value: float | None
-    verdict: str
+    verdict: Verdict
     note: str = ""
     noise: float | None = None  # the smallest relative change significant at ALPHA (gate.Noise.threshold)
     baseline_runs: int = 1
+    throttled: bool = False  # made inconclusive because the device throttled in this run only (verdict.final_verdict)
+
+    @property
+    def label(self) -> str:
+        """The verdict as a table shows it: "inconclusive (throttled)" where throttling made it so."""
+        return f"{self.verdict} (throttled)" if self.throttled else str(self.verdict)
 
     @property
     def change(self) -> float:
@@ -124,12 +132,12 @@ class Check:
 
 
 def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[float], tolerance: float, prior: gate.Prior | None = None) -> Check:
-    """The gate for a lower-is-better metric on pass values (gate.py has the rule)."""
+    """The gate for a lower-is-better metric on pass values (stats.py has the rule)."""
     d = gate.decide(base_runs, current, tolerance, prior=prior)
     base_value = math.exp(sum(gate.run_value(r) for r in base_runs) / len(base_runs))
     current_value = base_value * (1.0 + d.change)
     note = d.note
-    if d.verdict in (gate.REGRESSED, gate.INCONCLUSIVE) and not d.noise.between_runs and d.change > tolerance:
+    if d.verdict in (Verdict.REGRESSED, Verdict.INCONCLUSIVE) and not d.noise.between_runs and d.change > tolerance:
         note = "; ".join(n for n in (note, "the baseline holds 1 run, so between-run noise is not measured (save more runs: --e3p-baseline-runs)") if n)
     return Check(metric, unit, base_value, current_value, tolerance, d.p_value, d.verdict, note, d.noise.threshold, len(base_runs))
 
@@ -137,7 +145,7 @@ def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[f
 def decide_top1(base: float, cur: float, tolerance: float) -> Check:
     """Accuracy on a fixed set is deterministic: a drop beyond the tolerance is a regression."""
     drop = base - cur
-    verdict = REGRESSED if drop > tolerance else IMPROVED if -drop > tolerance else UNCHANGED
+    verdict = Verdict.REGRESSED if drop > tolerance else Verdict.IMPROVED if -drop > tolerance else Verdict.UNCHANGED
     return Check("top1", "%", base, cur, tolerance, None, verdict)
 
 
@@ -198,7 +206,7 @@ def device_incompatibility(base: ResultsFile, device: dict) -> str | None:
 
 def priors(base: ResultsFile) -> dict[str, gate.Prior | None]:
     """Per metric, the between-run variance pooled over the baseline's cases (gate.pooled_run_prior)."""
-    ok = [c for c in base.cases.values() if c.status == OK]
+    ok = [c for c in base.cases.values() if c.status == Status.OK]
     return {metric: gate.pooled_run_prior([c.runs(metric) for c in ok]) for metric in ("energy", "latency")}
 
 
@@ -213,7 +221,7 @@ def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances, prior: dict
         base_runs, current = base.runs(metric), cur.pass_values(metric)
         if limit is not None and base_runs and current:
             checks.append(decide(metric, unit, base_runs, current, limit, (prior or {}).get(metric)))
-    if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == MEASURED_TOP1:
+    if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == Top1Source.MEASURED:
         checks.append(decide_top1(base.top1, cur.top1, tol.top1))
     return checks
 
@@ -280,7 +288,7 @@ class Comparison:
 
     @property
     def regressions(self) -> dict[str, list[Check]]:
-        return {cid: [c for c in cs if c.verdict == REGRESSED] for cid, cs in self.checks.items() if any(c.verdict == REGRESSED for c in cs)}
+        return {cid: [c for c in cs if c.verdict == Verdict.REGRESSED] for cid, cs in self.checks.items() if any(c.verdict == Verdict.REGRESSED for c in cs)}
 
     @property
     def failed(self) -> bool:
@@ -295,7 +303,7 @@ def compare_files(base: ResultsFile, cur: ResultsFile, tol: Tolerances) -> Compa
     out = Comparison()
     prior = priors(base)
     for cid, case in sorted(cur.cases.items()):
-        if case.status != OK:
+        if case.status != Status.OK:
             continue
         if cid not in base.cases:
             out.new.append(cid)

@@ -31,8 +31,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .verdict import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Verdict  # noqa: F401  (the verdicts' names are imported from here too)
+
 ALPHA = 0.01
-REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE = "regressed", "improved", "unchanged", "inconclusive"
 
 
 # The prior's weight is capped so that a case noisier than the others still shows its own noise.
@@ -171,7 +172,7 @@ def feasibility(base_runs: Sequence[Sequence[float]] | None, passes: int) -> str
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str
+    verdict: Verdict
     change: float  # relative
     p_value: float | None
     noise: Noise
@@ -191,7 +192,7 @@ def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], toler
     change = math.exp(diff) - 1.0
     nz = noise(base_runs, len(current), current, prior)
     if nz.se_log is None:
-        return Decision(INCONCLUSIVE, change, None, nz, "no noise measure (1 pass against a 1-pass, 1-run baseline): use --e3p-passes 2 or more")
+        return Decision(Verdict.INCONCLUSIVE, change, None, nz, "no noise measure (1 pass against a 1-pass, 1-run baseline): use --e3p-passes 2 or more")
     if nz.se_log == 0.0:
         p_up = 0.0 if diff > 0 else 1.0
     else:
@@ -199,12 +200,12 @@ def decide(base_runs: Sequence[Sequence[float]], current: Sequence[float], toler
     p_down = 1.0 - p_up if nz.se_log else (0.0 if diff < 0 else 1.0)
     if change > tolerance:
         if p_up < alpha:
-            return Decision(REGRESSED, change, p_up, nz)
+            return Decision(Verdict.REGRESSED, change, p_up, nz)
         why = "this run's passes spread widely (another job on the machine?): run again" if nz.disturbed else "within the noise: not failed"
-        return Decision(INCONCLUSIVE, change, p_up, nz, why)
+        return Decision(Verdict.INCONCLUSIVE, change, p_up, nz, why)
     if change < -tolerance:
-        return Decision(IMPROVED if p_down < alpha else UNCHANGED, change, p_down, nz)
-    return Decision(UNCHANGED, change, None, nz)
+        return Decision(Verdict.IMPROVED if p_down < alpha else Verdict.UNCHANGED, change, p_down, nz)
+    return Decision(Verdict.UNCHANGED, change, None, nz)
 
 
 def spread(values: Sequence[float]) -> float | None:

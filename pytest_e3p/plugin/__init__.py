@@ -345,50 +345,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     e3p = config.stash.get(SESSION_KEY, None)
     if e3p is None:
         return
-    from ..report.terminal import eval_pass_table, footnotes, rails_table, ranking_tables, stage1_table
+    from ..report.sections import summary_sections, write_terminal
 
-    tr = terminalreporter
-    if e3p.stage1:
-        tr.write_sep("=", "E3P stage 1: NetScore screening (device-agnostic)")
-        tr.write_line(stage1_table(e3p.stage1))
-    if not e3p.results:
-        return
-    if e3p.device.note:
-        tr.write_line(e3p.device.note)
-    if e3p.sensor_note:
-        tr.write_line(f"energy: {e3p.sensor_note}")
-    checks = e3p.checks if e3p.baseline is not None else None
-    for title, table in ranking_tables(e3p.results.values(), checks):
-        tr.write_sep("=", title)
-        tr.write_line(table)
-    for extra in (rails_table(e3p.results.values()), eval_pass_table(e3p.results.values())):
-        if extra:
-            tr.write_line(extra)
-    from ..report.deployment import profile_tables
-    from ..report.table3 import table3_tables, unavailable_lines
-    from ..report.variants import variants_tables
-
-    for title, table, notes in variants_tables(e3p.results.values()):
-        tr.write_sep("-", title)
-        tr.write_line(table)
-        for line in notes:
-            tr.write_line(line)
-    for table in profile_tables(e3p.results.values()):
-        tr.write_line(table)
-
-    for title, table, notes in table3_tables(e3p.results.values()):
-        tr.write_sep("=", title)
-        tr.write_line(table)
-        for line in notes:
-            tr.write_line(line)
-        if e3p.options.models == "edgevit-table3":
-            for line in unavailable_lines():
-                tr.write_line(line)
-    if e3p.baseline is not None:
-        missing = sorted(set(e3p.baseline.cases) - set(e3p.results))
-        if missing:
-            tr.write_line(f"in the baseline but not run: {', '.join(missing)}")
-    for line in footnotes(e3p.results.values()):
-        tr.write_line(line)
-    for line in config.stash.get(_FINISH_LINES, []):
-        tr.write_line(line)
+    lead = [line for line in (e3p.device.note, f"energy: {e3p.sensor_note}" if e3p.sensor_note else "") if line]
+    finish_lines = config.stash.get(_FINISH_LINES, [])
+    sections = summary_sections(
+        e3p.stage1,
+        e3p.results.values(),
+        e3p.checks if e3p.baseline is not None else None,
+        lead=lead,
+        closing=finish_lines,
+        table3_set=e3p.options.models == "edgevit-table3",
+        baseline_ids=e3p.baseline.cases if e3p.baseline is not None else None,
+    )
+    write_terminal(terminalreporter, sections)

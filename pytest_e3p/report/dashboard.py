@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..gate import DEFAULT_ENERGY_TOLERANCE, Verdict
+from ..hardware.sensors.base import EnergyKind
 from ..storage.history import Run, load_history
-from ..storage.results import OK, ResultsFileError, load, write_atomic
+from ..storage.results import ResultsFileError, Status, Top1Source, load, write_atomic
 from ..text import slug
 
 # -- change points ---------------------------------------------------------------------------
@@ -169,25 +171,26 @@ class Metric:
     field: str  # the case's field
     relative: bool  # steps and tolerances relative (energy, latency) or in points (top-1)
     higher_is_worse: bool
-    kind: str = ""  # energy only: "measured" or "estimate"
+    kind: EnergyKind | None = None  # energy only: measured or estimate
 
 
-ENERGY_MEASURED = Metric("energy_measured", "energy/image (mJ)\nmeasured", "energy_mj_per_image", True, True, "measured")
-ENERGY_ESTIMATE = Metric("energy_estimate", "energy/image (mJ)\nESTIMATE", "energy_mj_per_image", True, True, "estimate")
+ENERGY_MEASURED = Metric("energy_measured", "energy/image (mJ)\nmeasured", "energy_mj_per_image", True, True, EnergyKind.MEASURED)
+ENERGY_ESTIMATE = Metric("energy_estimate", "energy/image (mJ)\nESTIMATE", "energy_mj_per_image", True, True, EnergyKind.ESTIMATE)
+ENERGY_OF_KIND = {EnergyKind.MEASURED: ENERGY_MEASURED, EnergyKind.ESTIMATE: ENERGY_ESTIMATE}
 LATENCY = Metric("latency", "latency/image (ms)", "latency_ms_per_image", True, True)
 TOP1 = Metric("top1", "top-1 (%)\nmeasured", "top1", False, False)
 METRICS = (ENERGY_MEASURED, ENERGY_ESTIMATE, LATENCY, TOP1)
 TOLERANCE_OF = {"energy_measured": "energy", "energy_estimate": "energy", "latency": "latency", "top1": "top1"}
-DEFAULT_MIN_STEP = {"energy": 0.05, "latency": 0.10, "top1": 0.5}
+DEFAULT_MIN_STEP = {"energy": DEFAULT_ENERGY_TOLERANCE, "latency": 0.10, "top1": 0.5}
 
 
 def metric_value(metric: Metric, case: dict[str, Any]) -> float | None:
     """The case's value on this metric, or None (not measured, another energy kind, not ok)."""
-    if case.get("status", OK) != OK:
+    if case.get("status", Status.OK) != Status.OK:
         return None
     if metric.kind and case.get("energy_kind") != metric.kind:
         return None
-    if metric is TOP1 and case.get("top1_source") != "measured":
+    if metric is TOP1 and case.get("top1_source") != Top1Source.MEASURED:
         return None  # timm's reference figure is a constant, not a trend
     value = case.get(metric.field)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -290,7 +293,7 @@ class Reference:
         tols = run.protocol.get("tolerances")
         if isinstance(tols, dict) and name in tols and (tols[name] is None or isinstance(tols[name], (int, float))):
             return tols[name]
-        return 0.05 if name == "energy" else None  # the gate's defaults: energy on, the rest off
+        return DEFAULT_ENERGY_TOLERANCE if name == "energy" else None  # the gate's defaults: energy on, the rest off
 
     def baseline(self, metric: Metric, point: Point) -> float | None:
         value = metric_value(metric, point.case)
@@ -320,81 +323,120 @@ COLORS = {"energy_measured": "#1f77b4", "energy_estimate": "#d97706", "latency":
 
 
 def chart_svg(series: Series, ref: Reference) -> str | None:
-    """The trend chart of a series as an SVG element; None without matplotlib."""
+    """The trend chart of a series as an SVG element, one row per metric it has; "" without any,
+    None without matplotlib."""
     try:
-        import matplotlib
-        from matplotlib.backends.backend_svg import FigureCanvasSVG
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401  (only whether it is there: the steps import what they draw with)
     except ImportError:
         return None
     rows = [m for m in METRICS if series.values(m)]
     if not rows:
         return ""
-    n = len(series.points)
-    fig = Figure(figsize=(11.0, 1.6 * len(rows) + 0.9), dpi=100)
-    FigureCanvasSVG(fig)
-    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    fig, axes = _chart_figure(len(rows))
     for ax, metric in zip(axes, rows):
         vals = series.values(metric)
-        color = COLORS[metric.key]
-        ax.plot(
-            [i for i, _ in vals],
-            [v for _, v in vals],
-            "-o",
-            color=color,
-            ms=3.5,
-            lw=1.3,
-            label="run value (median of its passes)",
-            gid=f"{series.key}-{metric.key}-line",
-        )
-        # baseline and tolerance band, per run: a refreshed baseline shows as a step in the line
-        bx, by, lo, hi = [], [], [], []
-        for i, p in enumerate(series.points):
-            b = ref.baseline(metric, p)
-            if b is None:
-                continue
-            tol = ref.tolerance(metric, p.run)
-            bx.append(i)
-            by.append(b)
-            width = (b * tol if metric.relative else tol) if tol is not None else 0.0
-            lo.append(b - width)
-            hi.append(b + width)
-        if bx:
-            ax.plot(bx, by, "--", color="#555", lw=1, label="baseline", drawstyle="steps-mid")
-            if any(h > l for h, l in zip(hi, lo)):
-                ax.fill_between(bx, lo, hi, step="mid", color="#9ca3af", alpha=0.25, lw=0, label="tolerance")
-        # the gate's regressions, as recorded in each run
-        reg = [(i, v) for i, v in vals if series.points[i].case.get("verdict") == "regressed"]
-        if reg and metric.key.startswith("energy"):
-            ax.plot([i for i, _ in reg], [v for _, v in reg], "x", color="#dc2626", ms=9, mew=2.2, label="gate: regressed", gid=f"{series.key}-gate-regressed")
-        for k, step in enumerate(s for s in series.steps if s.metric is metric):
-            x = vals[step.point.index][0]
-            c = "#dc2626" if step.regression else "#16a34a"
-            ax.axvline(x - 0.5, color=c, lw=1.4, ls=":", gid=f"{series.key}-step-{metric.key}-{k}")
-            ax.annotate(
-                step.change_text(),
-                (x - 0.5, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -10),
-                textcoords="offset points",
-                color=c,
-                fontsize=8,
-                fontweight="bold",
-            )
-        ax.set_ylabel(metric.label, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.margins(x=0.03, y=0.15)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    every = max(1, math.ceil(n / 24))  # at most ~24 commit labels
-    axes[-1].set_xticks(range(0, n, every))
-    axes[-1].set_xticklabels([series.points[i].run.commit.short[:7] for i in range(0, n, every)], rotation=45, ha="right", fontsize=7, family="monospace")
-    axes[-1].set_xlabel("commit (runs in order)", fontsize=8)
-    axes[-1].set_xlim(-0.6, n - 0.4)
+        _plot_run_values(ax, series, metric, vals)
+        _plot_baseline_band(ax, series, metric, ref)
+        _mark_gate_regressions(ax, series, metric, vals)
+        _mark_steps(ax, series, metric, vals)
+        _style_row(ax, metric)
+    _commit_axis(axes[-1], series)
     fig.subplots_adjust(left=0.08, right=0.84, top=0.97, bottom=0.7 / fig.get_figheight(), hspace=0.12)
+    return _svg_element(fig, series.key)
+
+
+def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
+    """A figure of `rows` stacked axes sharing the run axis, drawn by the SVG backend."""
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11.0, 1.6 * rows + 0.9), dpi=100)
+    FigureCanvasSVG(fig)
+    return fig, list(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
+
+
+def _plot_run_values(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    ax.plot(
+        [i for i, _ in vals],
+        [v for _, v in vals],
+        "-o",
+        color=COLORS[metric.key],
+        ms=3.5,
+        lw=1.3,
+        label="run value (median of its passes)",
+        gid=f"{series.key}-{metric.key}-line",
+    )
+
+
+def _plot_baseline_band(ax: Any, series: Series, metric: Metric, ref: Reference) -> None:
+    """The baseline and its tolerance band, per run: a refreshed baseline shows as a step in the line."""
+    bx, by, lo, hi = [], [], [], []
+    for i, p in enumerate(series.points):
+        b = ref.baseline(metric, p)
+        if b is None:
+            continue
+        tol = ref.tolerance(metric, p.run)
+        bx.append(i)
+        by.append(b)
+        width = (b * tol if metric.relative else tol) if tol is not None else 0.0
+        lo.append(b - width)
+        hi.append(b + width)
+    if bx:
+        ax.plot(bx, by, "--", color="#555", lw=1, label="baseline", drawstyle="steps-mid")
+        if any(h > l for h, l in zip(hi, lo)):
+            ax.fill_between(bx, lo, hi, step="mid", color="#9ca3af", alpha=0.25, lw=0, label="tolerance")
+
+
+def _mark_gate_regressions(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    """The gate's regressions, as recorded in each run (its verdict is on energy)."""
+    reg = [(i, v) for i, v in vals if series.points[i].case.get("verdict") == Verdict.REGRESSED]
+    if reg and metric.key.startswith("energy"):
+        ax.plot([i for i, _ in reg], [v for _, v in reg], "x", color="#dc2626", ms=9, mew=2.2, label="gate: regressed", gid=f"{series.key}-gate-regressed")
+
+
+def _mark_steps(ax: Any, series: Series, metric: Metric, vals: list[tuple[int, float]]) -> None:
+    """A dotted line before each run where the series stepped, with the change above it."""
+    for k, step in enumerate(s for s in series.steps if s.metric is metric):
+        x = vals[step.point.index][0]
+        c = "#dc2626" if step.regression else "#16a34a"
+        ax.axvline(x - 0.5, color=c, lw=1.4, ls=":", gid=f"{series.key}-step-{metric.key}-{k}")
+        ax.annotate(
+            step.change_text(),
+            (x - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            color=c,
+            fontsize=8,
+            fontweight="bold",
+        )
+
+
+def _style_row(ax: Any, metric: Metric) -> None:
+    ax.set_ylabel(metric.label, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.03, y=0.15)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _commit_axis(ax: Any, series: Series) -> None:
+    """The shared run axis, labelled with the runs' commits (at most ~24 labels)."""
+    n = len(series.points)
+    every = max(1, math.ceil(n / 24))
+    ax.set_xticks(range(0, n, every))
+    ax.set_xticklabels([series.points[i].run.commit.short[:7] for i in range(0, n, every)], rotation=45, ha="right", fontsize=7, family="monospace")
+    ax.set_xlabel("commit (runs in order)", fontsize=8)
+    ax.set_xlim(-0.6, n - 0.4)
+
+
+def _svg_element(fig: Any, salt: str) -> str:
+    """The figure as an inline <svg> element: text stays text (smaller, searchable), and a per-chart
+    salt keeps ids unique across the page's SVGs."""
+    import matplotlib
+
     buf = io.StringIO()
-    # text stays text (smaller, searchable); a per-chart salt keeps ids unique across inlined SVGs
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": series.key}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg")
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]
@@ -418,12 +460,12 @@ def _pct(value: float | None) -> str:
     return f'<span class="{cls}">{value:+.1%}</span>'
 
 
-VERDICT_CLASS = {"regressed": "bad", "improved": "good", "unchanged": "neutral", "inconclusive": "warn"}
+VERDICT_CLASS: dict[str, str] = {Verdict.REGRESSED: "bad", Verdict.IMPROVED: "good", Verdict.UNCHANGED: "neutral", Verdict.INCONCLUSIVE: "warn"}
 
 
 def _energy_change_vs_previous(series: Series) -> float | None:
     kind = series.latest.case.get("energy_kind", "")
-    metric = {"measured": ENERGY_MEASURED, "estimate": ENERGY_ESTIMATE}.get(kind)
+    metric = ENERGY_OF_KIND.get(kind)
     vals = series.values(metric) if metric else []
     if len(vals) < 2 or vals[-1][0] != len(series.points) - 1 or not vals[-2][1]:
         return None  # the latest run has no energy of this kind, or no earlier one to compare
@@ -435,7 +477,7 @@ def _energy_change_vs_baseline(series: Series, ref: Reference) -> float | None:
     change = case.get("change_vs_baseline")
     if isinstance(change, (int, float)):
         return float(change)
-    metric = {"measured": ENERGY_MEASURED, "estimate": ENERGY_ESTIMATE}.get(case.get("energy_kind", ""))
+    metric = ENERGY_OF_KIND.get(case.get("energy_kind", ""))
     value = metric_value(metric, case) if metric else None
     base = ref.baseline(metric, series.latest) if metric else None
     return value / base - 1.0 if value is not None and base else None
@@ -447,24 +489,24 @@ def _data_attrs(s: Series, regressed: bool) -> str:
 
 def _summary_row(s: Series, ref: Reference) -> str:
     c = s.latest.case
-    kind = c.get("energy_kind", "unavailable")
-    energy = _num(c.get("energy_mj_per_image")) if kind in ("measured", "estimate") else "-"
-    if kind == "estimate" and energy != "-":
+    kind = c.get("energy_kind", EnergyKind.UNAVAILABLE)
+    energy = _num(c.get("energy_mj_per_image")) if kind in ENERGY_OF_KIND else "-"
+    if kind == EnergyKind.ESTIMATE and energy != "-":
         energy += ' <span class="badge est" title="no power sensor: an estimate, never compared with measurements">est.</span>'
     top1 = _num(c.get("top1"), ".2f")
-    if c.get("top1_source") == "reference" and top1 != "-":
+    if c.get("top1_source") == Top1Source.REFERENCE and top1 != "-":
         top1 += ' <span class="badge ref" title="timm\'s published ImageNet top-1, not measured">ref.</span>'
     sam = _num(c.get("sam"), ".3f")
     if c.get("sam_note") and sam != "-":
         sam = f'<span title="{_esc(c["sam_note"])}">{sam}*</span>'
     verdict = str(c.get("verdict") or "")
-    if c.get("status", OK) != OK:
+    if c.get("status", Status.OK) != Status.OK:
         verdict_html = f'<span class="badge bad" title="{_esc(c.get("reason", ""))}">{_esc(c.get("status"))}</span>'
     else:
         verdict_html = f'<span class="badge {VERDICT_CLASS.get(verdict, "none")}">{_esc(verdict or "not compared")}</span>'
     steps = [st for st in s.steps if st.regression]
     step_html = "<br>".join(f'<span class="worse">{_esc(_metric_name(st.metric))} at {_esc(st.run.commit.short[:7])}</span>' for st in steps) or "-"
-    regressed = verdict == "regressed" or bool(steps)
+    regressed = verdict == Verdict.REGRESSED or bool(steps)
     return (
         f'<tr class="case-row" {_data_attrs(s, regressed)}>'
         f'<td><a href="#{_esc(s.key)}">{_esc(s.model)}</a></td><td>{_esc(s.device)}</td><td>{_esc(s.dataset)}</td><td class="cond">{_esc(s.conditions)}</td>'
@@ -487,7 +529,7 @@ def _step_row(st: Step, newest_time: dict[str, str]) -> str:
 
 
 def _case_article(s: Series, ref: Reference, svg: str | None) -> str:
-    regressed = s.latest.case.get("verdict") == "regressed" or any(st.regression for st in s.steps)
+    regressed = s.latest.case.get("verdict") == Verdict.REGRESSED or any(st.regression for st in s.steps)
     if svg is None:
         chart = "<p class=\"note\">No chart: matplotlib is not installed (<code>pip install 'pytest-e3p[report]'</code>).</p>"
     elif not svg:
@@ -529,7 +571,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
         else "No runs yet: pytest appends one to the history folder with --e3p-history DIR"
     )
     skipped = "".join(f"<li>{_esc(p)}</li>" for p in problems)
-    any_est = any(s.latest.case.get("energy_kind") == "estimate" for s in series)
+    any_est = any(s.latest.case.get("energy_kind") == EnergyKind.ESTIMATE for s in series)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_esc(title)}</title>
@@ -745,6 +787,10 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("folder", metavar="DIR", help="the history folder (--e3p-history)")
     p.add_argument("--out", required=True, metavar="SITE", help="folder for index.html and assets/")
     p.add_argument("--baseline", action="append", default=[], metavar="FILE", help="baseline file(s) to draw where a run recorded no comparison (repeatable)")
-    p.add_argument("--tolerance", default="", help="bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy 5%%)")
+    p.add_argument(
+        "--tolerance",
+        default="",
+        help=f"bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy {DEFAULT_ENERGY_TOLERANCE:.0%}%)",
+    )
     p.add_argument("--title", default="pytest-e3p energy dashboard")
     p.set_defaults(run=_dashboard_command)

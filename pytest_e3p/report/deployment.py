@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from ..hardware.sensors.base import ESTIMATE
-from ..storage.results import OK, CaseResult
+from ..hardware.sensors.base import EnergyKind
+from ..storage.results import CaseResult, Status
 
 
 def _key(c: CaseResult, *, drop: str) -> tuple:
@@ -32,7 +32,7 @@ def _spread_over(cases: Iterable[CaseResult], axis: str) -> list[list[CaseResult
     that hold more than one value of it."""
     groups: dict[tuple, list[CaseResult]] = defaultdict(list)
     for c in cases:
-        if c.status == OK and c.latency_ms_per_image is not None:
+        if c.status == Status.OK and c.latency_ms_per_image is not None:
             groups[_key(c, drop=axis)].append(c)
     value = (lambda c: c.batch_size) if axis == "batch" else (lambda c: c.image_size[-1])
     return [g for g in groups.values() if len({value(c) for c in g}) > 1]
@@ -41,7 +41,7 @@ def _spread_over(cases: Iterable[CaseResult], axis: str) -> list[list[CaseResult
 def _energy(value: float | None, kind: str) -> str:
     if value is None:
         return "unavailable"
-    return f"~{value:.4g} (est.)" if kind == ESTIMATE else f"{value:.4g}"
+    return f"~{value:.4g} (est.)" if kind == EnergyKind.ESTIMATE else f"{value:.4g}"
 
 
 def batch_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
@@ -134,7 +134,7 @@ def sustained_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
                 c.case_id,
                 f"{run.get('duration_s', 0):.0f}",
                 f"{len(run.get('windows', []))}",
-                _drift(run, "energy_mj_per_image", ".4g") + (" (est.)" if run.get("energy_kind") == ESTIMATE else ""),
+                _drift(run, "energy_mj_per_image", ".4g") + (" (est.)" if run.get("energy_kind") == EnergyKind.ESTIMATE else ""),
                 _drift(run, "latency_ms_per_image", ".3g"),
                 _drift(run, "power_w", ".3g"),
                 _drift(run, "temperature_c", ".1f"),

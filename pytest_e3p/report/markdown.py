@@ -9,20 +9,21 @@ the Markdown is still written and says how to get the plots.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
 from ..config import DEFAULTS
-from ..hardware.sensors.base import ESTIMATE
+from ..hardware.sensors.base import EnergyKind
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
-from ..storage.results import OK, REFERENCE_TOP1, CaseResult, ResultsFile, write_atomic
+from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write_atomic
 from ..text import slug as _slug
-from .deployment import profile_tables
 from .figures import pyplot, save_png
-from .table3 import EDGEVIT, plot_fig5, table3_tables, unavailable_lines
-from .terminal import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_rows
-from .variants import plot_variants, variants_tables
+from .sections import Section, SectionKind, by_kind, case_sections
+from .table3 import EDGEVIT, plot_fig5
+from .terminal import ranked_groups
+from .variants import plot_variants
 
 
 class ReportError(Exception):
@@ -50,9 +51,9 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     if pts:
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="tab:red", label="Pareto front", zorder=2)
         ax.legend(loc="lower right")
-    est = " (ESTIMATED energy)" if any(c.energy_kind == ESTIMATE for c in cases) else ""
+    est = " (ESTIMATED energy)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases) else ""
     ax.set_xlabel(f"energy per image (mJ){est}")
-    ref = " (REFERENCE, not measured)" if any(c.top1_source == REFERENCE_TOP1 for c in cases) else ""
+    ref = " (REFERENCE, not measured)" if any(c.top1_source == Top1Source.REFERENCE for c in cases) else ""
     ax.set_ylabel(f"top-1 accuracy (%){ref}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -82,7 +83,7 @@ def _label_points(ax, fig, cases: list[CaseResult]) -> None:
 
 
 def _usable(c: CaseResult) -> bool:
-    return c.status == OK and c.energy_mj_per_image is not None and c.top1 is not None
+    return c.status == Status.OK and c.energy_mj_per_image is not None and c.top1 is not None
 
 
 def _energy(c: CaseResult) -> float:
@@ -107,56 +108,20 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
     for c in cases:
         by_dataset[c.dataset].append(c)
+    table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
     lines = ["# E3P-ViT energy-efficiency report", ""]
     plots_missing = False
     for dataset, dcases in sorted(by_dataset.items()):
         lines += [f"## Dataset: {dataset}", ""]
         lines += _stage1_section(dcases, files)
-        groups = ranked_groups(dcases)
         winners = {}
-        for (device, _, source), group in groups.items():
-            lines += [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
-            headers, rows = ranking_rows(group)
-            lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
-            lines += [f"- {note}" for note in footnotes(group)] + [""]
-            for extra in (rails_table(group, fmt="github"), eval_pass_table(group, fmt="github"), *profile_tables(group, fmt="github")):
-                if extra:  # caption line, then the table as its own block
-                    caption, table = extra.split("\n", 1)
-                    lines += [f"*{caption}*", "", table, ""]
-            usable = [c for c in group if _usable(c)]
-            if usable:
-                winners[device] = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
-                front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
-                png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
-                if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
-                    lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
-                else:
-                    plots_missing = True
-                lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
-                lines += _theory_vs_device(usable, device)
-                lines += _savings(usable, device, reference_model)
-            variant_tables = variants_tables(group, fmt="github")
-            for title, table, notes in variant_tables:
-                lines += [f"#### {title[0].upper()}{title[1:]}", "", table, ""] + [f"- {n}" for n in notes] + [""]
-            if variant_tables:
-                png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
-                if plot_variants(group, out / png):
-                    lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
-            edgevit = [c for c in group if c.protocol == EDGEVIT]
-            if edgevit:
-                table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
-                lines += _table3_section(edgevit, device, dataset, out, table_set)  # its plot is missing exactly when _plot's is
-        if len(winners) > 1:
-            lines += ["### Across devices", ""]
-            lines += [
-                f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})"
-                if c.sam is not None
-                else f"- on **{d}** the lowest energy is **{short_name(c)}**"
-                for d, c in sorted(winners.items())
-            ]
-            if len({c.model for c in winners.values()}) > 1:
-                lines += ["", "The best model differs between devices."]
-            lines.append("")
+        for (device, _, source), group in ranked_groups(dcases).items():
+            section = _device_section(group, device, dataset, source, out, reference_model, table_set)
+            lines += section.lines
+            plots_missing |= section.plot_missing
+            if section.winner is not None:
+                winners[device] = section.winner
+        lines += _across_devices(winners)
     lines += _conditions(files, cases)
     if plots_missing:
         lines += ["", "_Plots were not drawn: matplotlib is not installed. `pip install 'pytest-e3p[report]'` adds them._"]
@@ -165,13 +130,68 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     return path
 
 
-def _table3_section(cases: list[CaseResult], device: str, dataset: str, out: Path, table_set: bool) -> list[str]:
+@dataclass
+class _DeviceSection:
+    lines: list[str]
+    winner: CaseResult | None  # the best SAM (or lowest energy) of the group's usable cases
+    plot_missing: bool  # the accuracy-vs-energy plot could not be drawn (no matplotlib)
+
+
+def _device_section(group: list[CaseResult], device: str, dataset: str, source: str, out: Path, reference_model: str, table_set: bool) -> _DeviceSection:
+    """One device x dataset x energy source: the report sections of its cases, laid out between
+    the plots, the Pareto front, theory against device and the savings."""
+    parts = by_kind(case_sections(group, fmt="github", table3_set=table_set))
+    lines = [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
+    lines += [s.table for s in parts[SectionKind.RANKING]] + [""]
+    lines += [f"- {note}" for s in parts[SectionKind.FOOTNOTES] for note in s.notes] + [""]
+    for s in parts[SectionKind.RAILS] + parts[SectionKind.EVAL_PASS] + parts[SectionKind.PROFILE]:
+        lines += [f"*{s.title}*", "", s.table, ""]  # caption line, then the table as its own block
+    usable = [c for c in group if _usable(c)]
+    winner, plot_missing = None, False
+    if usable:
+        winner = usable[0] if usable[0].sam is not None else min(usable, key=_energy)
+        front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
+        png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
+        if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
+            lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
+        else:
+            plot_missing = True
+        lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
+        lines += _theory_vs_device(usable, device)
+        lines += _savings(usable, device, reference_model)
+    for s in parts[SectionKind.VARIANTS]:
+        lines += [f"#### {s.title[0].upper()}{s.title[1:]}", "", s.table, ""] + [f"- {n}" for n in s.notes] + [""]
+    if parts[SectionKind.VARIANTS]:
+        png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
+        if plot_variants(group, out / png):
+            lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
+    if parts[SectionKind.TABLE3]:
+        edgevit = [c for c in group if c.protocol == EDGEVIT]
+        lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is
+    return _DeviceSection(lines, winner, plot_missing)
+
+
+def _across_devices(winners: dict[str, CaseResult]) -> list[str]:
+    """Which model wins on each device, where a dataset ran on several."""
+    if len(winners) <= 1:
+        return []
+    lines = ["### Across devices", ""]
+    lines += [
+        f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{short_name(c)}**"
+        for d, c in sorted(winners.items())
+    ]
+    if len({c.model for c in winners.values()}) > 1:
+        lines += ["", "The best model differs between devices."]
+    return lines + [""]
+
+
+def _table3_section(parts: dict[SectionKind, list[Section]], cases: list[CaseResult], device: str, dataset: str, out: Path) -> list[str]:
     """The EdgeViT paper's Table 3 and Fig. 5 for the edgevit-protocol cases (table3.py)."""
     lines = [f"#### EdgeViT Table 3 on {device}", ""]
-    for _title, table, notes in table3_tables(cases, fmt="github"):
-        lines += [table, ""] + [f"- {n}" for n in notes] + [""]
-    if table_set:
-        lines += [f"- {line}" for line in unavailable_lines()] + [""]
+    for s in parts[SectionKind.TABLE3]:
+        lines += [s.table, ""] + [f"- {n}" for n in s.notes] + [""]
+    for s in parts[SectionKind.TABLE3_UNAVAILABLE][:1]:  # the same lines after each table: once here
+        lines += [f"- {line}" for line in s.notes] + [""]
     png = f"fig5_{_slug(device)}_{_slug(dataset)}.png"
     if plot_fig5(cases, f"Top-1 vs latency and energy per inference: {device} / {dataset}", out / png):
         lines += [f"![Top-1 vs latency and energy per inference on {device} / {dataset}]({png})", ""]
@@ -272,7 +292,7 @@ def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list
     line = savings_line(cases, device, reference_model)
     if line is None:
         return [f"_No savings line: the reference model {reference_model} was not measured on {device}._", ""]
-    est = " (estimated energy)" if cases[0].energy_kind == ESTIMATE else ""
+    est = " (estimated energy)" if cases[0].energy_kind == EnergyKind.ESTIMATE else ""
     return [f"**Savings:** {line}{est}.", ""]
 
 
@@ -288,9 +308,9 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
         lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")
-    if any(c.energy_kind == ESTIMATE for c in cases):
+    if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases):
         lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
-    if any(c.top1_source == REFERENCE_TOP1 for c in cases):
+    if any(c.top1_source == Top1Source.REFERENCE for c in cases):
         lines.append("- top-1 'reference' is timm's published ImageNet-1k accuracy, not measured in this run.")
     subsets = {c.eval_subset for c in cases if c.eval_subset}
     for s in sorted(subsets):

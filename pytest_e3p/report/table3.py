@@ -17,12 +17,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..hardware.sensors.base import ESTIMATE
+from ..hardware.sensors.base import EnergyKind
 from ..measure.protocols import EDGEVIT
 from ..metrics import pareto_front
 from ..models.zoo import EDGEVIT as EDGEVIT_MODELS
 from ..models.zoo import EDGEVIT_TABLE3_UNAVAILABLE, edgevit_paper_row
-from ..storage.results import OK, REFERENCE_TOP1, CaseResult
+from ..storage.results import CaseResult, Status, Top1Source
 from .figures import pyplot, save_png
 from .terminal import ranked_groups
 
@@ -30,7 +30,7 @@ ENERGY, LATENCY = "E", "L"
 
 
 def _usable(c: CaseResult) -> bool:
-    return c.status == OK and c.top1 is not None and c.energy_mj_per_image is not None and c.latency_ms_per_image is not None
+    return c.status == Status.OK and c.top1 is not None and c.energy_mj_per_image is not None and c.latency_ms_per_image is not None
 
 
 def pareto_marks(points: dict[str, tuple[float, float, float]]) -> dict[str, str]:
@@ -79,12 +79,12 @@ def table3_rows(cases: list[CaseResult]) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for c in cases:
-        est = c.energy_kind == ESTIMATE
+        est = c.energy_kind == EnergyKind.ESTIMATE
         ref = edgevit_paper_row(c.model)
         name = f"{c.model} (EdgeViT)" if c.model.partition(".")[0] in EDGEVIT_MODELS else c.model
         rows.append(
             [
-                name if c.status == OK else f"{name} ({c.status})",
+                name if c.status == Status.OK else f"{name} ({c.status})",
                 "-" if c.top1 is None else f"{c.top1:.1f}",
                 c.top1_source,
                 _pm(c.latency_ms_per_image, c.latency_ms_per_image_sd, ".3g"),
@@ -115,9 +115,9 @@ def footnotes(cases: list[CaseResult]) -> list[str]:
         "idle background measured before each pass; efficiency = top-1 / energy (the paper's %/mJ); Pareto E: no other model is at least as "
         "accurate with less energy, L: the same with latency; paper: Pan et al. 2022, Table 3 (Snapdragon 888, Monsoon monitor)",
     ]
-    if any(c.energy_kind == ESTIMATE for c in cases):
+    if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases):
         notes.append("~ / est.: ESTIMATED energy (no power sensor): its Pareto marks and efficiency rest on an estimate, not a measurement")
-    if any(c.top1_source == REFERENCE_TOP1 for c in cases):
+    if any(c.top1_source == Top1Source.REFERENCE for c in cases):
         notes.append("top-1 'reference': published accuracy, not measured in this run: efficiency and Pareto marks use it")
     notes += [f"{c.model}: {c.resolution_note}" for c in cases if c.resolution_note]
     return notes
@@ -148,7 +148,7 @@ def plot_fig5(cases: list[CaseResult], title: str, path: Path) -> bool:
     if not usable:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), dpi=110)
-    est = " (ESTIMATED)" if any(c.energy_kind == ESTIMATE for c in usable) else ""
+    est = " (ESTIMATED)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in usable) else ""
     panels = (
         (axes[0], "latency per inference (ms)", lambda c: c.latency_ms_per_image, lambda c: c.latency_ms_per_image_sd),
         (axes[1], f"energy per inference (mJ), background subtracted{est}", lambda c: c.energy_mj_per_image, lambda c: c.energy_mj_per_image_sd),
@@ -172,7 +172,7 @@ def plot_fig5(cases: list[CaseResult], title: str, path: Path) -> bool:
         front = sorted((xs[i], ys[i]) for i in pareto_front(list(zip(ys, xs)), [True, False]))
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front", zorder=2)
         ax.set_xlabel(label)
-        ax.set_ylabel("top-1 (%)" + (" (REFERENCE, not measured)" if any(c.top1_source == REFERENCE_TOP1 for c in usable) else ""))
+        ax.set_ylabel("top-1 (%)" + (" (REFERENCE, not measured)" if any(c.top1_source == Top1Source.REFERENCE for c in usable) else ""))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title + " (error bars: 1 sd over the inferences)")

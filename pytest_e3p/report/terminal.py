@@ -1,5 +1,5 @@
 """Tables for the terminal: the stage-2 ranking per device x dataset, stage-1 screening, and the
-comparison with a baseline. (The Markdown report with plots is in report_md.py.)"""
+comparison with a baseline. (The Markdown report with plots is in markdown.py.)"""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from ..gate.baseline import REGRESSED, Check, Comparison
-from ..hardware.sensors.base import ESTIMATE
+from ..gate import Check, Comparison, Verdict
+from ..hardware.sensors.base import EnergyKind
 from ..models.screening import Stage1Row
-from ..storage.results import OK, REFERENCE_TOP1, CaseResult
+from ..storage.results import CaseResult, Status, Top1Source
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:
@@ -22,7 +22,7 @@ def _energy_text(energy_mj: float | None, kind: str) -> str:
     if energy_mj is None:
         return "unavailable"
     text = _num(energy_mj, ".4g")
-    return f"~{text} (est.)" if kind == ESTIMATE else text
+    return f"~{text} (est.)" if kind == EnergyKind.ESTIMATE else text
 
 
 def energy_cell(r: CaseResult) -> str:
@@ -54,7 +54,7 @@ def case_label(r: CaseResult) -> str:
 def rank_key(r: CaseResult) -> tuple:
     """Best SAM first; lowest energy where SAM is unavailable; then fastest."""
     return (
-        r.status != OK,
+        r.status != Status.OK,
         r.sam is None,
         -(r.sam or 0.0),
         r.energy_mj_per_image is None,
@@ -96,7 +96,7 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
     rows = []
     for i, r in enumerate(cases, 1):
         row = [
-            i if r.status == OK else r.status,
+            i if r.status == Status.OK else r.status,
             case_label(r),
             _num(r.params_m, ".2f"),
             _num(r.gmacs, ".3f"),
@@ -106,26 +106,30 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             _num(r.latency_ms_per_image, ".3g"),
             energy_cell(r),
             spread_cell(r),
-            _num(r.power_w, ".3g") + (" (est.)" if r.power_w is not None and r.energy_kind == ESTIMATE else ""),
-            _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == ESTIMATE else ""),
+            _num(r.power_w, ".3g") + (" (est.)" if r.power_w is not None and r.energy_kind == EnergyKind.ESTIMATE else ""),
+            _num(r.sam, ".3f") + (" *" if r.sam is not None and r.energy_kind == EnergyKind.ESTIMATE else ""),
         ]
         if memory:
             row.append(_num(r.peak_memory_mb, ".0f"))
         if checks is not None:
-            energy = next((c for c in checks.get(r.case_id, []) if c.metric == "energy"), None)
-            verdicts = [c for c in checks.get(r.case_id, []) if c.verdict == REGRESSED]
-            if r.case_id not in checks:
-                row += ["-", "-", "-", "new" if r.status == OK else "-"]
-            else:
-                row += [
-                    _num(energy.baseline, ".4g") if energy else "-",
-                    f"{energy.change:+.1%}" if energy else "-",
-                    f"+/-{energy.noise:.1%}" if energy and energy.noise is not None else "-",
-                    ", ".join(f"{c.metric} regressed" for c in verdicts)
-                    or ((energy.verdict + (" (throttled)" if "(throttled)" in energy.note else "")) if energy else "unchanged"),
-                ]
+            row += _baseline_cells(r, checks.get(r.case_id))
         rows.append(row)
     return headers, rows
+
+
+def _baseline_cells(r: CaseResult, checks: list[Check] | None) -> list[int | str]:
+    """Baseline, change, noise and verdict of a case's energy; the verdict cell names every metric
+    that regressed. `checks` None: the case was not compared (new, or it did not finish)."""
+    if checks is None:
+        return ["-", "-", "-", Verdict.NEW if r.verdict == Verdict.NEW else "-"]
+    energy = next((c for c in checks if c.metric == "energy"), None)
+    regressed = ", ".join(f"{c.metric} regressed" for c in checks if c.verdict == Verdict.REGRESSED)
+    return [
+        _num(energy.baseline, ".4g") if energy else "-",
+        f"{energy.change:+.1%}" if energy else "-",
+        f"+/-{energy.noise:.1%}" if energy and energy.noise is not None else "-",
+        regressed or (energy.label if energy else Verdict.UNCHANGED),
+    ]
 
 
 def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] | None = None, fmt: str = "simple") -> list[tuple[str, str]]:
@@ -142,10 +146,14 @@ def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] |
 def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     cases = list(cases)
     notes = []
-    if any(r.energy_kind == ESTIMATE for r in cases):
+    if any(r.energy_kind == EnergyKind.ESTIMATE for r in cases):
         notes.append("~ / est. / *: energy is an ESTIMATE (no power sensor readable), never compared with measured figures")
     sources = sorted(
-        {(r.top1_ref_source or "timm results-imagenet.csv").removeprefix("reference (").removesuffix(")") for r in cases if r.top1_source == REFERENCE_TOP1}
+        {
+            (r.top1_ref_source or "timm results-imagenet.csv").removeprefix("reference (").removesuffix(")")
+            for r in cases
+            if r.top1_source == Top1Source.REFERENCE
+        }
     )
     if sources:
         notes.append(f"top-1 from 'reference': published ImageNet-1k accuracy ({'; '.join(sources)}), not measured in this run")
@@ -173,7 +181,7 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
     if idle:
         notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")
     for r in cases:
-        if r.status != OK:
+        if r.status != Status.OK:
             notes.append(f"{r.case_id}: {r.status}: {r.reason}")
         elif r.top1 is None and r.reason:
             notes.append(f"{r.case_id}: top-1 unavailable: {r.reason}")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..hardware.sensors.base import ESTIMATE
-from ..storage.results import MEASURED_TOP1, OK, CaseResult
+from ..hardware.sensors.base import EnergyKind
+from ..storage.results import CaseResult, Status, Top1Source
 from .figures import pyplot, save_png
 
 FP32 = "fp32"
@@ -50,10 +50,10 @@ def energy_saved_and_top1_lost(c: CaseResult, ref: CaseResult | None) -> tuple[f
     """(energy saved %, accuracy lost in points, what the accuracy axis is): top-1 points where both
     are measured, else the share of images whose top-1 differs from fp32's."""
     saved = None
-    if ref is not None and ref.status == OK and c.status == OK and c.energy_kind == ref.energy_kind:
+    if ref is not None and ref.status == Status.OK and c.status == Status.OK and c.energy_kind == ref.energy_kind:
         change = _change(c.energy_mj_per_image, ref.energy_mj_per_image)
         saved = None if change is None else -100.0 * change
-    if ref is not None and c.top1_source == MEASURED_TOP1 and ref.top1_source == MEASURED_TOP1 and c.top1 is not None and ref.top1 is not None:
+    if ref is not None and c.top1_source == Top1Source.MEASURED and ref.top1_source == Top1Source.MEASURED and c.top1 is not None and ref.top1 is not None:
         return saved, ref.top1 - c.top1, "top-1 lost (points)"
     if c.agreement_top1_pct is not None:
         return saved, 100.0 - c.agreement_top1_pct, "top-1 disagreement with fp32 (%)"
@@ -76,14 +76,14 @@ def variants_rows(ref: CaseResult | None, others: list[CaseResult]) -> tuple[lis
     ]
     rows = []
     for c in [*([ref] if ref else []), *others]:
-        est = " (est.)" if c.energy_kind == ESTIMATE else ""
-        broken = c.status != OK and c.reason.startswith("broken variant")
+        est = " (est.)" if c.energy_kind == EnergyKind.ESTIMATE else ""
+        broken = c.status != Status.OK and c.reason.startswith("broken variant")
         same_kind = ref is not None and ref.energy_kind == c.energy_kind
         lat = _change(c.latency_ms_per_image, ref.latency_ms_per_image if ref else None)
         energy = _change(c.energy_mj_per_image, ref.energy_mj_per_image if ref and same_kind else None)
         top1 = (
             f"{c.top1 - ref.top1:+.2f}"
-            if ref and c.top1_source == MEASURED_TOP1 and ref.top1_source == MEASURED_TOP1 and c.top1 is not None and ref.top1 is not None
+            if ref and c.top1_source == Top1Source.MEASURED and ref.top1_source == Top1Source.MEASURED and c.top1 is not None and ref.top1 is not None
             else "-"
         )
         agreement = (
@@ -91,7 +91,7 @@ def variants_rows(ref: CaseResult | None, others: list[CaseResult]) -> tuple[lis
         )
         rows.append(
             [
-                c.variant + (" (BROKEN: outside its bound)" if broken else "" if c.status == OK else f" ({c.status})"),
+                c.variant + (" (BROKEN: outside its bound)" if broken else "" if c.status == Status.OK else f" ({c.status})"),
                 "-" if c.latency_ms_per_image is None else f"{c.latency_ms_per_image:.3g}",
                 "-" if lat is None or c is ref else f"{lat:+.1%}",
                 "-" if c.energy_mj_per_image is None else f"{c.energy_mj_per_image:.4g}{est}",
@@ -115,9 +115,9 @@ def variants_tables(cases: Iterable[CaseResult], fmt: str = "simple") -> list[tu
         notes = []
         if ref is None:
             notes.append("no fp32 case of this model in the run: changes against fp32 are not shown (add fp32 to --e3p-variants)")
-        if not any(c.top1_source == MEASURED_TOP1 for c in others):
+        if not any(c.top1_source == Top1Source.MEASURED for c in others):
             notes.append("top-1 not measured (no labelled dataset, or random weights): the agreement with fp32 on the same images is the accuracy check")
-        notes += [f"{c.variant}: {c.reason}" for c in others if c.status != OK and c.reason]
+        notes += [f"{c.variant}: {c.reason}" for c in others if c.status != Status.OK and c.reason]
         title = f"variants of {model} on {device} / {dataset}, batch {batch}, {size[-1]} px"
         out.append((title, tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True), notes))
     return out
@@ -130,7 +130,7 @@ def plot_variants(cases: list[CaseResult], path: Path) -> bool:
     for (model, *_), (ref, others) in variant_groups(cases).items():
         for c in others:
             saved, lost, axis = energy_saved_and_top1_lost(c, ref)
-            if saved is not None and lost is not None and c.status == OK:
+            if saved is not None and lost is not None and c.status == Status.OK:
                 points[model].append((c.variant, lost, saved, axis))
     if not points:
         return False
@@ -146,7 +146,7 @@ def plot_variants(cases: list[CaseResult], path: Path) -> bool:
         ax.axvline(0, color="tab:gray", lw=0.8)
         ax.set_title(model, fontsize=9)
         ax.set_xlabel(pts[0][3])
-        ax.set_ylabel("energy saved vs fp32 (%)" + (" (ESTIMATED energy)" if any(c.energy_kind == ESTIMATE for c in cases) else ""))
+        ax.set_ylabel("energy saved vs fp32 (%)" + (" (ESTIMATED energy)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases) else ""))
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_png(fig, path)

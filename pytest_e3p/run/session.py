@@ -6,7 +6,6 @@ part there.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import platform
 import statistics
@@ -22,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..config import Options
+from ..gate import Circumstances, final_verdict
 from ..gate import stats as gate
 from ..gate.baseline import (
     Check,
@@ -562,34 +562,23 @@ class E3PSession:
         if self.baseline is None or result.status != results.OK:
             return []
         base = self.baseline.cases.get(result.case_id)
+        checks: list[Check] = []
+        if base is not None:
+            try:
+                checks = compare_case(base, result, tol, self.priors)
+            except IncompatibleBaseline as exc:
+                result.status, result.reason = results.INVALID, str(exc)
+                raise
+        final = final_verdict(checks, Circumstances.of(result, base))
+        result.verdict = final.verdict
         if base is None:
-            result.verdict = "new"
             return []
-        try:
-            checks = compare_case(base, result, tol, self.priors)
-        except IncompatibleBaseline as exc:
-            result.status, result.reason = results.INVALID, str(exc)
-            raise
-        if result.throttled_rounds and not base.throttled_rounds:
-            # the device slowed itself down in this run and not in the baseline's: not the code's doing
-            why = (
-                f"inconclusive (throttled): the device throttled in {result.throttled_rounds} of {len(result.round_throttled)} rounds of this run "
-                f"({', '.join(result.throttle_reasons) or 'throttled'}) and in none of the baseline's; let it cool and run again"
-            )
-            checks = [
-                dataclasses.replace(c, verdict=gate.INCONCLUSIVE, note="; ".join(n for n in (why, c.note) if n))
-                if c.verdict in (gate.REGRESSED, gate.INCONCLUSIVE) and c.metric != "top1"
-                else c
-                for c in checks
-            ]
-        self.checks[result.case_id] = checks
+        self.checks[result.case_id] = checks = final.checks
         energy = next((c for c in checks if c.metric == "energy"), None)
         if energy is not None:
             result.change_vs_baseline, result.noise_vs_baseline = energy.change, energy.noise
             if energy.noise is not None and tol.energy is not None and energy.noise > tol.energy:
                 result.unstable = True
-        worst = [c.verdict for c in checks]
-        result.verdict = next((v for v in (gate.REGRESSED, gate.INCONCLUSIVE, gate.IMPROVED) if v in worst), gate.UNCHANGED if checks else "")
         return checks
 
     # -- the end ---------------------------------------------------------------------------

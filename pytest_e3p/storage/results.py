@@ -16,11 +16,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..strenum import StrEnum
 from .files import ResultsData, encode, read_results, write_atomic
 from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
-OK, INVALID, FAILED = "ok", "invalid", "failed"
-MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = "measured", "reference", "unavailable"
+
+class Status(StrEnum):
+    """How a case ended: measured (ok), measured by a broken setup (invalid), or not measured (failed)."""
+
+    OK = "ok"
+    INVALID = "invalid"
+    FAILED = "failed"
+
+
+class Top1Source(StrEnum):
+    """Where a case's top-1 comes from: this run's accuracy pass, the published figure, or nowhere."""
+
+    MEASURED = "measured"
+    REFERENCE = "reference"
+    UNAVAILABLE = "unavailable"
+
+
+# The names the run layer sets statuses and sources with (many call sites).
+OK, INVALID, FAILED = Status.OK, Status.INVALID, Status.FAILED
+MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = Top1Source.MEASURED, Top1Source.REFERENCE, Top1Source.UNAVAILABLE
 
 
 class MeasurementError(Exception):
@@ -109,7 +128,7 @@ class CaseResult:
     # accuracy
     top1: float | None = None  # percent
     top5: float | None = None
-    top1_source: str = NO_TOP1  # "measured", "reference" or "unavailable"
+    top1_source: Top1Source = Top1Source.UNAVAILABLE
     eval_images: int | None = None
     eval_subset: str | None = None  # set when --e3p-limit evaluated a subset
     eval_energy_mj: float | None = None  # the whole evaluation pass, data loading included
@@ -119,8 +138,12 @@ class CaseResult:
     sam_alpha: float = 5.0
     sam_note: str = ""
     versions: dict[str, str] = field(default_factory=dict)  # torch, timm, pytest_e3p, python
-    status: str = OK
+    status: Status = Status.OK
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        # a record read from a file holds the plain strings: the same values, as members
+        self.status, self.top1_source = Status(self.status), Top1Source(self.top1_source)
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(dataclasses.asdict(self))

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ...strenum import StrEnum
+
 
 class SensorUnavailable(Exception):
     """No reading is possible on this machine; the message says why and how to fix it."""
@@ -23,8 +25,17 @@ class SensorFault(Exception):
     """A sensor broke during a run (file vanished, garbage value, counter went backwards)."""
 
 
-MEASURED = "measured"
-ESTIMATE = "estimate"
+class EnergyKind(StrEnum):
+    """What a case's energy is: read from a sensor, estimated from CPU time, or not known.
+    A measurement and an estimate are never compared with each other."""
+
+    MEASURED = "measured"
+    ESTIMATE = "estimate"
+    UNAVAILABLE = "unavailable"
+
+
+# The names the sensor backends and the run layer use (many call sites).
+MEASURED, ESTIMATE = EnergyKind.MEASURED, EnergyKind.ESTIMATE
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class SensorInfo:
     """What a sensor measures, so every report can state its boundary and source."""
 
     name: str  # e.g. "nvml-counter", "jetson-ina3221", "rapl", "cpu-time-estimate"
-    kind: str  # MEASURED or ESTIMATE: the two are never compared with each other
+    kind: EnergyKind  # MEASURED or ESTIMATE: the two are never compared with each other
     boundary: str  # what the energy covers: "GPU board", "Jetson module input (VDD_IN)", ...
     unit: str  # unit of the raw value the sensor reads
     update_period_s: float  # how often the underlying value changes (or our sampling period)
