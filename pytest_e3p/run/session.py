@@ -162,10 +162,6 @@ class E3PSession:
         return self.bench.sensor_note if self.bench is not None else ""
 
     @property
-    def thermal(self) -> Any:
-        return self.bench.thermal if self.bench is not None else None
-
-    @property
     def energy_kind(self) -> str:
         return self.sensor.info.kind if self.sensor is not None else "unavailable"
 
