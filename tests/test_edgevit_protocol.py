@@ -56,7 +56,7 @@ def run(inferences, update_period_s=0.001, n=None):
     orig = measure.time
     measure.time = types.SimpleNamespace(monotonic=m.monotonic, sleep=m.sleep)
     try:
-        steady = measure.run_edgevit(m.forward, lambda: None, ScriptedSensor(m, update_period_s), proto, clock=m.monotonic)
+        steady = measure.run_edgevit(m.forward, measure.MeasureContext(sensor=ScriptedSensor(m, update_period_s), clock=m.monotonic), proto)
     finally:
         measure.time = orig
     return steady

@@ -68,7 +68,7 @@ def protocol(**kw):
 
 def test_idle_power_is_read_before_any_work_and_the_rounds_at_load(machine):
     sensor = ScriptedSensor(machine)
-    steady = measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol())
+    steady = measure.run_protocol(machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol())
     # idle: 1.0 s at 2 W, before the first forward; measured after the warm-up it would read 10 W
     assert steady.idle_power_w == pytest.approx(IDLE_W, rel=1e-12)
     assert sensor.reads[0].t_s == 0.0 and sensor.reads[1].t_s == pytest.approx(1.0)
@@ -89,7 +89,7 @@ def test_measure_idle_power_w_is_the_energy_of_the_window_over_its_length(machin
 @pytest.mark.parametrize("kw, measure_idle", [({"idle_s": 0.0}, True), ({}, False)], ids=["idle-s-0", "measure-idle-off"])
 def test_no_idle_window_when_it_is_switched_off(machine, kw, measure_idle):
     sensor = ScriptedSensor(machine)
-    steady = measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol(**kw), measure_idle=measure_idle)
+    steady = measure.run_protocol(machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol(**kw), measure_idle=measure_idle)
     assert steady.idle_power_w is None
     # the first read opens round 1, right after the two warm-up batches: no idle window was slept
     assert sensor.reads[0].t_s == 2 * BATCH_S
@@ -98,4 +98,4 @@ def test_no_idle_window_when_it_is_switched_off(machine, kw, measure_idle):
 def test_a_sensor_whose_counter_never_moves_is_a_fault_not_a_zero(machine):
     sensor = ScriptedSensor(machine, frozen=True)
     with pytest.raises(SensorFault, match=r"scripted read no energy over a 0\.50 s window: .*the sensor is stuck"):
-        measure.run_protocol(machine.forward, IMAGES, lambda: None, sensor, protocol(idle_s=0.0))
+        measure.run_protocol(machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol(idle_s=0.0))

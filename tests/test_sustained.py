@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_e3p.hardware.sensors import EnergyReading, EnergySensor, SensorFault, SensorInfo
+from pytest_e3p.hardware.sensors import EnergyReading, EnergySensor, NullSensor, SensorFault, SensorInfo
+from pytest_e3p.measure.context import MeasureContext
 from pytest_e3p.measure.sustained import Window, plot, run_sustained
 
 BATCH = 8  # images per forward call
@@ -81,12 +82,9 @@ def scripted(seconds: float, batch_s: float = 0.5, window_s: float = 10.0, therm
     run = run_sustained(
         Forward(clock, batch_s),
         BATCH,
-        lambda: syncs.append(clock.t),
-        StepPowerSensor(clock) if sensor else None,
+        MeasureContext(lambda: syncs.append(clock.t), StepPowerSensor(clock) if sensor else NullSensor(), thermal, clock),
         seconds,
         window_s=window_s,
-        thermal=thermal,
-        clock=clock,
     )
     return run, syncs
 
@@ -205,14 +203,14 @@ def test_a_stuck_sensor_is_a_fault():
             return EnergyReading(clock.t, 42.0)
 
     with pytest.raises(SensorFault, match="read no energy"):
-        run_sustained(Forward(clock, 0.5), BATCH, lambda: None, Stuck(clock), 20.0, clock=clock)
+        run_sustained(Forward(clock, 0.5), BATCH, MeasureContext(sensor=Stuck(clock), clock=clock), 20.0)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        run_sustained(lambda: None, BATCH, lambda: None, None, 0.0)
+        run_sustained(lambda: None, BATCH, MeasureContext(), 0.0)
     with pytest.raises(ValueError):
-        run_sustained(lambda: None, 0, lambda: None, None, 10.0)
+        run_sustained(lambda: None, 0, MeasureContext(), 10.0)
 
 
 def test_to_dict_for_the_results_file():

@@ -104,7 +104,7 @@ def test_an_unknown_variant_is_a_usage_error_listing_the_accepted_ones(bench):
 def test_a_fixed_batch_forward_takes_any_number_of_images():
     import torch
 
-    from pytest_e3p.run.session import fixed_batch
+    from pytest_e3p.run import fixed_batch
 
     calls = []
 

@@ -4,7 +4,6 @@ pass (data loading included), as the paper's RTX protocol measured one pass over
 from __future__ import annotations
 
 import os
-import time
 import weakref
 from collections.abc import Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +13,9 @@ from typing import cast
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..hardware.sensors import EnergySensor, window
+from ..hardware.sensors import measures_energy, window
 from ..models.datasets import DatasetError
+from .context import MeasureContext
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class EvalResult:
     top5: float  # percent
     images: int
     duration_s: float
-    energy_mj: float | None  # None without a sensor
+    energy_mj: float | None  # None where energy is unavailable
 
     @property
     def images_per_s(self) -> float:
@@ -81,9 +81,7 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory:
 def evaluate(
     model: Callable[[torch.Tensor], torch.Tensor],
     loader: DataLoader,
-    torch_device: str,
-    synchronize: Callable[[], None],
-    sensor: EnergySensor | None = None,
+    ctx: MeasureContext,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int, float], None] | None = None,
     prepare: Callable[[torch.Tensor, torch.dtype], torch.Tensor] | None = None,
@@ -92,14 +90,15 @@ def evaluate(
 
     `prepare(batch_on_device, dtype)` turns loader output into model input (EvalTransform.normalize
     for uint8 batches); without it batches are only cast to `dtype`."""
+    torch_device, sensor, clock = ctx.torch_device, ctx.sensor, ctx.clock
     total = len(cast(Sized, loader.dataset))
     seen = 0
     # Hit counts stay on the device and labels are checked on the host, so the loop never waits for
     # the accelerator: one synchronisation at each end of the pass, as in the steady-state rounds.
     correct1 = correct5 = torch.zeros((), dtype=torch.long, device=torch_device)
-    synchronize()
-    start = sensor.read() if sensor else None
-    t0 = time.monotonic()
+    ctx.synchronize()
+    start = sensor.read() if measures_energy(sensor) else None
+    t0 = clock()
     with torch.inference_mode():
         for images, labels in loader:
             images = images.to(torch_device, non_blocking=True)
@@ -113,10 +112,10 @@ def evaluate(
             correct5 = correct5 + hits.any(dim=1).sum()
             seen += labels.shape[0]
             if progress is not None:
-                progress(seen, total, time.monotonic() - t0)
-    synchronize()
-    duration = time.monotonic() - t0
-    energy = window(start, sensor.read()).energy_mj if sensor and start is not None else None
+                progress(seen, total, clock() - t0)
+    ctx.synchronize()
+    duration = clock() - t0
+    energy = window(start, sensor.read()).energy_mj if start is not None else None
     if seen == 0:
         raise DatasetError("the evaluation set is empty")
     return EvalResult(100.0 * int(correct1) / seen, 100.0 * int(correct5) / seen, seen, duration, energy)

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..hardware.sensors import EnergySensor, SensorFault, SensorInfo, window
+from ..hardware.sensors import EnergyReading, EnergySensor, EnergyWindow, SensorFault, SensorInfo, measures_energy, window
+from .context import MeasureContext
 
 E3P, EDGEVIT = "e3p", "edgevit"
-PROTOCOLS = (E3P, EDGEVIT)
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ class Protocol:
     name: str = E3P  # E3P or EDGEVIT
     inferences: int = 50  # EDGEVIT: timed forward passes per pass of a case (the paper's 50)
 
-    def round_s(self, sensor: SensorInfo | None) -> float:
+    def round_s(self, sensor: SensorInfo) -> float:
         """Shortest round: a window shorter than a few sensor updates reads nothing useful."""
-        return max(self.min_round_s, 10 * sensor.update_period_s) if sensor else self.min_round_s
+        return max(self.min_round_s, 10 * sensor.update_period_s)
 
 
 @dataclass(frozen=True)
@@ -81,16 +81,12 @@ class SteadyState:
     sensor to resolve one by one; the per-round energies are then None."""
 
     rounds: list[Round]
-    sensor: SensorInfo | None
+    sensor: SensorInfo  # the null sensor's where energy is unavailable
     idle_power_w: float | None = None
     statistic: str = "median"  # of the rounds, for the pass value: "median" (E3P) or "mean" (EDGEVIT)
     background_w: float | None = None
     window: tuple[float, float] | None = None
     memory: Any = None  # the memory.MemoryPeak of the pass, where the session measured one
-
-    @property
-    def throttled_rounds(self) -> int:
-        return sum(1 for r in self.rounds if r.thermal is not None and r.thermal.throttled)
 
     def _net_mj(self, energy_mj: float, duration_s: float) -> float:
         return energy_mj - (self.background_w or 0.0) * duration_s * 1000.0
@@ -204,120 +200,98 @@ def warm_up(forward: Callable[[], Any], synchronize: Callable[[], None], warmup_
     return fastest_s
 
 
-def run_protocol(
-    forward: Callable[[], Any],
-    images_per_call: int,
-    synchronize: Callable[[], None],
-    sensor: EnergySensor | None,
-    protocol: Protocol,
-    measure_idle: bool = True,
-    slowdown: float = 0.0,
-    device: str = "cpu",
-    thermal: Any = None,
-) -> SteadyState:
-    """Run `forward` (one batch) under the protocol and return the rounds of one pass. `thermal`
-    (a thermal.ThermalMonitor) samples temperature, clocks and throttling through every round.
+def run_protocol(forward: Callable[[], Any], images_per_call: int, ctx: MeasureContext, protocol: Protocol, measure_idle: bool = True) -> SteadyState:
+    """Run `forward` (one batch) under the protocol and return the rounds of one pass; the context's
+    thermal monitor samples temperature, clocks and throttling through every round.
 
     The sensor must be started. SensorFault propagates: a window the sensor broke in is invalid."""
-    info = sensor.info if sensor else None
+    sensor, sync, thermal, clock = ctx.sensor, ctx.synchronize, ctx.thermal, ctx.clock
+    measuring = measures_energy(sensor)
     idle = None
-    if sensor is not None and measure_idle and protocol.idle_s > 0:
-        synchronize()
+    if measuring and measure_idle and protocol.idle_s > 0:
+        sync()
         idle = measure_idle_power_w(sensor, protocol.idle_s)
 
-    batch_s = warm_up(forward, synchronize, protocol.warmup_s)
-    if slowdown > 0:
-        forward = slowed(forward, synchronize, batch_s, slowdown, device)
-    round_s = protocol.round_s(info)
+    batch_s = warm_up(forward, sync, protocol.warmup_s, clock)
+    if ctx.slowdown > 0:
+        forward = slowed(forward, sync, batch_s, ctx.slowdown, ctx.torch_device)
+    round_s = protocol.round_s(sensor.info)
     per_round = max(1, math.ceil(round_s / max(batch_s, 1e-9)))
     rounds = []
     for _ in range(protocol.rounds):
-        synchronize()
+        sync()
         if thermal is not None:
             thermal.begin_round()
-        e0 = sensor.read() if sensor else None
-        t0 = time.monotonic()
+        e0 = sensor.read() if measuring else None
+        t0 = clock()
         for _ in range(per_round):
             forward()
-        synchronize()
+        sync()
         calls = per_round
         # A round that came out short (the machine got faster) is extended, never cut.
-        while time.monotonic() - t0 < round_s:
+        while clock() - t0 < round_s:
             forward()
-            synchronize()
+            sync()
             calls += 1
-        t1 = time.monotonic()
+        t1 = clock()
         heat = thermal.end_round() if thermal is not None else None
-        if sensor is not None:
-            assert e0 is not None  # read at the start of the round
-            w = window(e0, sensor.read())
-            if w.energy_mj <= 0:
-                raise SensorFault(
-                    f"{sensor.info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck"
-                )
-            rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj, w.rails_mj, thermal=heat))
-        else:
-            rounds.append(Round(calls * images_per_call, t1 - t0, None, thermal=heat))
+        w = _window(sensor, e0, f"a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck")
+        rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj if w else None, w.rails_mj if w else {}, thermal=heat))
         per_round = max(per_round, calls)
-    return SteadyState(rounds, info, idle)
+    return SteadyState(rounds, sensor.info, idle)
 
 
-def resolves_inference(sensor: SensorInfo | None, inference_s: float) -> bool:
+def _window(sensor: EnergySensor, start: EnergyReading | None, what: str) -> EnergyWindow | None:
+    """The energy since `start` (None where nothing was read); a window without energy is a fault."""
+    if start is None:
+        return None
+    w = window(start, sensor.read())
+    if w.energy_mj <= 0:
+        raise SensorFault(f"{sensor.info.name} read no energy over {what}")
+    return w
+
+
+def resolves_inference(sensor: SensorInfo, inference_s: float) -> bool:
     """Whether one inference spans at least 2 update periods of the sensor, so its energy can be read
-    per inference (module docstring); no sensor reads nothing, so nothing needs resolving."""
-    return sensor is None or inference_s >= 2 * sensor.update_period_s
+    per inference (module docstring); the null sensor's period is 0: it has nothing to resolve."""
+    return inference_s >= 2 * sensor.update_period_s
 
 
-def run_edgevit(
-    forward: Callable[[], Any],
-    synchronize: Callable[[], None],
-    sensor: EnergySensor | None,
-    protocol: Protocol,
-    slowdown: float = 0.0,
-    device: str = "cpu",
-    clock: Callable[[], float] = time.monotonic,
-    thermal: Any = None,
-) -> SteadyState:
+def run_edgevit(forward: Callable[[], Any], ctx: MeasureContext, protocol: Protocol) -> SteadyState:
     """One pass of the EdgeViT protocol: background, warm-up, then `protocol.inferences` timed
     inferences of one image each (module docstring). SensorFault propagates."""
-    info = sensor.info if sensor else None
+    sensor, sync, thermal, clock = ctx.sensor, ctx.synchronize, ctx.thermal, ctx.clock
+    measuring = measures_energy(sensor)
     background = None
-    if sensor is not None and protocol.idle_s > 0:
-        synchronize()
+    if measuring and protocol.idle_s > 0:
+        sync()
         background = measure_idle_power_w(sensor, protocol.idle_s)
 
-    inference_s = warm_up(forward, synchronize, protocol.warmup_s, clock)
-    if slowdown > 0:
-        forward = slowed(forward, synchronize, inference_s, slowdown, device)
+    inference_s = warm_up(forward, sync, protocol.warmup_s, clock)
+    if ctx.slowdown > 0:
+        forward = slowed(forward, sync, inference_s, ctx.slowdown, ctx.torch_device)
 
-    per_inference = resolves_inference(info, inference_s)
+    per_inference = resolves_inference(sensor.info, inference_s)
     rounds: list[Round] = []
-    synchronize()
+    sync()
     if thermal is not None:
         thermal.begin_round()  # one thermal round over the N inferences: each is too short to sample
-    edge = sensor.read() if sensor is not None and not per_inference else None
+    edge = sensor.read() if measuring and not per_inference else None
     for _ in range(protocol.inferences):
-        e0 = sensor.read() if sensor is not None and per_inference else None
+        e0 = sensor.read() if measuring and per_inference else None
         t0 = clock()
         forward()
-        synchronize()
+        sync()
         t1 = clock()
-        if e0 is not None:
-            assert sensor is not None
-            w = window(e0, sensor.read())
-            if w.energy_mj <= 0:
-                raise SensorFault(f"{sensor.info.name} read no energy over a {1000 * (t1 - t0):.1f} ms inference: the sensor is stuck")
-            rounds.append(Round(1, t1 - t0, w.energy_mj, w.rails_mj, w.duration_s))
-        else:
-            rounds.append(Round(1, t1 - t0, None))
+        w = _window(sensor, e0, f"a {1000 * (t1 - t0):.1f} ms inference: the sensor is stuck")
+        rounds.append(Round(1, t1 - t0, w.energy_mj, w.rails_mj, w.duration_s) if w else Round(1, t1 - t0, None))
     if thermal is not None:
         heat = thermal.end_round()
         rounds = [Round(r.images, r.duration_s, r.energy_mj, r.rails_mj, r.energy_window_s, heat) for r in rounds]
     whole = None
     if edge is not None:
-        assert sensor is not None
         w = window(edge, sensor.read())
         if w.energy_mj <= 0:
             raise SensorFault(f"{sensor.info.name} read no energy over {protocol.inferences} inferences ({w.duration_s:.2f} s): the sensor is stuck")
         whole = (w.energy_mj, w.duration_s)
-    return SteadyState(rounds, info, background, statistic="mean", background_w=background, window=whole)
+    return SteadyState(rounds, sensor.info, background, statistic="mean", background_w=background, window=whole)

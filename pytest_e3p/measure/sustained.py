@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import io
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ..hardware.sensors import EnergySensor, SensorFault, SensorInfo, window
+from ..hardware.sensors import UNAVAILABLE, EnergyReading, SensorFault, SensorInfo, measures_energy, window
+from .context import MeasureContext, ThermalMonitor, ThermalRound
+
+__all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "Window", "plot", "run_sustained"]
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_SPAN_S = 60.0
@@ -37,22 +39,6 @@ METRICS: dict[str, tuple[str, str]] = {
     "temperature": ("temperature_c", "C"),
     "clock": ("clock_ratio", ""),
 }
-
-
-class ThermalRound(Protocol):
-    """What a thermal monitor's end_round() returns (duck-typed)."""
-
-    @property
-    def max_temperature_c(self) -> float | None: ...
-    @property
-    def min_clock_ratio(self) -> float | None: ...
-    @property
-    def throttled(self) -> bool | None: ...
-
-
-class ThermalMonitor(Protocol):
-    def begin_round(self) -> Any: ...
-    def end_round(self) -> ThermalRound: ...
 
 
 @dataclass(frozen=True)
@@ -141,7 +127,7 @@ class SustainedRun:
     windows: list[Window]
     window_s: float
     requested_s: float
-    sensor: SensorInfo | None = None
+    sensor: SensorInfo | None = None  # None or the null sensor's: energy unavailable
     thermal: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -152,6 +138,10 @@ class SustainedRun:
     @property
     def images(self) -> int:
         return sum(w.images for w in self.windows)
+
+    @property
+    def measured_energy(self) -> bool:
+        return self.sensor is not None and self.sensor.kind != UNAVAILABLE
 
     @property
     def throttled_windows(self) -> int:
@@ -199,8 +189,8 @@ class SustainedRun:
             "window_s": self.window_s,
             "duration_s": self.duration_s,
             "images": self.images,
-            "sensor": self.sensor.name if self.sensor else None,
-            "energy_kind": self.sensor.kind if self.sensor else None,
+            "sensor": self.sensor.name if self.sensor is not None and self.measured_energy else None,
+            "energy_kind": self.sensor.kind if self.sensor is not None and self.measured_energy else None,
             "thermal": self.thermal,
             "throttled_windows": self.throttled_windows,
             "drift_span_s": span_s,
@@ -219,69 +209,85 @@ def _next_edge(t0: float, t_start: float, end: float, window_s: float) -> float:
     return min(edge, end)
 
 
-def run_sustained(
-    forward: Callable[[], Any],
-    images_per_call: int,
-    synchronize: Callable[[], None],
-    sensor: EnergySensor | None,
-    seconds: float,
-    window_s: float = DEFAULT_WINDOW_S,
-    thermal: ThermalMonitor | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> SustainedRun:
+def run_sustained(forward: Callable[[], Any], images_per_call: int, ctx: MeasureContext, seconds: float, window_s: float = DEFAULT_WINDOW_S) -> SustainedRun:
     """Run `forward` (one batch of `images_per_call`) back to back for `seconds`, in windows of `window_s`.
 
-    The sensor must be started (as for run_protocol); None: energy is not measured. `thermal`, where
-    given, has begin_round() and end_round() (returning max_temperature_c, min_clock_ratio, throttled)
-    and is asked once per window. The run lasts at least `seconds`: it ends at the first batch boundary
-    after. SensorFault propagates: a run the sensor broke in is invalid, as in the steady state."""
+    The context's sensor must be started (as for run_protocol); the null sensor's energy is not
+    measured. Its thermal monitor, where there is one, is asked once per window. The run lasts at least
+    `seconds`: it ends at the first batch boundary after. SensorFault propagates: a run the sensor
+    broke in is invalid, as in the steady state."""
     if seconds <= 0 or window_s <= 0:
         raise ValueError(f"seconds and window_s must be positive (got {seconds}, {window_s})")
     if images_per_call < 1:
         raise ValueError("images_per_call must be at least 1")
-    notes = []
-    if seconds < MLPERF_POWER_MIN_S:
-        notes.append(f"{seconds:g} s is shorter than MLPerf Power's {MLPERF_POWER_MIN_S:.0f} s runs")
-    synchronize()
-    if thermal is not None:
-        thermal.begin_round()
-    e0 = sensor.read() if sensor is not None else None
-    t_start = t0 = clock()
+    notes = [f"{seconds:g} s is shorter than MLPerf Power's {MLPERF_POWER_MIN_S:.0f} s runs"] if seconds < MLPERF_POWER_MIN_S else []
+    meter = _WindowMeter(ctx)
+    t_start = t0 = ctx.clock()
     end = t_start + seconds
-    edge = _next_edge(t0, t_start, end, window_s)
     windows: list[Window] = []
+    while True:
+        calls = _batches_until(forward, ctx.clock, _next_edge(t0, t_start, end, window_s))
+        t1, energy_mj, heat = meter.close_window(t0=t0)
+        windows.append(_window_of(len(windows), t0 - t_start, t1 - t0, calls * images_per_call, energy_mj, heat))
+        if t1 >= end:
+            break
+        t0 = t1
+        meter.open_window()
+    return SustainedRun(windows, window_s, seconds, ctx.sensor.info, ctx.thermal is not None, notes)
+
+
+def _batches_until(forward: Callable[[], Any], clock: Callable[[], float], edge: float) -> int:
+    """Batches back to back until the clock passes `edge` (checked after each: windows hold whole batches)."""
     calls = 0
     while True:
         forward()
         calls += 1
-        if clock() < edge:
-            continue
-        synchronize()
-        t1 = clock()
+        if clock() >= edge:
+            return calls
+
+
+class _WindowMeter:
+    """The sensor and thermal readings at the edges of consecutive windows: the end of one is the
+    start of the next, so no energy falls between two windows."""
+
+    def __init__(self, ctx: MeasureContext):
+        self.ctx = ctx
+        self.measuring = measures_energy(ctx.sensor)
+        ctx.synchronize()
+        self.start: EnergyReading | None = None
+        self.open_window(first=True)
+
+    def open_window(self, first: bool = False) -> None:
+        if self.ctx.thermal is not None:
+            self.ctx.thermal.begin_round()
+        if first and self.measuring:
+            self.start = self.ctx.sensor.read()
+
+    def close_window(self, t0: float) -> tuple[float, float | None, ThermalRound | None]:
+        """Synchronise, then (end time, energy of the window in mJ or None, thermal round or None)."""
+        self.ctx.synchronize()
+        t1 = self.ctx.clock()
         energy_mj = None
-        if sensor is not None:
-            assert e0 is not None
-            e1 = sensor.read()
-            energy_mj = window(e0, e1).energy_mj
+        if self.start is not None:
+            end = self.ctx.sensor.read()
+            energy_mj = window(self.start, end).energy_mj
             if energy_mj <= 0:
                 raise SensorFault(
-                    f"{sensor.info.name} read no energy over a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck"
+                    f"{self.ctx.sensor.info.name} read no energy over a {t1 - t0:.2f} s window: "
+                    "the window is shorter than the sensor's update period, or the sensor is stuck"
                 )
-            e0 = e1
-        temperature = ratio = throttled = None
-        if thermal is not None:
-            r = thermal.end_round()
-            temperature = getattr(r, "max_temperature_c", None)
-            ratio = getattr(r, "min_clock_ratio", None)
-            throttled = getattr(r, "throttled", None)
-        windows.append(Window(len(windows), t0 - t_start, t1 - t0, calls * images_per_call, energy_mj, temperature, ratio, throttled))
-        if t1 >= end:
-            break
-        t0, calls = t1, 0
-        edge = _next_edge(t0, t_start, end, window_s)
-        if thermal is not None:
-            thermal.begin_round()
-    return SustainedRun(windows, window_s, seconds, sensor.info if sensor is not None else None, thermal is not None, notes)
+            self.start = end
+        heat = self.ctx.thermal.end_round() if self.ctx.thermal is not None else None
+        return t1, energy_mj, heat
+
+
+def _window_of(index: int, start_s: float, duration_s: float, images: int, energy_mj: float | None, heat: ThermalRound | None) -> Window:
+    if heat is None:
+        return Window(index, start_s, duration_s, images, energy_mj)
+    temperature = getattr(heat, "max_temperature_c", None)
+    ratio = getattr(heat, "min_clock_ratio", None)
+    throttled = getattr(heat, "throttled", None)
+    return Window(index, start_s, duration_s, images, energy_mj, temperature, ratio, throttled)
 
 
 REPORT_EXTRA = 'pip install "pytest-e3p[report]"'
@@ -324,7 +330,7 @@ def plot(run: SustainedRun, path: Any) -> None:
         # A window the monitor could not read is a gap, not a zero.
         ax.stairs([math.nan if v is None else float(v) for v in values], edges, color=color, linewidth=1.5, baseline=None)
     axes[-1].set_xlabel("time since start (s)")
-    sensor = f"{run.sensor.name}, {run.sensor.kind}" if run.sensor else "no energy sensor"
+    sensor = f"{run.sensor.name}, {run.sensor.kind}" if run.sensor and run.measured_energy else "no energy sensor"
     throttled = f", {run.throttled_windows} throttled window(s) shaded" if run.throttled_windows else ""
     fig.suptitle(f"sustained run: {run.duration_s:.0f} s in {len(run.windows)} windows of {run.window_s:g} s ({sensor}{throttled})", fontsize=10)
     fig.tight_layout()

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..measure.accuracy import evaluate
+from ..measure.context import MeasureContext
 from ..storage.results import write_atomic
 from . import datasets as data
 from .build import PRETRAINED, build_model, checkpoint_path
@@ -71,7 +72,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> Path:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 model.eval()
                 sync = (lambda: torch.cuda.synchronize()) if cfg.device.startswith("cuda") else (lambda: None)
-                ev = evaluate(model, val_loader, cfg.device, sync, prepare=transform.normalize)
+                ev = evaluate(model, val_loader, MeasureContext(sync, torch_device=cfg.device), prepare=transform.normalize)
                 model.train()
                 log(f"step {step}/{cfg.steps}: loss {loss.item():.4f}, validation top-1 {ev.top1:.2f}% on {ev.images} images")
             if step >= cfg.steps:

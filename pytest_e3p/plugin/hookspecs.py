@@ -13,8 +13,9 @@ def pytest_e3p_modify_cases(config: pytest.Config, cases: list) -> None:
 
 @pytest.hookspec
 def pytest_e3p_case_result(config: pytest.Config, result) -> None:
-    """Called with each case's CaseResult once it is final (after the test), before any baseline
-    comparison: export it, add notes, or push it to a dashboard."""
+    """Called with each case's CaseResult once it is final: after the test and after the baseline
+    comparison, so its verdict, `unstable` flag and change against the baseline are set. Export it, add notes,
+    or push it to a dashboard; it is the record the results file keeps."""
 
 
 @pytest.hookspec

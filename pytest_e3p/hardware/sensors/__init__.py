@@ -16,6 +16,7 @@ from .base import (
     SensorUnavailable,
     window,
 )
+from .null import UNAVAILABLE, NullSensor, measures_energy
 
 __all__ = [
     "ESTIMATE",
@@ -27,6 +28,9 @@ __all__ = [
     "SensorFault",
     "SensorInfo",
     "SensorUnavailable",
+    "UNAVAILABLE",
+    "NullSensor",
+    "measures_energy",
     "measure_update_period_s",
     "window",
 ]
