@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 # pytester runs pytest in-process and drops the modules a run imported afterwards; torch cannot be
@@ -20,17 +18,3 @@ def sysfs_root(tmp_path, monkeypatch):
     monkeypatch.setenv("E3P_SYSFS_ROOT", str(root))
     return root
 
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{text}\n")
-    return path
-
-
-def rewrite(path, value):
-    """Change a sysfs-like value in place, fixed width, as the kernel does: same inode, no torn read."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, f"{int(value):>10d}\n".encode(), 0)
-    finally:
-        os.close(fd)

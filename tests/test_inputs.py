@@ -2,10 +2,11 @@
 
 import json
 
-import datasets as make
+import fakes.datasets as make
 import pytest
 import timm
 import torch
+from fakes.power_rails import rapl_tree
 
 FAST = [
     "--e3p-device=cpu",
@@ -103,8 +104,6 @@ def pytest_e3p_case_result(config, result):
 
 
 def test_after_a_sensor_fault_measured_and_estimated_cases_are_never_ranked_together(pytester, sysfs_root):
-    from test_sensors_sysfs import rapl_tree
-
     rapl_tree(sysfs_root, dram=False, psys=False)
     counter = sysfs_root / "sys/class/powercap/intel-rapl:0/energy_uj"
     pytester.makeconftest(TICKING_RAPL.format(counter=str(counter)))

@@ -5,6 +5,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from fakes.power_rails import tx2_tree
 
 BENCH = """
 def test_energy(e3p, benchmark):
@@ -246,8 +247,6 @@ def flaky_for_levit(request, e3p_session):
 
 
 def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_root):
-    from test_sensors_sysfs import tx2_tree
-
     tx2_tree(sysfs_root)
     result = bench.runpytest("--e3p-device=tx2", *FAST, "--e3p-models=efficientvit_m0", "--e3p-sample-hz=100")
     result.assert_outcomes(passed=1)

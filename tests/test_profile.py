@@ -4,10 +4,10 @@ rounds from a fake thermal zone marked in the table and turning a regression int
 (throttled)", and the sustained mode's windows."""
 
 import json
-import os
 
 import pytest
-from runs import SHORT
+from fakes.runs import SHORT
+from fakes.thermal_zones import hot_cpu
 
 BENCH = """
 def test_energy(e3p):
@@ -75,16 +75,6 @@ def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
     ok.assert_outcomes(passed=1)
 
 
-def hot_cpu(root, temp_c):
-    """A CPU thermal zone laid out as the kernel does, with a passive trip point at 80 C."""
-    zone = root / "sys/devices/virtual/thermal/thermal_zone0"
-    zone.mkdir(parents=True, exist_ok=True)
-    for name, text in (("type", "x86_pkg_temp"), ("temp", str(temp_c * 1000)), ("trip_point_0_temp", "80000"), ("trip_point_0_type", "passive")):
-        (zone / name).write_text(text + "\n")
-    link = root / "sys/class/thermal/thermal_zone0"
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(zone, link)
 
 
 def test_throttled_rounds_are_marked_and_a_regression_on_a_throttled_device_is_inconclusive(bench, sysfs_root):
