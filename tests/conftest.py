@@ -3,7 +3,7 @@ import pytest
 # pytester runs pytest in-process and drops the modules a run imported afterwards; torch cannot be
 # imported twice in one process, so it is imported once here, before any inner run.
 import timm  # noqa: F401
-import torch  # noqa: F401
+import torch
 
 import pytest_e3p.run.session  # noqa: F401
 
@@ -18,3 +18,10 @@ def sysfs_root(tmp_path, monkeypatch):
     monkeypatch.setenv("E3P_SYSFS_ROOT", str(root))
     return root
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Torch on one thread in every test, whatever an earlier in-process run pinned: the tests check
+    figures, not speed, and on a machine shared with other jobs a pool of spinning threads makes
+    every forward call many times slower."""
+    torch.set_num_threads(1)

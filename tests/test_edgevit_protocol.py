@@ -7,11 +7,12 @@ import statistics
 import types
 
 import pytest
+from fakes.results import case_result
 
 from pytest_e3p.hardware.sensors import MEASURED, EnergyReading, EnergySensor, SensorInfo
 from pytest_e3p.measure import protocols as measure
 from pytest_e3p.report.table3 import measured_marks, paper_marks, table3_rows
-from pytest_e3p.storage.results import REFERENCE_TOP1, CaseResult
+from pytest_e3p.storage.results import REFERENCE_TOP1
 
 IDLE_W = 3.0
 # net (above the background) power and length of each scripted inference: binary fractions, exact sums
@@ -97,14 +98,10 @@ def test_exactly_n_inferences_are_timed():
 
 
 def case(cid, model, top1, energy, latency, source=REFERENCE_TOP1):
-    return CaseResult(
+    return case_result(
         cid,
-        model,
-        "cpu",
-        "synthetic",
-        1,
-        [3, 224, 224],
-        "fp32",
+        model=model,
+        batch_size=1,
         top1=top1,
         top1_source=source,
         energy_mj_per_image=energy,

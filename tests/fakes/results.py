@@ -2,6 +2,7 @@
 
 import random
 
+from pytest_e3p.metrics import sam as sam_fn
 from pytest_e3p.storage import results
 
 
@@ -46,4 +47,53 @@ def results_file(cases, device="cpu", identity=None, environment=None, protocol=
         protocol=protocol if protocol is not None else {},
         cases={c.case_id: c for c in cases},
         **fields,
+    )
+
+
+def ranked_case(model, device, dataset, energy, top1, netscore, kind="measured"):
+    """A case of a ranking: its model's NetScore and top-1, measured energy and SAM."""
+    return case_result(
+        f"{model}-{device}-{dataset}",
+        model=f"{model}.tag",
+        device=device,
+        dataset=dataset,
+        batch_size=64,
+        params_m=5.0,
+        gmacs=1.0,
+        top1_ref=top1,
+        netscore=netscore,
+        energy_kind=kind,
+        energy_source="nvml-counter",
+        boundary="GPU board",
+        energy_mj_per_image=energy,
+        energy_mj_per_image_samples=[energy] * 5,
+        latency_ms_per_image=1.0,
+        top1=top1,
+        top1_source="measured",
+        sam=sam_fn(top1 / 100, energy),
+    )
+
+
+# A hand-checked example: NetScore order a > b > c > d; on tx2 energy order is c < a < d < b.
+TX2 = [
+    ranked_case("a", "tx2", "cifar10", 200.0, 90.0, 70.0),
+    ranked_case("b", "tx2", "cifar10", 400.0, 92.0, 65.0),
+    ranked_case("c", "tx2", "cifar10", 94.0, 80.0, 60.0),
+    ranked_case("vit_small_patch16_224", "tx2", "cifar10", 200.0 / 0.47, 85.0, 50.0),
+]
+RTX = [
+    ranked_case("a", "rtx3050", "cifar10", 300.0, 90.0, 70.0),
+    ranked_case("b", "rtx3050", "cifar10", 250.0, 92.0, 65.0),
+    ranked_case("c", "rtx3050", "cifar10", 500.0, 80.0, 60.0),
+]
+
+
+def file_of(cases, device):
+    """The results file of one device's ranked cases."""
+    return results_file(
+        cases,
+        device,
+        identity={"name": device.upper()},
+        environment={"torch": "2.x"},
+        protocol={"energy_kind": "measured", "energy_source": "nvml-counter", "boundary": "GPU board", "precision": "fp32", "batch_size": 64},
     )
