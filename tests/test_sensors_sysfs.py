@@ -1,10 +1,10 @@
 """RAPL and Jetson backends against directory trees with the real sysfs layouts."""
 
 import os
-import threading
 import time
 
 import pytest
+from fakes.clock import ScriptedClock
 from fakes.files import rewrite, write
 from fakes.power_rails import TX2_CARRIER_RAILS, agx_xavier_tree, iio_monitor, nano_tree, orin_tree, rapl_tree, tx2_tree, xavier_nx_tree
 
@@ -125,27 +125,36 @@ def test_no_powercap_folder_says_so(sysfs_root):
 # -- Jetson ----------------------------------------------------------------------------------
 
 
-def power_w(sensor, seconds=0.05):
+@pytest.fixture
+def clock(monkeypatch):
+    """The samplers' clock, scripted: a test samples by read(), the sampler's thread is not started."""
+    from pytest_e3p.hardware.sensors import base
+
+    return ScriptedClock().install(monkeypatch, base)
+
+
+def power_w(sensor, clock, seconds=0.05):
     """Total and per-rail power over a short window, through the sensor's read path. The fake
     rails hold still, so the trapezoid is exact whatever the window."""
-    with sensor:
-        start = sensor.read()
-        time.sleep(seconds)
-        w = window(start, sensor.read())
+    start = sensor.read()
+    clock.advance(seconds)
+    w = window(start, sensor.read())
+    sensor.close()
     return w.power_w, {name: mj / w.duration_s / 1000.0 for name, mj in w.rails_mj.items()}
 
 
-def test_tx2_rails_are_found_by_label_and_vdd_in_is_the_total(sysfs_root):
+def test_tx2_rails_are_found_by_label_and_vdd_in_is_the_total(sysfs_root, clock):
     tx2_tree(sysfs_root)
     labels = sorted(r.label for r in find_rails())
     assert labels == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN"
     assert sensor.info.boundary == "Jetson module input (VDD_IN)"
-    with sensor:
-        start = sensor.read()
-        time.sleep(0.5)
-        w = window(start, sensor.read())
+    start = sensor.read()
+    for _ in range(100):  # 0.5 s at 200 Hz
+        clock.advance(0.005)
+        sensor.read()
+    w = window(start, sensor.read())
     assert w.power_w == pytest.approx(5.0, rel=0.01)
     assert w.rails_mj["VDD_SYS_GPU"] / w.duration_s == pytest.approx(2000.0, rel=0.01)
     ident = jetson_identity()
@@ -160,36 +169,36 @@ def test_orin_hwmon_power_is_voltage_times_current(sysfs_root):
     assert jetson_identity()["l4t"] == "R36.3.0"
 
 
-def test_nano_input_rail_pom_5v_in_is_the_total_not_the_sum_of_its_rails(sysfs_root):
+def test_nano_input_rail_pom_5v_in_is_the_total_not_the_sum_of_its_rails(sysfs_root, clock):
     nano_tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "POM_5V_IN"
     assert sensor.info.boundary == "Jetson module input (POM_5V_IN)"
     assert set(sensor.info.rails) == {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     # the sum of the three rails (6.2 W) counts the GPU and CPU twice
     assert total == pytest.approx(4.0, rel=1e-6)
     assert rails["POM_5V_GPU"] == pytest.approx(1.0, rel=1e-6)
     assert jetson_identity()["model"] == "NVIDIA Jetson Nano Developer Kit"
 
 
-def test_tx2_carrier_board_rails_are_outside_the_module_and_never_in_its_figures(sysfs_root):
+def test_tx2_carrier_board_rails_are_outside_the_module_and_never_in_its_figures(sysfs_root, clock):
     tx2_tree(sysfs_root, carrier=True)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN"
     assert sorted(sensor.info.rails) == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
     assert sorted(sensor.info.outside_rails) == sorted(TX2_CARRIER_RAILS)
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     assert total == pytest.approx(5.0, rel=1e-6)
     assert not set(rails) & set(TX2_CARRIER_RAILS)  # not beside the total, as if inside it
 
 
-def test_tx2_module_and_carrier_are_told_apart_whatever_the_iio_numbers(sysfs_root):
+def test_tx2_module_and_carrier_are_told_apart_whatever_the_iio_numbers(sysfs_root, clock):
     # the carrier monitors probed first: iio:device0 and 1 are on the carrier
     tx2_tree(sysfs_root, carrier=True, iio_numbers=(3, 2, 0, 1))
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN" and "VDD_MUX" in sensor.info.outside_rails
-    assert power_w(sensor)[0] == pytest.approx(5.0, rel=1e-6)
+    assert power_w(sensor, clock)[0] == pytest.approx(5.0, rel=1e-6)
 
 
 def test_only_carrier_monitors_readable_is_not_a_module_reading(sysfs_root):
@@ -199,13 +208,13 @@ def test_only_carrier_monitors_readable_is_not_a_module_reading(sysfs_root):
 
 
 @pytest.mark.parametrize("tree", [xavier_nx_tree, orin_tree], ids=["xavier-nx", "orin-nx"])
-def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree):
+def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree, clock):
     hw = tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN" and sensor.info.boundary == "Jetson module input (VDD_IN)"
     assert set(sensor.info.rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
     vdd_in_w = float((hw / "in1_input").read_text()) * float((hw / "curr1_input").read_text()) / 1e6
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     assert total == pytest.approx(vdd_in_w, rel=1e-6) and rails["VDD_IN"] == pytest.approx(vdd_in_w, rel=1e-6)
 
 
@@ -217,13 +226,13 @@ def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree):
     ],
     ids=["agx-orin", "agx-xavier"],
 )
-def test_agx_boards_have_no_input_rail_so_the_total_is_the_sum_and_says_so(sysfs_root, tree, rails, total_w):
+def test_agx_boards_have_no_input_rail_so_the_total_is_the_sum_and_says_so(sysfs_root, tree, rails, total_w, clock):
     tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert set(sensor.info.rails) == rails  # both monitors, NC channels and "sum of shunt voltages" left out
     assert sensor.info.total_rail == "sum"
     assert "no input rail" in sensor.info.boundary
-    assert power_w(sensor)[0] == pytest.approx(total_w, rel=1e-6)
+    assert power_w(sensor, clock)[0] == pytest.approx(total_w, rel=1e-6)
 
 
 def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, monkeypatch):
@@ -259,29 +268,22 @@ def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, 
         JetsonRailSensor(rate_hz=100)
 
 
-def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
+def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root, clock):
     dev1, _ = tx2_tree(sysfs_root)
     power_file = dev1 / "in_power0_input"
     levels = [2000, 8000, 4000, 6000]  # mW, 0.25 s each
     sensor = JetsonRailSensor(rate_hz=50)
-    stop = threading.Event()
-
-    def writer(t0):
-        for i, mw in enumerate(levels):
-            while time.monotonic() < t0 + 0.25 * i:
-                time.sleep(0.0005)
-            rewrite(power_file, mw)
-        stop.set()
-
     write(power_file, f"{levels[0]:>10d}")
-    with sensor:
-        start = sensor.read()
-        thread = threading.Thread(target=writer, args=(time.monotonic(),))
-        thread.start()
-        stop.wait()
-        time.sleep(0.25)
-        end = sensor.read()
-        thread.join()
+    start = sensor.read()
+    for mw in levels:  # the file rewritten every 0.25 s, sampled every 20 ms between
+        rewrite(power_file, mw)
+        for _ in range(12):
+            clock.advance(0.02)
+            sensor.read()
+        clock.advance(0.01)
+    clock.advance(0.24)
+    end = sensor.read()
+    sensor.close()
     exact_mj = sum(levels) * 0.25 + (end.t_s - start.t_s - 1.0) * levels[-1]
     assert window(start, end).rails_mj["VDD_IN"] == pytest.approx(exact_mj, rel=0.05)
 

@@ -26,6 +26,13 @@ class ScriptedClock:
         module's `time` with it."""
         return types.SimpleNamespace(monotonic=self.monotonic, perf_counter=self.monotonic, sleep=self.sleep)
 
+    def install(self, monkeypatch, *modules):
+        """Each module's `time` on this clock. A sampler thread started on it would spin: a test on a
+        scripted clock leaves a sampling sensor's thread unstarted, and each read() takes its sample."""
+        for module in modules:
+            monkeypatch.setattr(module, "time", self.as_time_module())
+        return self
+
 
 class Machine(ScriptedClock):
     """A scripted clock and the cumulative energy a device draws while it moves.

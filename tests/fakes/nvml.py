@@ -18,12 +18,16 @@ class FakeNvml:
     NVML_SUCCESS = 0
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
 
-    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True, count=1):
+    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True, count=1, clock=None):
         self.arch, self.mig, self.power_mw, self.counter, self.count = arch, mig, power_mw, counter, count
-        self.t0 = time.monotonic()
+        self.clock = clock  # a fakes.clock.ScriptedClock; None: the real monotonic clock
+        self.t0 = self._now()
         self.fail_counter = False
-        # a scripted trace instead of constant power: {time: (power mW, counter mJ)}, read at clock.t
-        self.script, self.clock = None, None
+        # a scripted trace instead of constant power: {time: (power mW, counter mJ)}, read at the clock's time
+        self.script = None
+
+    def _now(self):
+        return self.clock.monotonic() if self.clock is not None else time.monotonic()
 
     def nvmlInit(self):
         pass
@@ -49,14 +53,14 @@ class FakeNvml:
         if self.fail_counter:
             raise NVMLError("GPU is lost")
         if self.script:
-            return int(1_000_000 + self.script[self.clock.t][1])
+            return int(1_000_000 + self.script[self._now()][1])
         # a counter that steps every 50 ms, as the driver's does
-        elapsed = (time.monotonic() - self.t0) // 0.05 * 0.05
+        elapsed = (self._now() - self.t0) // 0.05 * 0.05
         return int(1_000_000 + self.power_mw * elapsed)
 
     def nvmlDeviceGetFieldValues(self, h, ids):
         assert ids == [self.NVML_FI_DEV_POWER_INSTANT]
-        value = types.SimpleNamespace(uiVal=int(self.script[self.clock.t][0] if self.script else self.power_mw))
+        value = types.SimpleNamespace(uiVal=int(self.script[self._now()][0] if self.script else self.power_mw))
         return [types.SimpleNamespace(nvmlReturn=0, value=value)]
 
     def nvmlDeviceGetName(self, h):
