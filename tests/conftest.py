@@ -1,9 +1,20 @@
 import pytest
 
 # pytester runs pytest in-process and drops the modules a run imported afterwards; torch cannot be
-# imported twice in one process, so it is imported once here, before any inner run.
+# imported twice in one process, so it is imported once here, before any inner run. So are the
+# heavy modules an inner run imports on first use (the gate's scipy.stats, the report's matplotlib):
+# otherwise each run that gates or writes a report imports them again, seconds each.
+import scipy.stats  # noqa: F401
 import timm  # noqa: F401
 import torch
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")  # as the report does
+    import matplotlib.pyplot  # noqa: F401
+except ImportError:  # optional: the report says how to install it
+    pass
 
 import pytest_e3p.run.session  # noqa: F401
 

@@ -152,6 +152,7 @@ FAST = [
 ]
 
 
+@pytest.mark.slow  # EdgeViT-XXS itself: its Table 3 row and the paper's figures
 def test_plugin_runs_the_protocol_and_prints_table3_with_the_unavailable_models(pytester):
     pytester.makepyfile(test_bench=PROTOCOL_BENCH)
     result = pytester.runpytest(*FAST, "--e3p-models=edgevit_xxs,levit_128s", "--e3p-results=out/r.json")
@@ -168,6 +169,7 @@ def test_plugin_runs_the_protocol_and_prints_table3_with_the_unavailable_models(
     assert "not available: T2T-ViT-7" not in result.stdout.str()  # only the edgevit-table3 set lists them
 
 
+@pytest.mark.slow  # the Table 3 set of real models
 def test_the_table3_set_lists_the_models_timm_lacks_and_the_gate_refuses_an_e3p_baseline(pytester, monkeypatch):
     from pytest_e3p.models import zoo
 

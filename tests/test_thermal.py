@@ -16,6 +16,7 @@ import os
 import time
 
 import pytest
+from fakes.clock import ScriptedClock
 from fakes.files import link, rewrite, write
 from fakes.nvml import FakeNvml, NVMLError
 from fakes.thermal_zones import arm_board_tree, cpufreq, intel_laptop_tree, orin_tree, zone
@@ -478,13 +479,14 @@ def test_describe_on_a_jetson_tags_the_gpu_run(sysfs_root):
     assert by_name["cv0-thermal"].used_for == () and "15340000.vic" not in by_name
 
 
-def test_a_clock_that_follows_the_load_is_reported_not_judged(sysfs_root):
+def test_a_clock_that_follows_the_load_is_reported_not_judged(sysfs_root, monkeypatch):
     """Under a load-following governor (jetson_clocks off; schedutil with its minimum low), a GPU or
     CPU clock under 90 % of its max is what a batch-1 model with launch gaps gets: not throttling."""
     _, gpu_clock = orin_tree(sysfs_root, jetson_clocks=False)
+    clock = ScriptedClock().install(monkeypatch, thermal)  # the rounds' clock; the sampler thread sleeps in real time
     with open_thermal("jetson", clock_settle_s=0.0) as monitor:
         monitor.begin_round()
         rewrite(gpu_clock, 550_000_000)
-        time.sleep(0.05)
+        clock.advance(0.05)
         result = monitor.end_round()
     assert result.min_clock_ratio == pytest.approx(550 / 918, rel=1e-3) and not result.throttled
