@@ -16,3 +16,18 @@ class ScriptedSensor(EnergySensor):
         reading = EnergyReading(self.machine.t_s, 0.0 if self.frozen else self.machine.energy_mj)
         self.reads.append(reading)
         return reading
+
+
+class StepPowerSensor(EnergySensor):
+    """5 W for the first 30 s of the run, 6 W after, on a fakes.clock.ScriptedClock: cumulative energy
+    in mJ, exact at any time."""
+
+    def __init__(self, clock, step_s: float = 30.0, before_w: float = 5.0, after_w: float = 6.0):
+        self.clock, self.t0 = clock, clock.t_s
+        self.step_s, self.before_w, self.after_w = step_s, before_w, after_w
+        self.info = SensorInfo("scripted", MEASURED, "test rig", "mJ", 0.01)
+
+    def read(self) -> EnergyReading:
+        t = self.clock.t_s - self.t0
+        joules = self.before_w * min(t, self.step_s) + self.after_w * max(t - self.step_s, 0.0)
+        return EnergyReading(self.clock.t_s, joules * 1000.0)
