@@ -79,14 +79,24 @@ def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
 def test_throttled_rounds_are_marked_and_a_regression_on_a_throttled_device_is_inconclusive(bench, sysfs_root):
     hot_cpu(sysfs_root, 45)
     # on the scripted machine: exact figures, so the slower run regresses whatever else the machine runs
-    args = [*FAST, *SCRIPTED, "--e3p-models=test_vit", "--e3p-passes=3", "--e3p-rounds=3", "--e3p-min-round-s=0.2"]
+    # batches of 2 at 100 ms/img: one forward call fills a round of 0.2 s
+    args = [
+        *FAST,
+        *SCRIPTED,
+        "--e3p-models=test_vit",
+        "--e3p-passes=3",
+        "--e3p-rounds=3",
+        "--e3p-min-round-s=0.2",
+        "--e3p-batch-size=2",
+        "--scripted-ms-per-image=100",
+    ]
     first = bench.runpytest(*args, "--e3p-save-baseline=base.json")
     first.assert_outcomes(passed=1)
     base = json.loads((bench.path / "base.json").read_text())["cases"]["test_vit-cpu-synthetic"]
     assert base["throttled_rounds"] == 0 and base["temperature_c_max"] == 45.0
     hot_cpu(sysfs_root, 95)  # past the passive trip point in every round of the next run
     # a run that is 3 times slower against a cool baseline: regressed, unless the device throttled
-    hot = bench.runpytest(*args, "--e3p-baseline=base.json", "--scripted-ms-per-image=75", "--e3p-results=r.json")
+    hot = bench.runpytest(*args, "--e3p-baseline=base.json", "--scripted-ms-per-image=300", "--e3p-results=r.json")
     hot.assert_outcomes(passed=1)
     hot.stdout.fnmatch_lines(["*throttled 9/9*inconclusive (throttled)*"])
     case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic"]

@@ -3,6 +3,7 @@
 import types
 
 import torch
+
 from fakes.nvml import NVMLError
 
 
