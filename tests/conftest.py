@@ -1,11 +1,20 @@
-import os
-
 import pytest
 
 # pytester runs pytest in-process and drops the modules a run imported afterwards; torch cannot be
-# imported twice in one process, so it is imported once here, before any inner run.
+# imported twice in one process, so it is imported once here, before any inner run. So are the
+# heavy modules an inner run imports on first use (the gate's scipy.stats, the report's matplotlib):
+# otherwise each run that gates or writes a report imports them again, seconds each.
+import scipy.stats  # noqa: F401
 import timm  # noqa: F401
-import torch  # noqa: F401
+import torch
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")  # as the report does
+    import matplotlib.pyplot  # noqa: F401
+except ImportError:  # optional: the report says how to install it
+    pass
 
 import pytest_e3p.run.session  # noqa: F401
 
@@ -21,16 +30,9 @@ def sysfs_root(tmp_path, monkeypatch):
     return root
 
 
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{text}\n")
-    return path
-
-
-def rewrite(path, value):
-    """Change a sysfs-like value in place, fixed width, as the kernel does: same inode, no torn read."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, f"{int(value):>10d}\n".encode(), 0)
-    finally:
-        os.close(fd)
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Torch on one thread in every test, whatever an earlier in-process run pinned: the tests check
+    figures, not speed, and on a machine shared with other jobs a pool of spinning threads makes
+    every forward call many times slower."""
+    torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
 import json
 
-import datasets as make
+import fakes.datasets as make
 import pytest
 import timm
 import torch

@@ -1,9 +1,9 @@
 import os
-import random
 import re
 import stat
 
 import pytest
+from fakes.results import case_result, noisy, results_file
 
 from pytest_e3p.gate.baseline import (
     IMPROVED,
@@ -19,11 +19,6 @@ from pytest_e3p.gate.baseline import (
     parse_tolerances,
 )
 from pytest_e3p.storage import results
-
-
-def noisy(median, cv, n=10, seed=0):
-    rng = random.Random(seed)
-    return [median * (1 + rng.gauss(0, cv)) for _ in range(n)]
 
 
 def test_the_check_message_reads_plainly():
@@ -80,35 +75,9 @@ def test_tolerances_that_would_switch_the_gate_off_are_refused(text, words):
     assert parse_tolerances("top1=2").top1 == 2.0  # points, not a fraction
 
 
-def make_case(cid="m-cpu-synthetic", energy=40.0, **kw):
-    fields = dict(
-        case_id=cid,
-        model="m.tag",
-        device="cpu",
-        dataset="synthetic",
-        batch_size=16,
-        image_size=[3, 224, 224],
-        precision="fp32",
-        energy_kind="measured",
-        energy_mj_per_image_samples=noisy(energy, 0.01),
-        latency_ms_per_image_samples=noisy(5.0, 0.01),
-        energy_mj_per_image_passes=noisy(energy, 0.01, 3),
-        latency_ms_per_image_passes=noisy(5.0, 0.01, 3),
-        passes=3,
-    )
-    fields.update(kw)
-    return results.CaseResult(**fields)
-
-
-def make_file(cases, device="cpu", hw="Xeon"):
-    return results.ResultsFile(
-        device={"name": device, "kind": "cpu", "identity": {"name": hw}}, environment={}, protocol={}, cases={c.case_id: c for c in cases}
-    )
-
-
 def test_compare_files_lists_new_missing_and_regressed():
-    base = make_file([make_case("a", 40), make_case("b", 40)])
-    cur = make_file([make_case("a", 48), make_case("c", 40)])
+    base = results_file([case_result("a", energy_mj=40), case_result("b", energy_mj=40)])
+    cur = results_file([case_result("a", energy_mj=48), case_result("c", energy_mj=40)])
     cmp = compare_files(base, cur, Tolerances())
     assert list(cmp.regressions) == ["a"]
     assert cmp.new == ["c"] and cmp.missing == ["b"]
@@ -117,9 +86,13 @@ def test_compare_files_lists_new_missing_and_regressed():
 
 def test_baselines_of_other_conditions_are_refused_naming_the_difference():
     with pytest.raises(IncompatibleBaseline, match="device 'rtx3050'"):
-        compare_files(make_file([make_case()], device="rtx3050"), make_file([make_case()]), Tolerances())
+        compare_files(results_file([case_result(energy_mj=40.0)], "rtx3050"), results_file([case_result(energy_mj=40.0)]), Tolerances())
     with pytest.raises(IncompatibleBaseline, match="measured on 'Xeon'"):
-        compare_files(make_file([make_case()]), make_file([make_case()], hw="EPYC"), Tolerances())
+        compare_files(
+            results_file([case_result(energy_mj=40.0)], identity={"name": "Xeon"}),
+            results_file([case_result(energy_mj=40.0)], identity={"name": "EPYC"}),
+            Tolerances(),
+        )
     for change, words in [
         ({"batch_size": 64}, "batch size differs"),
         ({"precision": "fp16"}, "precision differs"),
@@ -127,12 +100,12 @@ def test_baselines_of_other_conditions_are_refused_naming_the_difference():
         ({"image_size": [3, 256, 256]}, "image size"),
         ({"boundary": "sum of rails"}, "energy boundary differs"),
     ]:
-        cmp = compare_files(make_file([make_case()]), make_file([make_case(**change)]), Tolerances())
+        cmp = compare_files(results_file([case_result(energy_mj=40.0)]), results_file([case_result(energy_mj=40.0, **change)]), Tolerances())
         assert words in cmp.refused["m-cpu-synthetic"] and cmp.failed
 
 
 def test_results_roundtrip_is_stable_sorted_and_atomic(tmp_path):
-    f = make_file([make_case("b"), make_case("a")])
+    f = results_file([case_result("b", energy_mj=40.0), case_result("a", energy_mj=40.0)])
     path = tmp_path / "base.json"
     results.save(f, path)
     text = path.read_text()

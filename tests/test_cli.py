@@ -1,5 +1,6 @@
 import pytest
-from test_baseline import make_case, make_file
+from fakes.power_rails import tx2_tree
+from fakes.results import case_result, results_file
 
 from pytest_e3p.cli import main
 from pytest_e3p.storage import results
@@ -7,9 +8,9 @@ from pytest_e3p.storage import results
 
 def test_compare_exit_codes(tmp_path, capsys):
     base, same, worse = tmp_path / "base.json", tmp_path / "same.json", tmp_path / "worse.json"
-    results.save(make_file([make_case("a", 40)]), base)
-    results.save(make_file([make_case("a", 40)]), same)
-    results.save(make_file([make_case("a", 48)]), worse)
+    results.save(results_file([case_result("a", energy_mj=40)]), base)
+    results.save(results_file([case_result("a", energy_mj=40)]), same)
+    results.save(results_file([case_result("a", energy_mj=48)]), worse)
     assert main(["compare", str(base), str(same)]) == 0
     assert main(["compare", str(base), str(worse)]) == 1
     out = capsys.readouterr().out
@@ -43,8 +44,6 @@ def test_sensors_command_reports_each_backend_and_why_it_is_missing(capsys, sysf
 
 
 def test_sensors_command_measures_the_update_period_of_a_real_layout(capsys, sysfs_root):
-    from test_sensors_sysfs import tx2_tree
-
     tx2_tree(sysfs_root)
     assert main(["sensors", "--sample-hz", "100", "--window-s", "0.1"]) == 0
     out = capsys.readouterr().out
@@ -115,7 +114,7 @@ def one_line_error(capsys):
 
 def test_compare_non_utf8_baseline_is_one_line_exit_2(tmp_path, capsys):
     good = tmp_path / "good.json"
-    results.save(make_file([make_case("a", 40)]), good)
+    results.save(results_file([case_result("a", energy_mj=40)]), good)
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes(b'{"schema": "caf\xe9"}')
     assert main(["compare", str(latin1), str(good)]) == 2
@@ -128,7 +127,7 @@ def test_compare_non_utf8_baseline_is_one_line_exit_2(tmp_path, capsys):
 
 def test_compare_foreign_missing_or_other_device_files_are_errors_not_regressions(tmp_path, capsys):
     good = tmp_path / "good.json"
-    results.save(make_file([make_case("a", 40)]), good)
+    results.save(results_file([case_result("a", energy_mj=40)]), good)
     foreign = tmp_path / "package.json"
     foreign.write_text('{"name": "left-pad"}')
     assert main(["compare", str(foreign), str(good)]) == 2
@@ -136,16 +135,16 @@ def test_compare_foreign_missing_or_other_device_files_are_errors_not_regression
     assert main(["compare", str(tmp_path / "absent.json"), str(good)]) == 2
     one_line_error(capsys)
     other = tmp_path / "other.json"
-    results.save(make_file([make_case("a", 40)], device="rtx3050"), other)
+    results.save(results_file([case_result("a", energy_mj=40)], "rtx3050"), other)
     assert main(["compare", str(other), str(good)]) == 2
     assert "rtx3050" in one_line_error(capsys)
 
 
 def test_compare_cases_of_other_conditions_are_an_error_unless_something_regressed(tmp_path, capsys):
     base = tmp_path / "base.json"
-    results.save(make_file([make_case("a", 40), make_case("b", 40)]), base)
+    results.save(results_file([case_result("a", energy_mj=40), case_result("b", energy_mj=40)]), base)
     refused = tmp_path / "refused.json"
-    results.save(make_file([make_case("a", 40), make_case("b", 40, batch_size=64)]), refused)
+    results.save(results_file([case_result("a", energy_mj=40), case_result("b", energy_mj=40, batch_size=64)]), refused)
     assert main(["compare", str(base), str(refused)]) == 2
     assert "batch size differs" in one_line_error(capsys)
 
@@ -158,7 +157,7 @@ def test_compare_regression_wins_over_cases_not_compared(tmp_path, capsys, monke
     from pytest_e3p.report import terminal as report
 
     base = tmp_path / "base.json"
-    results.save(make_file([make_case("a", 40)]), base)
+    results.save(results_file([case_result("a", energy_mj=40)]), base)
     regressed = types.SimpleNamespace(verdict=baseline.REGRESSED, describe=lambda: "energy +20% vs baseline")
     cmp = baseline.Comparison(checks={"a": [regressed]}, refused={"b": "b: batch size differs: baseline 16, this run 64"})
     monkeypatch.setattr(baseline, "compare_files", lambda *args: cmp)

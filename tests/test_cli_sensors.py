@@ -5,11 +5,11 @@ import threading
 import time
 
 import pytest
-from test_sensors_nvml import FakeNvml
-from test_sensors_sysfs import orin_tree, rapl_tree, tx2_tree
+from fakes.files import rewrite, write
+from fakes.nvml import FakeNvml
+from fakes.power_rails import orin_tree, rapl_tree, tx2_tree
 
 import pytest_e3p.hardware.sensors as sensors
-from conftest import rewrite, write
 from pytest_e3p.cli import main
 from pytest_e3p.hardware.sensors import nvml as nv
 

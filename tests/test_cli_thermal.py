@@ -1,11 +1,11 @@
 """`python -m pytest_e3p sensors` lists the thermal zones and throttle sources after the power sensors."""
 
 import pytest
-from test_sensors_nvml import FakeNvml
-from test_thermal import intel_laptop_tree, orin_tree
+from fakes.files import write
+from fakes.nvml import FakeNvml
+from fakes.thermal_zones import intel_laptop_tree, orin_tree
 
 import pytest_e3p.hardware.sensors as sensors
-from conftest import write
 from pytest_e3p.cli import main
 from pytest_e3p.hardware.sensors import nvml as nv
 

@@ -1,6 +1,5 @@
 """The dashboard: change points on scripted series, the site's files, and the page in a real browser."""
 
-import dataclasses
 import datetime as dt
 import os
 import random
@@ -10,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakes.results import case_result
 
 from pytest_e3p.report.dashboard import add_cli, detect_steps, write_dashboard
 from pytest_e3p.storage import results
@@ -59,27 +59,17 @@ def test_a_step_at_the_newest_run_and_short_or_absolute_series():
 # -- a scripted history ----------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class VerdictCase(results.CaseResult):
-    """A case with the gate's verdict fields, whether or not CaseResult has them yet."""
-
-    verdict: str = ""
-    change_vs_baseline: float | None = None
-
-
 SHAS = [f"{i:x}" * 2 + "c0ffee" + f"{i:02d}" * 15 for i in range(1, 9)]  # 8 distinct fake commits
 STEP_RUN = 5  # deit_tiny's energy on the rtx3050 steps up here
 
 
 def _case(cid, model, device, dataset, energy, kind="measured", latency=5.0, top1=None, **kw):
-    return VerdictCase(
-        case_id=cid,
+    return case_result(
+        cid,
         model=model,
         device=device,
         dataset=dataset,
         batch_size=64,
-        image_size=[3, 224, 224],
-        precision="fp32",
         energy_kind=kind,
         energy_source="nvml" if kind == "measured" else "cpu-time estimate",
         energy_mj_per_image=energy,

@@ -1,6 +1,6 @@
 import re
 
-import datasets as make
+import fakes.datasets as make
 import pytest
 import timm
 import torch

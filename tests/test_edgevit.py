@@ -169,7 +169,7 @@ def test_edgevit_reference_top1_is_labelled_as_the_papers(built):
 @pytest.mark.slow
 def test_finetune_fine_tunes_an_edgevit_and_the_suite_loads_its_checkpoint(tmp_path, capsys):
     """`python -m pytest_e3p finetune` takes an EdgeViT like any timm name (2 steps on a tiny CIFAR tree)."""
-    import datasets as make
+    import fakes.datasets as make
 
     from pytest_e3p.cli import main
     from pytest_e3p.models.build import build_model

@@ -4,62 +4,30 @@ plugin's Table 3 with Pareto marks and the paper's column, the gate on it, and i
 
 import json
 import statistics
-import types
 
 import pytest
+from fakes.clock import Machine
+from fakes.results import case_result
+from fakes.sensors import ScriptedSensor
 
-from pytest_e3p.hardware.sensors import MEASURED, EnergyReading, EnergySensor, SensorInfo
+from pytest_e3p.hardware.sensors import MEASURED
 from pytest_e3p.measure import protocols as measure
 from pytest_e3p.report.table3 import measured_marks, paper_marks, table3_rows
-from pytest_e3p.storage.results import REFERENCE_TOP1, CaseResult
+from pytest_e3p.storage.results import REFERENCE_TOP1
 
 IDLE_W = 3.0
 # net (above the background) power and length of each scripted inference: binary fractions, exact sums
 INFERENCES = [(4.0, 0.03125), (6.0, 0.03125), (4.0, 0.0625), (8.0, 0.015625)] * 3
 
 
-class Machine:
-    """A clock that moves only when told to; the device draws IDLE_W, plus an inference's net power
-    while it runs."""
-
-    def __init__(self, inferences):
-        self.t_s, self.energy_mj, self.calls = 0.0, 0.0, 0
-        self.script = inferences
-
-    def monotonic(self) -> float:
-        return self.t_s
-
-    def sleep(self, seconds: float, extra_w: float = 0.0) -> None:
-        self.t_s += seconds
-        self.energy_mj += (IDLE_W + extra_w) * seconds * 1000.0
-
-    def forward(self) -> None:
-        net_w, seconds = self.script[self.calls % len(self.script)]
-        self.calls += 1
-        self.sleep(seconds, net_w)
-
-
-class ScriptedSensor(EnergySensor):
-    def __init__(self, machine: Machine, update_period_s: float = 0.001):
-        self.machine = machine
-        self.info = SensorInfo("scripted", MEASURED, "test boundary", "mJ", update_period_s)
-
-    def read(self) -> EnergyReading:
-        return EnergyReading(self.machine.t_s, self.machine.energy_mj)
-
-
 def run(inferences, update_period_s=0.001, n=None):
     """One pass: warm-up of 2 calls (warmup_s 0), then n inferences (default: one per scripted one,
     starting where the warm-up left the script)."""
-    m = Machine(inferences)
+    m = Machine(IDLE_W, script=inferences)  # the device draws IDLE_W, plus an inference's net power while it runs
     proto = measure.Protocol(batch_size=1, warmup_s=0.0, idle_s=0.5, name=measure.EDGEVIT, inferences=n or len(inferences))
-    orig = measure.time
-    measure.time = types.SimpleNamespace(monotonic=m.monotonic, sleep=m.sleep)
-    try:
-        steady = measure.run_edgevit(m.forward, measure.MeasureContext(sensor=ScriptedSensor(m, update_period_s), clock=m.monotonic), proto)
-    finally:
-        measure.time = orig
-    return steady
+    with pytest.MonkeyPatch.context() as patch:
+        m.install(patch, measure)
+        return measure.run_edgevit(m.forward, measure.MeasureContext(sensor=ScriptedSensor(m, update_period_s), clock=m.monotonic), proto)
 
 
 def test_background_is_subtracted_from_every_inference_and_mean_sd_are_per_inference():
@@ -97,14 +65,10 @@ def test_exactly_n_inferences_are_timed():
 
 
 def case(cid, model, top1, energy, latency, source=REFERENCE_TOP1):
-    return CaseResult(
+    return case_result(
         cid,
-        model,
-        "cpu",
-        "synthetic",
-        1,
-        [3, 224, 224],
-        "fp32",
+        model=model,
+        batch_size=1,
         top1=top1,
         top1_source=source,
         energy_mj_per_image=energy,
@@ -155,6 +119,7 @@ FAST = [
 ]
 
 
+@pytest.mark.slow  # EdgeViT-XXS itself: its Table 3 row and the paper's figures
 def test_plugin_runs_the_protocol_and_prints_table3_with_the_unavailable_models(pytester):
     pytester.makepyfile(test_bench=PROTOCOL_BENCH)
     result = pytester.runpytest(*FAST, "--e3p-models=edgevit_xxs,levit_128s", "--e3p-results=out/r.json")
@@ -171,6 +136,7 @@ def test_plugin_runs_the_protocol_and_prints_table3_with_the_unavailable_models(
     assert "not available: T2T-ViT-7" not in result.stdout.str()  # only the edgevit-table3 set lists them
 
 
+@pytest.mark.slow  # the Table 3 set of real models
 def test_the_table3_set_lists_the_models_timm_lacks_and_the_gate_refuses_an_e3p_baseline(pytester, monkeypatch):
     from pytest_e3p.models import zoo
 

@@ -4,12 +4,12 @@ import dataclasses
 import random
 
 import pytest
+from fakes.results import case_result, results_file
 
 from pytest_e3p.gate import stats as gate
 from pytest_e3p.gate.baseline import merge_runs, supported_tolerance_note
 from pytest_e3p.gate.stats import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, decide, feasibility
 from pytest_e3p.measure import protocols as measure
-from pytest_e3p.storage import results
 
 
 def runs(center, run_sd, pass_sd, k, passes=3, seed=0):
@@ -81,28 +81,12 @@ def test_more_baseline_runs_make_the_noise_threshold_smaller():
 
 
 def case(cid="m-cpu-synthetic", passes=(40.0, 40.2, 39.8), **kw):
-    fields = dict(
-        case_id=cid,
-        model="m",
-        device="cpu",
-        dataset="synthetic",
-        batch_size=16,
-        image_size=[3, 224, 224],
-        precision="fp32",
-        energy_kind="estimate",
-        energy_mj_per_image_passes=list(passes),
-        latency_ms_per_image_passes=[5.0, 5.1, 4.9],
-        passes=3,
-        threads=2,
-    )
-    fields.update(kw)
-    return results.CaseResult(**fields)
+    fields = dict(model="m", energy_kind="estimate", energy_mj_per_image_passes=list(passes), latency_ms_per_image_passes=[5.0, 5.1, 4.9], passes=3, threads=2)
+    return case_result(cid, **{**fields, **kw})
 
 
 def rfile(*cases, created="2026-01-01", protocol=None):
-    return results.ResultsFile(
-        device={"name": "cpu", "identity": {}}, environment={}, protocol=protocol or {"threads": 2}, cases={c.case_id: c for c in cases}, created=created
-    )
+    return results_file(cases, identity={}, protocol=protocol or {"threads": 2}, created=created)
 
 
 def test_saving_adds_runs_up_to_k_keeps_cases_not_run_and_says_so():

@@ -4,6 +4,7 @@ Each test moves one metric and holds the others still, so a gate that read anoth
 or gated a metric that is off, shows."""
 
 import pytest
+from fakes.results import case_result
 
 from pytest_e3p.gate.baseline import IMPROVED, REGRESSED, UNCHANGED, Tolerances, compare_case
 from pytest_e3p.storage import results
@@ -22,16 +23,10 @@ def case(energy=ENERGY, latency=LATENCY, top1=None, top1_source=results.NO_TOP1,
         {"created": f"run{i}", "energy_mj_per_image_passes": scaled(ENERGY, f), "latency_ms_per_image_passes": scaled(LATENCY, f)}
         for i, f in enumerate((1.004, 0.997, 1.002)[:earlier])
     ]
-    return results.CaseResult(
-        case_id="m-cpu-imagenet",
-        model="m.tag",
-        device="cpu",
+    return case_result(
+        "m-cpu-imagenet",
         dataset="imagenet",
-        batch_size=16,
-        image_size=[3, 224, 224],
-        precision="fp32",
         weights="pretrained",
-        energy_kind="measured",
         passes=3,
         energy_mj_per_image_passes=list(energy),
         latency_ms_per_image_passes=list(latency),

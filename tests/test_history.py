@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 import pytest
-from test_dashboard import VerdictCase
+from fakes.results import case_result
 
 from pytest_e3p.storage import history, results
 from pytest_e3p.storage.history import CommitInfo, add_cli, append_run, commit_info, load_history, prune
@@ -23,14 +23,11 @@ def run_file(device="rtx3050", hw="NVIDIA GeForce RTX 3050", cases=("a", "b"), v
         environment={"torch": "2.5"},
         protocol={},
         cases={
-            c: VerdictCase(
-                case_id=c,
-                model="m.tag",
+            c: case_result(
+                c,
                 device=device,
-                dataset="synthetic",
                 batch_size=64,
-                image_size=[3, 224, 224],
-                precision="fp32",
+                energy_kind="unavailable",
                 energy_mj_per_image=40.0,
                 verdict=verdicts.get(c, ""),
             )

@@ -2,10 +2,11 @@
 
 import json
 
-import datasets as make
+import fakes.datasets as make
 import pytest
 import timm
 import torch
+from fakes.power_rails import rapl_tree
 
 FAST = [
     "--e3p-device=cpu",
@@ -103,17 +104,15 @@ def pytest_e3p_case_result(config, result):
 
 
 def test_after_a_sensor_fault_measured_and_estimated_cases_are_never_ranked_together(pytester, sysfs_root):
-    from test_sensors_sysfs import rapl_tree
-
     rapl_tree(sysfs_root, dram=False, psys=False)
     counter = sysfs_root / "sys/class/powercap/intel-rapl:0/energy_uj"
     pytester.makeconftest(TICKING_RAPL.format(counter=str(counter)))
     pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n")
-    result = pytester.runpytest(*FAST, "--e3p-models=test_vit,efficientvit_m0,levit_128s")
+    result = pytester.runpytest(*FAST, "--e3p-models=test_vit,test_vit2,test_vit4")  # three tiny models: three cases
     result.assert_outcomes(passed=2, failed=1)
     data = json.loads((pytester.path / ".e3p/results.json").read_text())
     kinds = {cid.split("-")[0]: (c["status"], c["energy_kind"]) for cid, c in data["cases"].items()}
-    assert kinds == {"test_vit": ("ok", "measured"), "efficientvit_m0": ("invalid", "measured"), "levit_128s": ("ok", "estimate")}
+    assert kinds == {"test_vit": ("ok", "measured"), "test_vit2": ("invalid", "measured"), "test_vit4": ("ok", "estimate")}
     assert data["protocol"]["energy_kind"] == "mixed" and len(data["protocol"]["energy_sources"]) == 2
     out = result.stdout.str()
     assert "E3P stage 2 on cpu / synthetic: energy measured by rapl" in out and "E3P stage 2 on cpu / synthetic: energy estimate by cpu-time-estimate" in out

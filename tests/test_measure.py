@@ -1,11 +1,11 @@
 """The measurement protocol against a scripted sensor on a scripted clock: idle power, the rounds'
 energy and power, and the zero-energy fault. Every figure is exact, so each is checked to the digit."""
 
-import types
-
 import pytest
+from fakes.clock import Machine
+from fakes.sensors import ScriptedSensor
 
-from pytest_e3p.hardware.sensors import MEASURED, EnergyReading, EnergySensor, SensorFault, SensorInfo
+from pytest_e3p.hardware.sensors import SensorFault
 from pytest_e3p.measure import protocols as measure
 
 IDLE_W, LOAD_W = 2.0, 10.0
@@ -13,51 +13,12 @@ BATCH_S = 0.125  # each forward() takes 0.125 s of the scripted clock (binary fr
 IMAGES = 4  # images per forward()
 
 
-class Machine:
-    """A clock that only moves when told to, and the energy a device draws while it moves.
-
-    The device draws IDLE_W until the first forward() and LOAD_W from then on; `sleep` (the idle
-    window) lets time pass at the current power, `forward` runs one batch at LOAD_W."""
-
-    def __init__(self):
-        self.t_s = 0.0
-        self.energy_mj = 0.0
-        self.power_w = IDLE_W
-        self.forwards = 0
-
-    def monotonic(self) -> float:
-        return self.t_s
-
-    def sleep(self, seconds: float) -> None:
-        self.t_s += seconds
-        self.energy_mj += self.power_w * seconds * 1000.0
-
-    def forward(self) -> None:
-        self.power_w = LOAD_W
-        self.forwards += 1
-        self.sleep(BATCH_S)
-
-
-class ScriptedSensor(EnergySensor):
-    """Reads the machine's cumulative energy exactly, at the machine's time."""
-
-    def __init__(self, machine: Machine, frozen: bool = False):
-        self.machine, self.frozen = machine, frozen
-        self.info = SensorInfo("scripted", MEASURED, "test boundary", "mJ", 0.001)
-        self.reads = []
-
-    def read(self) -> EnergyReading:
-        reading = EnergyReading(self.machine.t_s, 0.0 if self.frozen else self.machine.energy_mj)
-        self.reads.append(reading)
-        return reading
-
-
 @pytest.fixture
 def machine(monkeypatch):
-    m = Machine()
-    # measure.py's own clock and sleep: the idle window, warm-up and rounds all run on the script
-    monkeypatch.setattr(measure, "time", types.SimpleNamespace(monotonic=m.monotonic, sleep=m.sleep))
-    return m
+    """The device draws IDLE_W until the first forward() and LOAD_W from then on; each forward() is
+    one batch of BATCH_S. measure.py's own clock and sleep: the idle window, warm-up and rounds all
+    run on the script."""
+    return Machine(IDLE_W, script=[(0.0, BATCH_S)], loaded_w=LOAD_W).install(monkeypatch, measure)
 
 
 def protocol(**kw):

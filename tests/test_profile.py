@@ -4,10 +4,11 @@ rounds from a fake thermal zone marked in the table and turning a regression int
 (throttled)", and the sustained mode's windows."""
 
 import json
-import os
 
 import pytest
-from runs import SHORT
+from fakes.results import case_result
+from fakes.runs import SCRIPTED, SHORT
+from fakes.thermal_zones import hot_cpu
 
 BENCH = """
 def test_energy(e3p):
@@ -75,28 +76,27 @@ def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
     ok.assert_outcomes(passed=1)
 
 
-def hot_cpu(root, temp_c):
-    """A CPU thermal zone laid out as the kernel does, with a passive trip point at 80 C."""
-    zone = root / "sys/devices/virtual/thermal/thermal_zone0"
-    zone.mkdir(parents=True, exist_ok=True)
-    for name, text in (("type", "x86_pkg_temp"), ("temp", str(temp_c * 1000)), ("trip_point_0_temp", "80000"), ("trip_point_0_type", "passive")):
-        (zone / name).write_text(text + "\n")
-    link = root / "sys/class/thermal/thermal_zone0"
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(zone, link)
-
-
 def test_throttled_rounds_are_marked_and_a_regression_on_a_throttled_device_is_inconclusive(bench, sysfs_root):
     hot_cpu(sysfs_root, 45)
-    args = [*FAST, "--e3p-models=test_vit", "--e3p-passes=3", "--e3p-rounds=3", "--e3p-min-round-s=0.2"]
+    # on the scripted machine: exact figures, so the slower run regresses whatever else the machine runs
+    # batches of 2 at 100 ms/img: one forward call fills a round of 0.2 s
+    args = [
+        *FAST,
+        *SCRIPTED,
+        "--e3p-models=test_vit",
+        "--e3p-passes=3",
+        "--e3p-rounds=3",
+        "--e3p-min-round-s=0.2",
+        "--e3p-batch-size=2",
+        "--scripted-ms-per-image=100",
+    ]
     first = bench.runpytest(*args, "--e3p-save-baseline=base.json")
     first.assert_outcomes(passed=1)
     base = json.loads((bench.path / "base.json").read_text())["cases"]["test_vit-cpu-synthetic"]
     assert base["throttled_rounds"] == 0 and base["temperature_c_max"] == 45.0
     hot_cpu(sysfs_root, 95)  # past the passive trip point in every round of the next run
     # a run that is 3 times slower against a cool baseline: regressed, unless the device throttled
-    hot = bench.runpytest(*args, "--e3p-baseline=base.json", "--e3p-slowdown=1", "--e3p-results=r.json")
+    hot = bench.runpytest(*args, "--e3p-baseline=base.json", "--scripted-ms-per-image=300", "--e3p-results=r.json")
     hot.assert_outcomes(passed=1)
     hot.stdout.fnmatch_lines(["*throttled 9/9*inconclusive (throttled)*"])
     case = json.loads((bench.path / "r.json").read_text())["cases"]["test_vit-cpu-synthetic"]
@@ -113,9 +113,7 @@ def _session(**overrides):
 
 
 def _case(passes, throttled=0, earlier=()):
-    from pytest_e3p.storage.results import CaseResult
-
-    r = CaseResult("m-cpu-synthetic", "m", "cpu", "synthetic", 16, [3, 224, 224], "fp32", energy_kind="measured", energy_source="rapl", threads=2)
+    r = case_result(model="m", energy_source="rapl", threads=2)
     r.energy_mj_per_image_passes = list(passes)
     r.latency_ms_per_image_passes = list(passes)
     r.energy_mj_per_image = sorted(passes)[len(passes) // 2]

@@ -1,56 +1,8 @@
+from fakes.results import RTX, TX2, file_of, ranked_case
+
 from pytest_e3p.cli import main
 from pytest_e3p.report.markdown import savings_line, write_report
 from pytest_e3p.storage import results
-
-
-def case(model, device, dataset, energy, top1, netscore, kind="measured", sam=None):
-    from pytest_e3p.metrics import sam as sam_fn
-
-    return results.CaseResult(
-        case_id=f"{model}-{device}-{dataset}",
-        model=f"{model}.tag",
-        device=device,
-        dataset=dataset,
-        batch_size=64,
-        image_size=[3, 224, 224],
-        precision="fp32",
-        params_m=5.0,
-        gmacs=1.0,
-        top1_ref=top1,
-        netscore=netscore,
-        energy_kind=kind,
-        energy_source="nvml-counter",
-        boundary="GPU board",
-        energy_mj_per_image=energy,
-        energy_mj_per_image_samples=[energy] * 5,
-        latency_ms_per_image=1.0,
-        top1=top1,
-        top1_source="measured",
-        sam=sam_fn(top1 / 100, energy),
-    )
-
-
-# A hand-checked example: NetScore order a > b > c > d; on tx2 energy order is c < a < d < b.
-TX2 = [
-    case("a", "tx2", "cifar10", 200.0, 90.0, 70.0),
-    case("b", "tx2", "cifar10", 400.0, 92.0, 65.0),
-    case("c", "tx2", "cifar10", 94.0, 80.0, 60.0),
-    case("vit_small_patch16_224", "tx2", "cifar10", 200.0 / 0.47, 85.0, 50.0),
-]
-RTX = [
-    case("a", "rtx3050", "cifar10", 300.0, 90.0, 70.0),
-    case("b", "rtx3050", "cifar10", 250.0, 92.0, 65.0),
-    case("c", "rtx3050", "cifar10", 500.0, 80.0, 60.0),
-]
-
-
-def file_of(cases, device):
-    return results.ResultsFile(
-        device={"name": device, "identity": {"name": device.upper()}},
-        environment={"torch": "2.x"},
-        protocol={"energy_kind": "measured", "energy_source": "nvml-counter", "boundary": "GPU board", "precision": "fp32", "batch_size": 64},
-        cases={c.case_id: c for c in cases},
-    )
 
 
 def test_savings_line_is_computed_against_the_reference_model():
@@ -106,7 +58,7 @@ def test_report_command_skips_a_foreign_file_and_reports_the_rest(tmp_path, caps
 
 
 def test_jetson_rails_are_broken_down_beside_the_total(tmp_path):
-    rails = [case("a", "tx2", "imagenet", 200.0, 90.0, 70.0)]
+    rails = [ranked_case("a", "tx2", "imagenet", 200.0, 90.0, 70.0)]
     rails[0].rails_mj_per_image = {"VDD_IN": 200.0, "VDD_SYS_GPU": 120.0, "VDD_SYS_CPU": 30.0}
     rails[0].total_rail = "VDD_IN"
     text = write_report([file_of(rails, "tx2")], tmp_path).read_text()
@@ -121,9 +73,9 @@ def test_jetson_rails_are_broken_down_beside_the_total(tmp_path):
 def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
     from pytest_e3p.report.terminal import eval_pass_table
 
-    a = case("a", "rtx3050", "imagenet", 200.0, 90.0, 70.0)  # steady: 1 ms and 200 mJ per image
+    a = ranked_case("a", "rtx3050", "imagenet", 200.0, 90.0, 70.0)  # steady: 1 ms and 200 mJ per image
     a.eval_images, a.eval_duration_s, a.eval_energy_mj, a.eval_subset = 1000, 1.25, 250_000.0, "1000 of 50000 images"
-    b = case("b", "rtx3050", "imagenet", 300.0, 80.0, 60.0)  # no labelled pass: not in the table
+    b = ranked_case("b", "rtx3050", "imagenet", 300.0, 80.0, 60.0)  # no labelled pass: not in the table
     table = eval_pass_table([a, b])
     row = table.splitlines()[3]
     assert row.split()[:6] == ["a.tag", "1000", "(subset)", "1.25", "1.25", "1"]
@@ -136,7 +88,7 @@ def test_the_accuracy_pass_is_reported_beside_the_steady_state(tmp_path):
 def test_random_weights_are_counted_over_all_cases_and_named_as_an_example():
     from pytest_e3p.report.terminal import footnotes
 
-    a, b, c = (case(m, "cpu", "synthetic", 200.0, 80.0, 60.0) for m in ("a", "b", "c"))
+    a, b, c = (ranked_case(m, "cpu", "synthetic", 200.0, 80.0, 60.0) for m in ("a", "b", "c"))
     c.weights = "pretrained"
     for r in (a, b):
         r.weights, r.weights_detail = "random", f"pretrained weights for {r.model} are not in the Hugging Face cache"

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from test_report import TX2, file_of
+from fakes.results import TX2, file_of
 
 from pytest_e3p.metrics import noise_ranks
 from pytest_e3p.report.markdown import write_report

@@ -1,86 +1,11 @@
 """The NVML backend against a fake object at the pynvml boundary."""
 
-import time
-import types
-
 import pytest
+from fakes.clock import ScriptedClock
+from fakes.nvml import FakeNvml, NVMLError
 
 from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
 from pytest_e3p.hardware.sensors import nvml as nv
-
-
-class NVMLError(Exception):
-    pass
-
-
-class FakeNvml:
-    """Just the pynvml calls the backend makes, with pynvml's constants."""
-
-    NVMLError = NVMLError
-    NVML_DEVICE_ARCH_VOLTA = 5
-    NVML_DEVICE_MIG_ENABLE = 1
-    NVML_FI_DEV_POWER_INSTANT = 186
-    NVML_SUCCESS = 0
-    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
-
-    def __init__(self, arch=9, mig=0, power_mw=100_000.0, counter=True, count=1):
-        self.arch, self.mig, self.power_mw, self.counter, self.count = arch, mig, power_mw, counter, count
-        self.t0 = time.monotonic()
-        self.fail_counter = False
-        # a scripted trace instead of constant power: {time: (power mW, counter mJ)}, read at clock.t
-        self.script, self.clock = None, None
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlDeviceGetCount(self):
-        return self.count
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return f"gpu{i}"
-
-    def nvmlDeviceGetHandleByUUID(self, uuid):
-        return uuid
-
-    def nvmlDeviceGetMigMode(self, h):
-        return (self.mig, self.mig)
-
-    def nvmlDeviceGetArchitecture(self, h):
-        return self.arch
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h):
-        if not self.counter:
-            raise NVMLError("Not Supported")
-        if self.fail_counter:
-            raise NVMLError("GPU is lost")
-        if self.script:
-            return int(1_000_000 + self.script[self.clock.t][1])
-        # a counter that steps every 50 ms, as the driver's does
-        elapsed = (time.monotonic() - self.t0) // 0.05 * 0.05
-        return int(1_000_000 + self.power_mw * elapsed)
-
-    def nvmlDeviceGetFieldValues(self, h, ids):
-        assert ids == [self.NVML_FI_DEV_POWER_INSTANT]
-        value = types.SimpleNamespace(uiVal=int(self.script[self.clock.t][0] if self.script else self.power_mw))
-        return [types.SimpleNamespace(nvmlReturn=0, value=value)]
-
-    def nvmlDeviceGetName(self, h):
-        return b"NVIDIA GeForce RTX 3050 Laptop GPU"
-
-    def nvmlDeviceGetUUID(self, h):
-        return "GPU-1234"
-
-    def nvmlSystemGetDriverVersion(self):
-        return "550.54"
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h):
-        return 80_000
-
-    def nvmlDeviceGetClockInfo(self, h, kind):
-        return 1500 if kind == 1 else 7000
-
-    def nvmlDeviceGetTemperature(self, h, kind):
-        return 55
 
 
 @pytest.fixture
@@ -90,25 +15,35 @@ def fake(monkeypatch):
     return fake
 
 
-def test_volta_and_newer_use_the_energy_counter(fake):
+@pytest.fixture
+def clock(fake, monkeypatch):
+    """The fake's counter and the sensors' timestamps on one scripted clock."""
+    from pytest_e3p.hardware.sensors import base
+
+    fake.clock = ScriptedClock().install(monkeypatch, nv, base)
+    return fake.clock
+
+
+def test_volta_and_newer_use_the_energy_counter(fake, clock):
     sensor = nv.open_nvml_sensor()
     assert isinstance(sensor, nv.NvmlCounterSensor)
     assert sensor.info.boundary == "GPU board" and sensor.info.unit == "mJ"
     with sensor:
         start = sensor.read()
-        time.sleep(0.5)
+        clock.advance(0.5)
         w = window(start, sensor.read())
     assert w.power_w == pytest.approx(100.0, rel=0.25)  # 50 ms counter steps over 0.5 s
 
 
-def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake):
+def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake, clock):
     fake.arch = 4  # Pascal
     sensor = nv.open_nvml_sensor(rate_hz=100)
     assert isinstance(sensor, nv.NvmlSampledSensor)
-    with sensor:
-        start = sensor.read()
-        time.sleep(0.3)
-        w = window(start, sensor.read())
+    start = sensor.read()  # on the scripted clock the sampler's thread is not started: each read() samples
+    for _ in range(30):
+        clock.advance(0.01)
+        sensor.read()
+    w = window(start, sensor.read())
     assert w.power_w == pytest.approx(100.0, rel=0.01)
 
 
@@ -120,20 +55,16 @@ def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake):
 TRACE = {0.0: (50_000, 0.0), 0.5: (150_000, 50_000.0), 1.0: (100_000, 112_500.0), 1.5: (200_000, 187_500.0)}
 
 
-def test_counter_and_sampled_modes_agree_on_a_varying_power_trace(fake, monkeypatch):
-    from pytest_e3p.hardware.sensors import base
-
-    clock = types.SimpleNamespace(t=0.0)
-    monkeypatch.setattr(base, "time", types.SimpleNamespace(monotonic=lambda: clock.t))  # the sampler's clock
-    fake.script, fake.clock = TRACE, clock
+def test_counter_and_sampled_modes_agree_on_a_varying_power_trace(fake, clock):
+    fake.script = TRACE
     counter = nv.open_nvml_sensor(mode="counter")
     sampled = nv.open_nvml_sensor(mode="sampled", rate_hz=100)
     counter.start()  # the sampler's thread is not started: each read() below takes its sample
     c0, s0 = counter.read(), sampled.read()
     for t in (0.5, 1.0):
-        clock.t = t
+        clock.t_s = t
         sampled.read()
-    clock.t = 1.5
+    clock.t_s = 1.5
     c, s = window(c0, counter.read()), window(s0, sampled.read())
     assert c.energy_mj == pytest.approx(187_500.0, rel=1e-12)
     assert s.energy_mj == pytest.approx(187_500.0, rel=1e-12)

@@ -1,43 +1,16 @@
 """RAPL and Jetson backends against directory trees with the real sysfs layouts."""
 
 import os
-import threading
 import time
 
 import pytest
+from fakes.clock import ScriptedClock
+from fakes.files import rewrite, write
+from fakes.power_rails import TX2_CARRIER_RAILS, agx_xavier_tree, iio_monitor, nano_tree, orin_tree, rapl_tree, tx2_tree, xavier_nx_tree
 
-from conftest import rewrite, write
 from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
 from pytest_e3p.hardware.sensors.jetson import JetsonRailSensor, find_rails, jetson_identity
 from pytest_e3p.hardware.sensors.rapl import RaplSensor, find_zones
-
-
-def rapl_tree(root, sockets=1, dram=True, psys=True):
-    base = root / "sys/class/powercap"
-    for s in range(sockets):
-        z = base / f"intel-rapl:{s}"
-        write(z / "name", f"package-{s}")
-        write(z / "energy_uj", 1_000_000)
-        write(z / "max_energy_range_uj", 262143328850)
-        write(z / f"intel-rapl:{s}:0" / "name", "core")
-        write(z / f"intel-rapl:{s}:0" / "energy_uj", 500_000)
-        if dram:
-            write(z / f"intel-rapl:{s}:1" / "name", "dram")
-            write(z / f"intel-rapl:{s}:1" / "energy_uj", 200_000)
-            write(z / f"intel-rapl:{s}:1" / "max_energy_range_uj", 65712999613)
-        # the class folder lists every zone flat, as the kernel does (symlinks there)
-        os.makedirs(root / "sys/class/powercap", exist_ok=True)
-    if psys:
-        write(base / f"intel-rapl:{sockets}" / "name", "psys")
-        write(base / f"intel-rapl:{sockets}" / "energy_uj", 9_000_000)
-    write(base / "intel-rapl-mmio:0" / "name", "package-0")
-    write(base / "intel-rapl-mmio:0" / "energy_uj", 1_000_000)
-    # sub-zones also appear at the top of the class folder
-    for s in range(sockets):
-        for sub in (0, 1) if dram else (0,):
-            src = base / f"intel-rapl:{s}" / f"intel-rapl:{s}:{sub}"
-            os.symlink(src, base / f"intel-rapl:{s}:{sub}")
-    return base
 
 
 def test_rapl_counts_packages_and_dram_once_and_never_psys_core_or_mmio(sysfs_root):
@@ -150,112 +123,38 @@ def test_no_powercap_folder_says_so(sysfs_root):
 
 
 # -- Jetson ----------------------------------------------------------------------------------
-# Board trees with the real layouts. Rails are named by label; the folder numbers (iio:deviceN,
-# hwmonN, the i2c bus) differ from board to board and boot to boot, and the code must not use them.
 
 
-def iio_monitor(root, device, iio, rails, driver="ina3221x"):
-    """One INA3221 on the iio layout (L4T 32): rail_name_N and in_power{N}_input (mW)."""
-    dev = root / f"sys/bus/i2c/drivers/{driver}/{device}/iio:device{iio}"
-    for n, (name, mw) in enumerate(rails):
-        write(dev / f"rail_name_{n}", name)
-        write(dev / f"in_power{n}_input", mw)
-        write(dev / f"in_voltage{n}_input", 5000)
-        write(dev / f"in_current{n}_input", int(mw * 1000 / 5000))
-    return dev
+@pytest.fixture
+def clock(monkeypatch):
+    """The samplers' clock, scripted: a test samples by read(), the sampler's thread is not started."""
+    from pytest_e3p.hardware.sensors import base
+
+    return ScriptedClock().install(monkeypatch, base)
 
 
-def hwmon_monitor(root, device, hwmon, rails, driver="ina3221"):
-    """One INA3221 on the hwmon layout (L4T 34+): in{N}_label, in{N}_input (mV), curr{N}_input (mA)."""
-    hw = root / f"sys/bus/i2c/drivers/{driver}/{device}/hwmon/hwmon{hwmon}"
-    for n, (label, mv, ma) in enumerate(rails, 1):
-        write(hw / f"in{n}_label", label)
-        write(hw / f"in{n}_input", mv)
-        write(hw / f"curr{n}_input", ma)
-    write(hw / "in7_label", "sum of shunt voltages")
-    write(hw / "in7_input", 40)
-    return hw
-
-
-def board(root, model, l4t):
-    write(root / "proc/device-tree/model", model)
-    write(root / "etc/nv_tegra_release", f"# {l4t} (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64")
-
-
-TX2_CARRIER_RAILS = ["VDD_MUX", "VDD_5V0_IO_SYS", "VDD_3V3_SYS", "VDD_3V3_IO_SLP", "VDD_1V8_IO", "VDD_3V3_SYS_M2"]
-
-
-def tx2_tree(root, carrier=False, iio_numbers=(1, 0, 2, 3)):
-    """TX2, L4T 32: module monitors 0-0041 (VDD_IN, CPU, DDR) and 0-0040 (GPU, SOC, WIFI), both on
-    the iio layout; with carrier=True also the developer kit's carrier monitors 0-0042, 0-0043."""
-    n41, n40, n42, n43 = iio_numbers
-    dev1 = iio_monitor(root, "0-0041", n41, [("VDD_IN", 5000), ("VDD_SYS_CPU", 800), ("VDD_SYS_DDR", 600)])
-    dev0 = iio_monitor(root, "0-0040", n40, [("VDD_SYS_GPU", 2000), ("VDD_SYS_SOC", 700), ("VDD_4V0_WIFI", 100)])
-    if carrier:
-        # VDD_MUX is the whole carrier board's input: adding it to the module would count ~twice
-        iio_monitor(root, "0-0042", n42, [("VDD_MUX", 9000), ("VDD_5V0_IO_SYS", 1500), ("VDD_3V3_SYS", 900)])
-        iio_monitor(root, "0-0043", n43, [("VDD_3V3_IO_SLP", 300), ("VDD_1V8_IO", 200), ("VDD_3V3_SYS_M2", 100)])
-    board(root, "NVIDIA Jetson TX2 Developer Kit", "R32")
-    return dev1, dev0
-
-
-def nano_tree(root):
-    """The original Jetson Nano, L4T 32: one INA3221 at 6-0040, its input rail named POM_5V_IN."""
-    dev = iio_monitor(root, "6-0040", 0, [("POM_5V_IN", 4000), ("POM_5V_GPU", 1000), ("POM_5V_CPU", 1200)])
-    board(root, "NVIDIA Jetson Nano Developer Kit", "R32")
-    return dev
-
-
-def orin_tree(root, agx=False):
-    """Orin NX / Orin Nano (one monitor with VDD_IN) or AGX Orin (two monitors, no VDD_IN)."""
-    if agx:
-        hw = hwmon_monitor(root, "1-0040", 4, [("VDD_GPU_SOC", 5000, 1000), ("VDD_CPU_CV", 5000, 400), ("VIN_SYS_5V0", 5000, 300)])
-        hwmon_monitor(root, "1-0041", 2, [("NC", 0, 0), ("VDDQ_VDD2_1V8AO", 5000, 100), ("NC", 0, 0)])
-        model = "NVIDIA Jetson AGX Orin Developer Kit"
-    else:
-        hw = hwmon_monitor(root, "1-0040", 3, [("VDD_IN", 5000, 1200), ("VDD_CPU_GPU_CV", 5000, 500), ("VDD_SOC", 5000, 300)])
-        model = "NVIDIA Orin NX Developer Kit"
-    write(root / "proc/device-tree/model", model)
-    write(root / "etc/nv_tegra_release", "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64")
-    return hw
-
-
-def xavier_nx_tree(root):
-    """Xavier NX, L4T 35: one monitor at 7-0040 on the hwmon layout, VDD_IN its input."""
-    hw = hwmon_monitor(root, "7-0040", 1, [("VDD_IN", 5000, 1000), ("VDD_CPU_GPU_CV", 5000, 400), ("VDD_SOC", 5000, 200)])
-    board(root, "NVIDIA Jetson Xavier NX Developer Kit", "R35")
-    return hw
-
-
-def agx_xavier_tree(root):
-    """AGX Xavier, L4T 35: two monitors, six rails, no input rail."""
-    hwmon_monitor(root, "1-0041", 0, [("CV", 5000, 100), ("VDDRQ", 5000, 200), ("SYS5V", 5000, 300)])
-    hw = hwmon_monitor(root, "1-0040", 1, [("GPU", 5000, 400), ("CPU", 5000, 500), ("SOC", 5000, 600)])
-    board(root, "Jetson-AGX", "R35")
-    return hw
-
-
-def power_w(sensor, seconds=0.05):
+def power_w(sensor, clock, seconds=0.05):
     """Total and per-rail power over a short window, through the sensor's read path. The fake
     rails hold still, so the trapezoid is exact whatever the window."""
-    with sensor:
-        start = sensor.read()
-        time.sleep(seconds)
-        w = window(start, sensor.read())
+    start = sensor.read()
+    clock.advance(seconds)
+    w = window(start, sensor.read())
+    sensor.close()
     return w.power_w, {name: mj / w.duration_s / 1000.0 for name, mj in w.rails_mj.items()}
 
 
-def test_tx2_rails_are_found_by_label_and_vdd_in_is_the_total(sysfs_root):
+def test_tx2_rails_are_found_by_label_and_vdd_in_is_the_total(sysfs_root, clock):
     tx2_tree(sysfs_root)
     labels = sorted(r.label for r in find_rails())
     assert labels == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN"
     assert sensor.info.boundary == "Jetson module input (VDD_IN)"
-    with sensor:
-        start = sensor.read()
-        time.sleep(0.5)
-        w = window(start, sensor.read())
+    start = sensor.read()
+    for _ in range(100):  # 0.5 s at 200 Hz
+        clock.advance(0.005)
+        sensor.read()
+    w = window(start, sensor.read())
     assert w.power_w == pytest.approx(5.0, rel=0.01)
     assert w.rails_mj["VDD_SYS_GPU"] / w.duration_s == pytest.approx(2000.0, rel=0.01)
     ident = jetson_identity()
@@ -270,36 +169,36 @@ def test_orin_hwmon_power_is_voltage_times_current(sysfs_root):
     assert jetson_identity()["l4t"] == "R36.3.0"
 
 
-def test_nano_input_rail_pom_5v_in_is_the_total_not_the_sum_of_its_rails(sysfs_root):
+def test_nano_input_rail_pom_5v_in_is_the_total_not_the_sum_of_its_rails(sysfs_root, clock):
     nano_tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "POM_5V_IN"
     assert sensor.info.boundary == "Jetson module input (POM_5V_IN)"
     assert set(sensor.info.rails) == {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     # the sum of the three rails (6.2 W) counts the GPU and CPU twice
     assert total == pytest.approx(4.0, rel=1e-6)
     assert rails["POM_5V_GPU"] == pytest.approx(1.0, rel=1e-6)
     assert jetson_identity()["model"] == "NVIDIA Jetson Nano Developer Kit"
 
 
-def test_tx2_carrier_board_rails_are_outside_the_module_and_never_in_its_figures(sysfs_root):
+def test_tx2_carrier_board_rails_are_outside_the_module_and_never_in_its_figures(sysfs_root, clock):
     tx2_tree(sysfs_root, carrier=True)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN"
     assert sorted(sensor.info.rails) == sorted(["VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR", "VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"])
     assert sorted(sensor.info.outside_rails) == sorted(TX2_CARRIER_RAILS)
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     assert total == pytest.approx(5.0, rel=1e-6)
     assert not set(rails) & set(TX2_CARRIER_RAILS)  # not beside the total, as if inside it
 
 
-def test_tx2_module_and_carrier_are_told_apart_whatever_the_iio_numbers(sysfs_root):
+def test_tx2_module_and_carrier_are_told_apart_whatever_the_iio_numbers(sysfs_root, clock):
     # the carrier monitors probed first: iio:device0 and 1 are on the carrier
     tx2_tree(sysfs_root, carrier=True, iio_numbers=(3, 2, 0, 1))
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN" and "VDD_MUX" in sensor.info.outside_rails
-    assert power_w(sensor)[0] == pytest.approx(5.0, rel=1e-6)
+    assert power_w(sensor, clock)[0] == pytest.approx(5.0, rel=1e-6)
 
 
 def test_only_carrier_monitors_readable_is_not_a_module_reading(sysfs_root):
@@ -309,13 +208,13 @@ def test_only_carrier_monitors_readable_is_not_a_module_reading(sysfs_root):
 
 
 @pytest.mark.parametrize("tree", [xavier_nx_tree, orin_tree], ids=["xavier-nx", "orin-nx"])
-def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree):
+def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree, clock):
     hw = tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert sensor.info.total_rail == "VDD_IN" and sensor.info.boundary == "Jetson module input (VDD_IN)"
     assert set(sensor.info.rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
     vdd_in_w = float((hw / "in1_input").read_text()) * float((hw / "curr1_input").read_text()) / 1e6
-    total, rails = power_w(sensor)
+    total, rails = power_w(sensor, clock)
     assert total == pytest.approx(vdd_in_w, rel=1e-6) and rails["VDD_IN"] == pytest.approx(vdd_in_w, rel=1e-6)
 
 
@@ -327,13 +226,13 @@ def test_xavier_nx_and_orin_nx_hwmon_vdd_in_is_the_total(sysfs_root, tree):
     ],
     ids=["agx-orin", "agx-xavier"],
 )
-def test_agx_boards_have_no_input_rail_so_the_total_is_the_sum_and_says_so(sysfs_root, tree, rails, total_w):
+def test_agx_boards_have_no_input_rail_so_the_total_is_the_sum_and_says_so(sysfs_root, tree, rails, total_w, clock):
     tree(sysfs_root)
     sensor = JetsonRailSensor(rate_hz=200)
     assert set(sensor.info.rails) == rails  # both monitors, NC channels and "sum of shunt voltages" left out
     assert sensor.info.total_rail == "sum"
     assert "no input rail" in sensor.info.boundary
-    assert power_w(sensor)[0] == pytest.approx(total_w, rel=1e-6)
+    assert power_w(sensor, clock)[0] == pytest.approx(total_w, rel=1e-6)
 
 
 def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, monkeypatch):
@@ -369,29 +268,22 @@ def test_a_rail_that_vanishes_or_returns_garbage_mid_run_is_a_fault(sysfs_root, 
         JetsonRailSensor(rate_hz=100)
 
 
-def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root):
+def test_integration_follows_a_power_trace_rewritten_on_a_schedule(sysfs_root, clock):
     dev1, _ = tx2_tree(sysfs_root)
     power_file = dev1 / "in_power0_input"
     levels = [2000, 8000, 4000, 6000]  # mW, 0.25 s each
     sensor = JetsonRailSensor(rate_hz=50)
-    stop = threading.Event()
-
-    def writer(t0):
-        for i, mw in enumerate(levels):
-            while time.monotonic() < t0 + 0.25 * i:
-                time.sleep(0.0005)
-            rewrite(power_file, mw)
-        stop.set()
-
     write(power_file, f"{levels[0]:>10d}")
-    with sensor:
-        start = sensor.read()
-        thread = threading.Thread(target=writer, args=(time.monotonic(),))
-        thread.start()
-        stop.wait()
-        time.sleep(0.25)
-        end = sensor.read()
-        thread.join()
+    start = sensor.read()
+    for mw in levels:  # the file rewritten every 0.25 s, sampled every 20 ms between
+        rewrite(power_file, mw)
+        for _ in range(12):
+            clock.advance(0.02)
+            sensor.read()
+        clock.advance(0.01)
+    clock.advance(0.24)
+    end = sensor.read()
+    sensor.close()
     exact_mj = sum(levels) * 0.25 + (end.t_s - start.t_s - 1.0) * levels[-1]
     assert window(start, end).rails_mj["VDD_IN"] == pytest.approx(exact_mj, rel=0.05)
 

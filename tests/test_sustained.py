@@ -9,45 +9,14 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from fakes.clock import ScriptedClock
+from fakes.sensors import StepPowerSensor
 
-from pytest_e3p.hardware.sensors import EnergyReading, EnergySensor, NullSensor, SensorFault, SensorInfo
+from pytest_e3p.hardware.sensors import EnergyReading, NullSensor, SensorFault
 from pytest_e3p.measure.context import MeasureContext
 from pytest_e3p.measure.sustained import Window, plot, run_sustained
 
 BATCH = 8  # images per forward call
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0  # not zero: window times must be relative to the run's start
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class StepPowerSensor(EnergySensor):
-    """5 W for the first 30 s of the run, 6 W after: cumulative energy in mJ, exact at any time."""
-
-    def __init__(self, clock: FakeClock, step_s: float = 30.0, before_w: float = 5.0, after_w: float = 6.0):
-        self.clock, self.t0 = clock, clock.t
-        self.step_s, self.before_w, self.after_w = step_s, before_w, after_w
-        self.info = SensorInfo("scripted", "measured", "test rig", "mJ", 0.01)
-
-    def read(self) -> EnergyReading:
-        t = self.clock.t - self.t0
-        joules = self.before_w * min(t, self.step_s) + self.after_w * max(t - self.step_s, 0.0)
-        return EnergyReading(self.clock.t, joules * 1000.0)
-
-
-class Forward:
-    """One batch takes batch_s of fake time."""
-
-    def __init__(self, clock: FakeClock, batch_s: float):
-        self.clock, self.batch_s, self.calls = clock, batch_s, 0
-
-    def __call__(self) -> None:
-        self.clock.t += self.batch_s
-        self.calls += 1
 
 
 @dataclass(frozen=True)
@@ -77,12 +46,12 @@ class ThrottleInWindow:
 
 
 def scripted(seconds: float, batch_s: float = 0.5, window_s: float = 10.0, thermal=None, sensor=True):
-    clock = FakeClock()
+    clock = ScriptedClock(t_s=100.0)  # not zero: window times must be relative to the run's start
     syncs = []
     run = run_sustained(
-        Forward(clock, batch_s),
+        lambda: clock.advance(batch_s),  # one batch takes batch_s of the clock
         BATCH,
-        MeasureContext(lambda: syncs.append(clock.t), StepPowerSensor(clock) if sensor else NullSensor(), thermal, clock),
+        MeasureContext(lambda: syncs.append(clock.t_s), StepPowerSensor(clock) if sensor else NullSensor(), thermal, clock),
         seconds,
         window_s=window_s,
     )
@@ -196,14 +165,14 @@ def test_no_sensor_means_no_energy():
 
 
 def test_a_stuck_sensor_is_a_fault():
-    clock = FakeClock()
+    clock = ScriptedClock(t_s=100.0)  # not zero: window times must be relative to the run's start
 
     class Stuck(StepPowerSensor):
         def read(self) -> EnergyReading:
-            return EnergyReading(clock.t, 42.0)
+            return EnergyReading(clock.t_s, 42.0)
 
     with pytest.raises(SensorFault, match="read no energy"):
-        run_sustained(Forward(clock, 0.5), BATCH, MeasureContext(sensor=Stuck(clock), clock=clock), 20.0)
+        run_sustained(lambda: clock.advance(0.5), BATCH, MeasureContext(sensor=Stuck(clock), clock=clock), 20.0)
 
 
 def test_bad_arguments():

@@ -5,7 +5,7 @@ measured, and the deprecated --e3p-precision."""
 import json
 
 import pytest
-from runs import SHORT
+from fakes.runs import SHORT
 
 BENCH = """
 def test_energy(e3p):
@@ -136,7 +136,7 @@ def test_on_a_labelled_dataset_each_variant_has_its_top1_and_its_change_in_point
     the last batch, and the variant's measured top-1 stands beside fp32's."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    import datasets as make
+    import fakes.datasets as make
     import timm
     import torch
 

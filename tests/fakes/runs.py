@@ -12,3 +12,7 @@ SHORT = [
     "-p",
     "no:cacheprovider",
 ]
+
+# the rounds timed and read on a scripted machine (fakes.scripted_run): exact figures, whatever the
+# machine running the tests is doing
+SCRIPTED = ["-p", "fakes.scripted_run"]
