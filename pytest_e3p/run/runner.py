@@ -60,11 +60,11 @@ class CaseRunner:
         """The measure.sustained.SustainedRun of --e3p-sustained-s, once measured."""
         return self.got.sustained
 
-    def fail(self, status: str, reason: str) -> None:
+    def fail(self, status: results.Status, reason: str) -> None:
         """The test failed outside measure() and evaluate(): its record says why (the first failure wins)."""
         self.got.fail(status, reason)
 
-    def _stop(self, status: str, reason: str) -> NoReturn:
+    def _stop(self, status: results.Status, reason: str) -> NoReturn:
         self.got.fail(status, reason)
         raise results.MeasurementError(f"{self.case.id}: {reason}")
 
