@@ -54,7 +54,9 @@ def plain_top1(model, items, torch_device: str) -> float:
 
 def steady_images_per_s(model, x, batch, device) -> float:
     with torch.inference_mode():
-        steady = run_protocol(lambda: model(x), batch, MeasureContext(device.synchronize, torch_device=device.torch_device), Protocol(batch, rounds=5, warmup_s=1.0, idle_s=0))
+        steady = run_protocol(
+            lambda: model(x), batch, MeasureContext(device.synchronize, torch_device=device.torch_device), Protocol(batch, rounds=5, warmup_s=1.0, idle_s=0)
+        )
     return sum(r.images for r in steady.rounds) / sum(r.duration_s for r in steady.rounds)
 
 
@@ -81,7 +83,9 @@ def main() -> None:
             ds = data.open_dataset(spec, transform.per_image)
             loader = make_loader(ds, batch, workers, pin_memory=device.torch_device.startswith("cuda"))
             x = torch.randn(batch, *model.pretrained_cfg["input_size"], device=device.torch_device)
-            evaluate(model, make_loader(ds, batch, workers), MeasureContext(device.synchronize, torch_device=device.torch_device), prepare=transform.normalize)  # warm the page cache
+            evaluate(
+                model, make_loader(ds, batch, workers), MeasureContext(device.synchronize, torch_device=device.torch_device), prepare=transform.normalize
+            )  # warm the page cache
             # Passes alternate with steady-state runs and each pass is set against the steady state
             # on either side of it: this VM's speed drifts by several percent within a minute.
             steady = [steady_images_per_s(model, x, batch, device)]

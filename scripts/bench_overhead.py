@@ -111,7 +111,9 @@ def bench_variant(args, device, sensor, protocol, batch: int) -> None:
             got: dict[str, list[float]] = {}
             for side in ("harness", "bare") if k % 2 == 0 else ("bare", "harness"):
                 if side == "harness":
-                    steady = run_protocol(lambda v=v, x=x: v.forward(x), batch, MeasureContext(device.synchronize, sensor or NullSensor()), protocol, measure_idle=False)
+                    steady = run_protocol(
+                        lambda v=v, x=x: v.forward(x), batch, MeasureContext(device.synchronize, sensor or NullSensor()), protocol, measure_idle=False
+                    )
                     got[side] = [r.images / r.duration_s for r in steady.rounds]
                 else:
                     got[side] = bare_loop_samples(bare_call, batch, device.synchronize, protocol.rounds, protocol.min_round_s)
@@ -154,7 +156,9 @@ def main() -> None:
         bare, harness = [], []
         for _ in range(args.repeats):
             with torch.inference_mode():
-                steady = run_protocol(lambda model=model, x=x: model(x), batch, MeasureContext(device.synchronize, sensor or NullSensor()), protocol, measure_idle=False)
+                steady = run_protocol(
+                    lambda model=model, x=x: model(x), batch, MeasureContext(device.synchronize, sensor or NullSensor()), protocol, measure_idle=False
+                )
             harness.append(sum(r.images for r in steady.rounds) / sum(r.duration_s for r in steady.rounds))
             bare.append(bare_images_per_s(model, x, device.synchronize, seconds=5.0))
         b, h = statistics.median(bare), statistics.median(harness)

@@ -50,7 +50,9 @@ def test_measure_idle_power_w_is_the_energy_of_the_window_over_its_length(machin
 @pytest.mark.parametrize("kw, measure_idle", [({"idle_s": 0.0}, True), ({}, False)], ids=["idle-s-0", "measure-idle-off"])
 def test_no_idle_window_when_it_is_switched_off(machine, kw, measure_idle):
     sensor = ScriptedSensor(machine)
-    steady = measure.run_protocol(machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol(**kw), measure_idle=measure_idle)
+    steady = measure.run_protocol(
+        machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol(**kw), measure_idle=measure_idle
+    )
     assert steady.idle_power_w is None
     # the first read opens round 1, right after the two warm-up batches: no idle window was slept
     assert sensor.reads[0].t_s == 2 * BATCH_S
