@@ -25,6 +25,7 @@ from pytest_e3p.hardware import thermal
 from pytest_e3p.hardware.sensors import SensorUnavailable
 from pytest_e3p.hardware.sensors import nvml as nv
 from pytest_e3p.hardware.thermal import TripPoint
+from pytest_e3p.measure import thermal as round_monitor
 from pytest_e3p.measure.thermal import RoundThermal, open_thermal
 
 # ---------------------------------------------------------------------------------------- trip points
@@ -484,7 +485,7 @@ def test_a_clock_that_follows_the_load_is_reported_not_judged(sysfs_root, monkey
     """Under a load-following governor (jetson_clocks off; schedutil with its minimum low), a GPU or
     CPU clock under 90 % of its max is what a batch-1 model with launch gaps gets: not throttling."""
     _, gpu_clock = orin_tree(sysfs_root, jetson_clocks=False)
-    clock = ScriptedClock().install(monkeypatch, thermal)  # the rounds' clock; the sampler thread sleeps in real time
+    clock = ScriptedClock().install(monkeypatch, round_monitor)  # the rounds' clock; the sampler thread sleeps in real time
     with open_thermal("jetson", clock_settle_s=0.0) as monitor:
         monitor.begin_round()
         rewrite(gpu_clock, 550_000_000)
