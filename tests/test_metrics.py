@@ -6,7 +6,7 @@ from pytest_e3p.metrics import kendall_tau, netscore, noise_ranks, pareto_front,
 
 
 def test_netscore_matches_hand_computation_and_the_reference_figures():
-    # 20*log10(79.254^2 / (sqrt(9.10)*sqrt(0.53))) computed by hand: 69.13 (METHOD.md: 69.1)
+    # 20*log10(79.254^2 / (sqrt(9.10)*sqrt(0.53))) computed by hand: 69.13 (the reference NetScore, 69.1)
     assert netscore(79.254, 9.10, 0.53) == pytest.approx(69.13, abs=0.01)
     # DeiT-S: 79.856 %, 22.05 M, 4.61 GMACs -> 56.0
     assert netscore(79.856, 22.05, 4.61) == pytest.approx(56.0, abs=0.05)
@@ -15,7 +15,7 @@ def test_netscore_matches_hand_computation_and_the_reference_figures():
 
 
 def test_sam_reproduces_the_papers_figures_and_is_undefined_at_or_below_1_mj():
-    # METHOD.md: SAM5 1.72 at 0.975 and 365 mJ/img; 0.76 at 0.832 and 420 mJ/img
+    # the E3P paper fits this form: SAM5 1.72 at 0.975 and 365 mJ/img; 0.76 at 0.832 and 420 mJ/img
     assert sam(0.975, 365.0) == pytest.approx(5 * 0.975**5 / math.log10(365.0))
     assert round(sam(0.975, 365.0), 2) == 1.72
     assert round(sam(0.832, 420.0), 2) == 0.76

@@ -42,4 +42,4 @@ def test_stage1_counts_the_imagenet_model_even_when_the_default_tag_has_21k_clas
     again = complexity_of(parse_model("tiny_vit_5m_224.dist_in22k_ft_in1k"), cache)  # same arch: from the cache
     assert again == cx
     r = stage1_row(parse_model("tiny_vit_5m_224.dist_in22k_ft_in1k"), cx)
-    assert r.top1_ref == 80.874 and r.netscore == pytest.approx(67.9, abs=0.15)  # METHOD.md: 67.9 from timm's rounded MACs
+    assert r.top1_ref == 80.874 and r.netscore == pytest.approx(67.9, abs=0.15)  # reference NetScore: 67.9 from timm's rounded MACs
