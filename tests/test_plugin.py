@@ -6,24 +6,15 @@ from pathlib import Path
 
 import pytest
 from fakes.power_rails import tx2_tree
-from fakes.runs import SCRIPTED
+from fakes.runs import SCRIPTED, SHORT
 
 BENCH = """
 def test_energy(e3p, benchmark):
     e3p.measure(benchmark)
     e3p.evaluate()
 """
-FAST = [
-    "--e3p-batch-size=2",
-    "--e3p-passes=2",
-    "--e3p-rounds=3",
-    "--e3p-min-round-s=0.05",
-    "--e3p-warmup-s=0",
-    "--e3p-idle-s=0",
-    "--e3p-weights=random",
-    "-p",
-    "no:cacheprovider",
-]
+# the short run without its device (each test names one), in batches of 2 and 3 rounds a pass
+FAST = [*(a for a in SHORT if not a.startswith("--e3p-device")), "--e3p-batch-size=2", "--e3p-rounds=3"]
 MODELS = "--e3p-models=test_vit,test_vit2"  # two tiny models: the tests that need two cases, not these two models
 
 

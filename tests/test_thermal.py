@@ -1,15 +1,6 @@
-"""Thermal monitor against fake sysfs trees laid out as the kernel lays them out, and a fake pynvml.
+"""Thermal monitor against fake sysfs trees and a fake pynvml.
 
-Layouts (as on real machines):
-- thermal zones live in /sys/devices/virtual/thermal/thermal_zoneN/ and /sys/class/thermal/thermal_zoneN
-  links there; temperatures and trip points in millidegrees C.
-- coretemp's hwmon is /sys/devices/platform/coretemp.0/hwmon/hwmonN/, linked from /sys/class/hwmon/.
-- cpufreq policies are /sys/devices/system/cpu/cpufreq/policyN/ and cpuM/cpufreq links to its policy;
-  frequencies in kHz.
-- Intel's counters are /sys/devices/system/cpu/cpuM/thermal_throttle/*_throttle_count; the package
-  counter repeats in every CPU of the package.
-- a Jetson GPU's devfreq is /sys/devices/platform/<addr>.<gpu>/devfreq/<addr>.<gpu>/, linked from
-  /sys/class/devfreq/; frequencies in Hz.
+The trees come from fakes.thermal_zones, whose docstring names each kernel layout they follow.
 """
 
 import os
