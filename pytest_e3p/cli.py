@@ -177,7 +177,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from .models.finetune import FinetuneConfig, finetune
+    from .finetune import FinetuneConfig, finetune
 
     device = args.device or ("cuda" if _cuda() else "cpu")
     cfg = FinetuneConfig(

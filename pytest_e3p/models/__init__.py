@@ -1,7 +1,7 @@
 """The models layer: the model names and the paper's reference figures (zoo), building a model with
 its weights (build), parameter and MAC counting (complexity), stage-1 screening (screening), the
-EdgeViT architecture registered with timm (edgevit), the evaluation datasets (datasets), and the
-paper's CIFAR-10 fine-tuning recipe (finetune).
+EdgeViT architecture registered with timm (edgevit) and the evaluation datasets (datasets). The
+fine-tuning command, which also evaluates, is pytest_e3p.finetune, above the measurement layer.
 
 Everything is imported on first use: most of it needs torch or timm."""
 
@@ -20,7 +20,6 @@ __all__ = [
     "Complexity",
     "DatasetError",
     "DatasetSpec",
-    "FinetuneConfig",
     "ModelName",
     "Stage1Row",
     "UnknownModel",
@@ -42,8 +41,7 @@ __all__ = [
     "stage1_row",
 ]
 
-# Names only: a name equal to a submodule's (finetune, edgevit) would be shadowed by the submodule
-# once imported, so the fine-tuning function is reached as models.finetune.finetune.
+# Names only: a name equal to a submodule's (edgevit) would be shadowed by the submodule once imported.
 _LAZY = {
     "CANDIDATES": "zoo",
     "PAPER13": "zoo",
@@ -72,7 +70,6 @@ _LAZY = {
     "DatasetSpec": "datasets",
     "open_dataset": "datasets",
     "parse_datasets": "datasets",
-    "FinetuneConfig": "finetune",
 }
 
 

@@ -140,6 +140,7 @@ def e3p_sensor(e3p_session):
 def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
     """The case runner: e3p.measure(benchmark), e3p.evaluate(), e3p.result."""
     from ..run.runner import CaseRunner
+    from .benchmark_bridge import record_rounds
 
     # Results and baselines hold one measurement per case: a second benchmark of the same case would
     # silently replace the first, so it is stopped before it measures anything.
@@ -152,7 +153,7 @@ def e3p(request: pytest.FixtureRequest, e3p_case, e3p_model, e3p_session):
         )
     if not e3p_session.early_done and e3p_session.protocol.passes > 1:
         e3p_session.run_early_passes(cases_of(request.session))
-    runner = CaseRunner(e3p_session.runner_context(e3p_case, e3p_model), benchmark_fixture=lambda: _benchmark_fixture(request))
+    runner = CaseRunner(e3p_session.runner_context(e3p_case, e3p_model), benchmark_fixture=lambda: _benchmark_fixture(request), publish_rounds=record_rounds)
     request.node.stash[RUNNER_KEY] = runner
     return runner
 

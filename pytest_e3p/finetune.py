@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..measure.accuracy import evaluate
-from ..measure.context import MeasureContext
-from ..storage.results import write_atomic
-from . import datasets as data
-from .build import PRETRAINED, build_model, checkpoint_path
-from .zoo import parse_model
+from .measure.accuracy import evaluate
+from .measure.context import MeasureContext
+from .models import datasets as data
+from .models.build import PRETRAINED, build_model, checkpoint_path
+from .models.zoo import parse_model
+from .storage.results import write_atomic
 
 
 @dataclass(frozen=True)
