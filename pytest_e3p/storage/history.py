@@ -160,7 +160,7 @@ def append_run(
     data = results_file.to_dict()
     data.update(
         commit=asdict(commit),
-        machine=results._clean(machine),
+        machine=results.json_safe(machine),
         appended=when.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
     )
     text = files.encode(data)

@@ -146,7 +146,7 @@ class CaseResult:
         self.status, self.top1_source = Status(self.status), Top1Source(self.top1_source)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
     def pass_values(self, metric: str) -> list[float]:
         """This run's pass values of "energy" (mJ/img) or "latency" (ms/img)."""
@@ -171,14 +171,14 @@ class CaseResult:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe and diff-friendly: NaN/inf become null, floats keep 6 significant digits."""
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else float(f"{value:.6g}")
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -200,7 +200,7 @@ class ResultsFile:
         return upgrade_note(self.source, self.written_version)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(
+        return json_safe(
             {
                 **self.extra,
                 "schema": SCHEMA,
