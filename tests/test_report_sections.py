@@ -1,15 +1,15 @@
 """One list of report sections (report.sections) feeds the terminal summary and report.md."""
 
+from fakes.results import case_result
+
 from pytest_e3p.models.screening import Stage1Row
 from pytest_e3p.report.markdown import write_report
 from pytest_e3p.report.sections import SectionKind, by_kind, case_sections, summary_sections, write_terminal
-from pytest_e3p.storage.results import CaseResult, ResultsFile
+from pytest_e3p.storage.results import ResultsFile
 
 
 def case(case_id, variant="fp32", energy=40.0, **kw):
-    r = CaseResult(
-        case_id, "deit_tiny.fb_in1k", "cpu", "synthetic", 16, [3, 224, 224], "fp32", variant=variant, energy_kind="measured", energy_source="rapl", **kw
-    )
+    r = case_result(case_id, model="deit_tiny.fb_in1k", variant=variant, energy_source="rapl", **kw)
     r.energy_mj_per_image, r.latency_ms_per_image, r.energy_mj_per_image_passes = energy, energy / 8, [energy, energy, energy]
     r.top1, r.top1_source, r.sam = 72.0, "reference", 0.5
     return r

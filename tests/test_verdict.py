@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import pytest
+from fakes.results import case_result
 
 from pytest_e3p.config import DEFAULTS
 from pytest_e3p.gate import (
@@ -23,7 +24,7 @@ from pytest_e3p.gate import (
 from pytest_e3p.hardware.sensors.base import ESTIMATE, MEASURED, EnergyKind
 from pytest_e3p.report.terminal import ranking_rows
 from pytest_e3p.storage import results
-from pytest_e3p.storage.results import CaseResult, ResultsFile, Status, Top1Source
+from pytest_e3p.storage.results import ResultsFile, Status, Top1Source
 
 
 def check(metric="energy", verdict=Verdict.UNCHANGED, note="", baseline=40.0, current=40.0):
@@ -32,7 +33,7 @@ def check(metric="energy", verdict=Verdict.UNCHANGED, note="", baseline=40.0, cu
 
 
 def case(case_id="m-cpu-synthetic", throttled=0, rounds=15, reasons=(), **kw):
-    r = CaseResult(case_id, "m", "cpu", "synthetic", 16, [3, 224, 224], "fp32", energy_kind="measured", energy_source="rapl", **kw)
+    r = case_result(case_id, model="m", energy_source="rapl", **kw)
     r.throttled_rounds, r.round_throttled, r.throttle_reasons = throttled, [True] * throttled + [False] * (rounds - throttled), list(reasons)
     return r
 
