@@ -20,6 +20,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..hardware.sensors import UNAVAILABLE, EnergyReading, SensorFault, SensorInfo, measures_energy, window
@@ -278,7 +279,7 @@ def _window_of(index: int, start_s: float, duration_s: float, images: int, energ
 REPORT_EXTRA = 'pip install "pytest-e3p[report]"'
 
 
-def plot(run: SustainedRun, path: Any) -> None:
+def plot(run: SustainedRun, path: str | Path) -> None:
     """A PNG of the run over time, 4 stacked panels: power (W), temperature (C), clock ratio, latency
     (ms/img); throttled windows shaded. Written atomically (temporary file, then os.replace), so a
     reader never sees half a PNG. Needs matplotlib (the `report` extra)."""

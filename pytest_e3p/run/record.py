@@ -182,8 +182,9 @@ def _thermal_fields(r: results.CaseResult, rounds: list[Round], run_note: str) -
     r.clock_ratio_min = min(clocks) if clocks else None
     r.round_throttled = [bool(h.throttled) for h in heat]
     r.throttled_rounds = sum(r.round_throttled)
-    r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in h.reasons})
-    notes = {h.note for h in heat if h.note}
+    # reasons, note and available are measure.thermal.RoundThermal's, beyond what every monitor reports
+    r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in getattr(h, "reasons", ())})
+    notes = {note for h in heat if (note := getattr(h, "note", ""))}
     r.thermal_note = "; ".join(sorted(notes)) or run_note
 
 
