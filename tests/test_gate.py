@@ -10,6 +10,7 @@ from pytest_e3p.gate import stats as gate
 from pytest_e3p.gate.baseline import merge_runs, supported_tolerance_note
 from pytest_e3p.gate.stats import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, decide, feasibility
 from pytest_e3p.measure import protocols as measure
+from pytest_e3p.storage.records import EarlierRun
 
 
 def runs(center, run_sd, pass_sd, k, passes=3, seed=0):
@@ -96,7 +97,7 @@ def test_saving_adds_runs_up_to_k_keeps_cases_not_run_and_says_so():
     held = base.cases["m-cpu-synthetic"]
     assert len(held.runs("energy")) == 5  # the newest five
     assert held.runs("energy")[0][0] == 42.0 and held.runs("energy")[-1][0] == 46.0
-    assert [r["created"] for r in held.earlier_runs] == ["run2", "run3", "run4", "run5"]
+    assert [r.created for r in held.earlier_runs] == ["run2", "run3", "run4", "run5"]
     # a run of one case (-k) keeps the other case as it was, and says which
     merged, lines = merge_runs(base, rfile(case(passes=(50.0, 50.0, 50.0)), created="run7"), keep_runs=5)
     assert "other-cpu-synthetic" in merged.cases and any("kept from the previous baseline (not run now): other-cpu-synthetic" in line for line in lines)
@@ -111,7 +112,9 @@ def test_a_baseline_of_other_conditions_is_replaced_not_mixed():
 
 
 def test_a_baseline_noisier_than_the_tolerance_names_the_tolerance_its_data_support():
-    noisy = dataclasses.replace(case(), earlier_runs=[{"energy_mj_per_image_passes": [p * f for p in (40.0, 40.2, 39.8)]} for f in (0.85, 1.15, 0.9, 1.1)])
+    noisy = dataclasses.replace(
+        case(), earlier_runs=[EarlierRun(energy_mj_per_image_passes=[p * f for p in (40.0, 40.2, 39.8)]) for f in (0.85, 1.15, 0.9, 1.1)]
+    )
     note = supported_tolerance_note(noisy, 3, 0.05)
     assert note and "wider than the energy tolerance 5%" in note and "a tolerance of" in note
     assert supported_tolerance_note(case(), 3, 0.05) is None  # one run: nothing measured to say it with

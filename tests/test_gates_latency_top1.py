@@ -8,6 +8,7 @@ from fakes.results import case_result
 
 from pytest_e3p.gate.baseline import IMPROVED, REGRESSED, UNCHANGED, Tolerances, compare_case
 from pytest_e3p.storage import results
+from pytest_e3p.storage.records import EarlierRun
 
 ENERGY = (40.0, 40.2, 39.8)  # mJ/img, one value per pass
 LATENCY = (5.0, 5.02, 4.98)  # ms/img
@@ -20,7 +21,7 @@ def scaled(values, factor):
 def case(energy=ENERGY, latency=LATENCY, top1=None, top1_source=results.NO_TOP1, earlier=0):
     """A measured case; `earlier` baseline runs before its own, each within 0.5 % of it."""
     runs = [
-        {"created": f"run{i}", "energy_mj_per_image_passes": scaled(ENERGY, f), "latency_ms_per_image_passes": scaled(LATENCY, f)}
+        EarlierRun(created=f"run{i}", energy_mj_per_image_passes=scaled(ENERGY, f), latency_ms_per_image_passes=scaled(LATENCY, f))
         for i, f in enumerate((1.004, 0.997, 1.002)[:earlier])
     ]
     return case_result(

@@ -10,6 +10,8 @@ from fakes.results import case_result
 from fakes.runs import SCRIPTED, SHORT
 from fakes.thermal_zones import hot_cpu
 
+from pytest_e3p.storage.records import EarlierRun
+
 BENCH = """
 def test_energy(e3p):
     e3p.measure()
@@ -118,7 +120,7 @@ def _case(passes, throttled=0, earlier=()):
     r.latency_ms_per_image_passes = list(passes)
     r.energy_mj_per_image = sorted(passes)[len(passes) // 2]
     r.throttled_rounds, r.round_throttled = throttled, [True] * throttled + [False] * (15 - throttled)
-    r.earlier_runs = [{"energy_mj_per_image_passes": list(e), "latency_ms_per_image_passes": list(e)} for e in earlier]
+    r.earlier_runs = [EarlierRun(energy_mj_per_image_passes=list(e), latency_ms_per_image_passes=list(e)) for e in earlier]
     return r
 
 

@@ -36,11 +36,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from ..hardware.kinds import DeviceKind, parse_device_kind
 from ..hardware.sensors.base import sample_on_grid
+from ..storage.records import MemoryPeak  # the record measure fills: the results file keeps it as it is
 
 MIB = 2**20
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -56,30 +55,6 @@ METHOD_CUDA = "torch.cuda.max_memory_allocated"
 
 class MemoryUnavailable(Exception):
     """No memory accounting is readable on this machine; the message says why."""
-
-
-@dataclass(frozen=True)
-class MemoryPeak:
-    """The peak of one measured stretch, in MiB.
-
-    peak_mb: the highest resident set (CPU, Jetson) or the allocator's peak of tensor memory (CUDA).
-    start_mb: the same quantity when the measurement was reset; growth_mb = peak_mb - start_mb is what
-    the case added. end_mb: the current value when read (VmRSS, or torch.cuda.memory_allocated).
-    method: where the peak came from ("VmHWM after clear_refs", "VmRSS sampled every 5 ms",
-    "torch.cuda.max_memory_allocated"); note: why a fallback was taken, or what is missing."""
-
-    peak_mb: float
-    start_mb: float
-    growth_mb: float
-    method: str
-    end_mb: float | None = None
-    cuda_allocated_peak_mb: float | None = None
-    cuda_reserved_peak_mb: float | None = None
-    nvml_used_mb: float | None = None  # whole GPU, all processes, at read time: not a peak
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _status_kib(text: str, key: str) -> float:

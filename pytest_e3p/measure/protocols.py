@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..hardware.sensors import EnergyReading, EnergySensor, EnergyWindow, SensorFault, SensorInfo, measures_energy, window
-from .context import MeasureContext
+from ..storage.records import MemoryPeak
+from .context import MeasureContext, ThermalRound
 
 E3P, EDGEVIT = "e3p", "edgevit"
 
@@ -59,7 +60,7 @@ class Round:
     # between the sensor's two readings, where it differs from duration_s (EDGEVIT: the readings
     # bracket the timed inference): what the background is subtracted over
     energy_window_s: float | None = None
-    thermal: Any = None  # thermal.RoundThermal: temperature, clock and throttling during the round
+    thermal: ThermalRound | None = None  # temperature, clock and throttling during the round
 
     @property
     def latency_ms_per_image(self) -> float:
@@ -86,7 +87,7 @@ class SteadyState:
     statistic: str = "median"  # of the rounds, for the pass value: "median" (E3P) or "mean" (EDGEVIT)
     background_w: float | None = None
     window: tuple[float, float] | None = None
-    memory: Any = None  # the memory.MemoryPeak of the pass, where the session measured one
+    memory: MemoryPeak | None = None  # the pass's, where the session measured one
 
     def _net_mj(self, energy_mj: float, duration_s: float) -> float:
         return energy_mj - (self.background_w or 0.0) * duration_s * 1000.0

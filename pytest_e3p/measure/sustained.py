@@ -20,9 +20,11 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..hardware.sensors import UNAVAILABLE, EnergyReading, SensorFault, SensorInfo, measures_energy, window
+from ..storage.records import Drift, SustainedRecord, WindowRecord
 from .context import MeasureContext, ThermalMonitor, ThermalRound
 
 __all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "Window", "plot", "run_sustained"]
@@ -76,40 +78,24 @@ class Window:
             return None
         return self.energy_mj / 1000.0 / self.duration_s
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": self.start_s,
-            "duration_s": self.duration_s,
-            "images": self.images,
-            "energy_mj": self.energy_mj,
-            "energy_mj_per_image": self.energy_mj_per_image,
-            "latency_ms_per_image": self.latency_ms_per_image,
-            "power_w": self.power_w,
-            "temperature_c": self.temperature_c,
-            "clock_ratio": self.clock_ratio,
-            "throttled": self.throttled,
-        }
-
-
-@dataclass(frozen=True)
-class Drift:
-    """How a metric moved between the start and the end of a run.
-
-    first/last: duration-weighted means of the windows in the first and the last span (equal windows:
-    the plain mean); relative_change = last / first - 1; delta = last - first, in the metric's unit.
-    basis says what was compared: the spans, or the first and last window when the run is shorter than
-    two spans. None values: the metric was not measured (no sensor, no thermal monitor)."""
-
-    metric: str  # the Window attribute, unit in the name: "energy_mj_per_image", ...
-    first: float | None
-    last: float | None
-    relative_change: float | None
-    delta: float | None
-    basis: str
+    def to_record(self) -> WindowRecord:
+        """The window as the results file keeps it, its per-image values and power worked out."""
+        return WindowRecord(
+            index=self.index,
+            start_s=self.start_s,
+            duration_s=self.duration_s,
+            images=self.images,
+            energy_mj=self.energy_mj,
+            energy_mj_per_image=self.energy_mj_per_image,
+            latency_ms_per_image=self.latency_ms_per_image,
+            power_w=self.power_w,
+            temperature_c=self.temperature_c,
+            clock_ratio=self.clock_ratio,
+            throttled=self.throttled,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"first": self.first, "last": self.last, "relative_change": self.relative_change, "delta": self.delta, "basis": self.basis}
+        return self.to_record().to_dict()
 
 
 def _weighted_mean(windows: list[Window], attr: str) -> float | None:
@@ -177,27 +163,27 @@ class SustainedRun:
         change = last / first - 1.0 if first != 0 else None
         return Drift(attr, first, last, change, last - first, basis)
 
+    def to_record(self, span_s: float = DEFAULT_SPAN_S) -> SustainedRecord:
+        """For the results file: units in the field names; drift of each measured metric, keyed by its attribute."""
+        drifts = (self.drift(name, span_s) for name in METRICS)
+        energy = self.sensor is not None and self.measured_energy
+        return SustainedRecord(
+            requested_s=self.requested_s,
+            window_s=self.window_s,
+            duration_s=self.duration_s,
+            images=self.images,
+            sensor=self.sensor.name if energy and self.sensor is not None else None,
+            energy_kind=self.sensor.kind if energy and self.sensor is not None else None,
+            thermal=self.thermal,
+            throttled_windows=self.throttled_windows,
+            drift_span_s=span_s,
+            drift={d.metric: d for d in drifts if d.first is not None},
+            notes=list(self.notes),
+            windows=[w.to_record() for w in self.windows],
+        )
+
     def to_dict(self, span_s: float = DEFAULT_SPAN_S) -> dict[str, Any]:
-        """For the results file: units in the key names; drift keyed by the metric's attribute."""
-        drift = {}
-        for name in METRICS:
-            d = self.drift(name, span_s)
-            if d.first is not None:
-                drift[d.metric] = d.to_dict()
-        return {
-            "requested_s": self.requested_s,
-            "window_s": self.window_s,
-            "duration_s": self.duration_s,
-            "images": self.images,
-            "sensor": self.sensor.name if self.sensor is not None and self.measured_energy else None,
-            "energy_kind": self.sensor.kind if self.sensor is not None and self.measured_energy else None,
-            "thermal": self.thermal,
-            "throttled_windows": self.throttled_windows,
-            "drift_span_s": span_s,
-            "drift": drift,
-            "notes": list(self.notes),
-            "windows": [w.to_dict() for w in self.windows],
-        }
+        return self.to_record(span_s).to_dict()
 
 
 def _next_edge(t0: float, t_start: float, end: float, window_s: float) -> float:
@@ -293,7 +279,7 @@ def _window_of(index: int, start_s: float, duration_s: float, images: int, energ
 REPORT_EXTRA = 'pip install "pytest-e3p[report]"'
 
 
-def plot(run: SustainedRun, path: Any) -> None:
+def plot(run: SustainedRun, path: str | Path) -> None:
     """A PNG of the run over time, 4 stacked panels: power (W), temperature (C), clock ratio, latency
     (ms/img); throttled windows shaded. Written atomically (temporary file, then os.replace), so a
     reader never sees half a PNG. Needs matplotlib (the `report` extra)."""

@@ -16,6 +16,7 @@ from ..storage.results import FAILED, MeasurementError
 from ..text import error_line
 
 if TYPE_CHECKING:
+    from ..gate.baseline import Tolerances
     from ..run.runner import CaseRunner
     from ..run.session import E3PSession
 
@@ -188,7 +189,7 @@ def live_writer(config: pytest.Config) -> Callable[[str], None]:
 MARKER_KEYWORDS = {"energy_tolerance": "energy", "latency_tolerance": "latency", "top1_tolerance": "top1"}
 
 
-def tolerances(item: pytest.Item, session: E3PSession) -> Any:
+def tolerances(item: pytest.Item, session: E3PSession) -> Tolerances:
     """The run's tolerances with the benchmark's `e3p` marker applied; a usage error for a marker
     keyword or value that would silently keep (or switch off) the gate."""
     from ..gate.baseline import ToleranceError, check_tolerance, parse_tolerances

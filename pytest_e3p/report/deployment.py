@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from ..hardware.sensors.base import EnergyKind
+from ..storage.records import SustainedRecord
 from ..storage.results import CaseResult, Status
 
 
@@ -112,12 +113,12 @@ def resolution_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | 
     return "energy per image against resolution (growth over the smallest size)\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
-def _drift(run: dict, attr: str, fmt: str) -> str:
-    d = run.get("drift", {}).get(attr)
-    if not d or d.get("first") is None or d.get("last") is None:
+def _drift(run: SustainedRecord, attr: str, fmt: str) -> str:
+    d = run.drift.get(attr)
+    if d is None or d.first is None or d.last is None:
         return "-"
-    change = d.get("relative_change")
-    return f"{d['first']:{fmt}} -> {d['last']:{fmt}}" + (f" ({change:+.1%})" if change is not None else "")
+    change = d.relative_change
+    return f"{d.first:{fmt}} -> {d.last:{fmt}}" + (f" ({change:+.1%})" if change is not None else "")
 
 
 def sustained_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
@@ -126,19 +127,19 @@ def sustained_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
     span = None
     for c in cases:
         run = c.sustained
-        if not run:
+        if run is None:
             continue
-        span = run.get("drift_span_s")
+        span = run.drift_span_s
         rows.append(
             [
                 c.case_id,
-                f"{run.get('duration_s', 0):.0f}",
-                f"{len(run.get('windows', []))}",
-                _drift(run, "energy_mj_per_image", ".4g") + (" (est.)" if run.get("energy_kind") == EnergyKind.ESTIMATE else ""),
+                f"{run.duration_s:.0f}",
+                f"{len(run.windows)}",
+                _drift(run, "energy_mj_per_image", ".4g") + (" (est.)" if run.energy_kind == EnergyKind.ESTIMATE else ""),
                 _drift(run, "latency_ms_per_image", ".3g"),
                 _drift(run, "power_w", ".3g"),
                 _drift(run, "temperature_c", ".1f"),
-                f"{run.get('throttled_windows', 0)}",
+                f"{run.throttled_windows}",
             ]
         )
     if not rows:

@@ -4,7 +4,7 @@ its sustained run, and hands the accuracy pass its instruments."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +19,7 @@ from .loading import LoadedModel, input_batch
 if TYPE_CHECKING:
     from ..measure.memory import PeakMemory
     from ..measure.sustained import SustainedRun
+    from ..measure.thermal import ThermalMonitor
 
 
 class NoSensor(Exception):
@@ -28,9 +29,9 @@ class NoSensor(Exception):
 class Bench:
     """Opened by the session's start(), closed by its finish()."""
 
-    def __init__(self, device: Device, protocol: Protocol, options: Options, thermal: Any, memory: PeakMemory | None):
+    def __init__(self, device: Device, protocol: Protocol, options: Options, thermal: ThermalMonitor | None, memory: PeakMemory | None):
         self.device, self.protocol, self.options = device, protocol, options
-        self.thermal = thermal  # thermal.ThermalMonitor, started
+        self.thermal = thermal  # started
         self.memory = memory  # None where peak memory is unavailable
         self.sensor: EnergySensor = NullSensor()
         self.sensor_note = ""  # why energy is an estimate or unavailable ("" where it is measured)

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,9 @@ from ..models.screening import complexity_of
 from ..models.zoo import ModelName
 from ..text import first_line
 from .case import Case, CaseSkipped
+
+if TYPE_CHECKING:
+    from ..variants.base import Agreement, PreparedVariant
 
 EAGER = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # variants that are a dtype of the eager model
 
@@ -39,8 +42,8 @@ class LoadedModel:
     num_classes: int
     forward: Callable[[torch.Tensor], Any] | None = None
     input_dtype: torch.dtype = torch.float32
-    variant: Any = None  # the variants.PreparedVariant, for a non-eager variant
-    agreement: Any = None  # its variants.Agreement with the fp32 eager model
+    variant: PreparedVariant | None = None  # for a non-eager variant
+    agreement: Agreement | None = None  # its agreement with the fp32 eager model
 
     def __post_init__(self) -> None:
         if self.forward is None:
@@ -196,8 +199,8 @@ def fixed_batch(forward: Callable[[torch.Tensor], Any], size: int | None) -> Cal
     return run
 
 
-def agreement_text(a: Any) -> str:
-    """One line on a variant against fp32 eager (variants.Agreement)."""
+def agreement_text(a: Agreement) -> str:
+    """One line on a variant against fp32 eager."""
     verdict = "within" if a.ok else "OUTSIDE"
     return f"top-1 agreement {a.top1_pct:.1f} % and max relative logit error {a.max_rel_err:.3g} on {a.samples} images, {verdict} the bound ({a.bound})"
 

@@ -21,6 +21,7 @@ from .loading import LoadedModel
 if TYPE_CHECKING:
     from ..measure.accuracy import EvalResult
     from ..measure.sustained import SustainedRun
+    from ..storage.records import MemoryPeak
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Collected:
             self.status, self.reason = status, reason
 
     @property
-    def peak(self) -> Any:
+    def peak(self) -> MemoryPeak | None:
         """The memory.MemoryPeak of the largest pass, where peak memory was measured."""
         peaks = [p.memory for p in self.passes if p.memory is not None]
         return max(peaks, key=lambda m: m.peak_mb) if peaks else None
@@ -82,7 +83,7 @@ def build_result(setup: CaseSetup, got: Collected, final: bool = False) -> resul
         _pass_fields(r, setup, got.passes, got.thermal_note)
         _memory_fields(r, got.peak)
     if got.sustained is not None:
-        r.sustained = got.sustained.to_dict()
+        r.sustained = got.sustained.to_record()
     if got.accuracy is not None:
         _accuracy_fields(r, setup.case, got.accuracy)
     elif final and got.status == results.OK:
@@ -164,10 +165,10 @@ def _pass_fields(r: results.CaseResult, s: CaseSetup, passes: list[SteadyState],
     _thermal_fields(r, joined.rounds, thermal_note)
 
 
-def _memory_fields(r: results.CaseResult, peak: Any) -> None:
+def _memory_fields(r: results.CaseResult, peak: MemoryPeak | None) -> None:
     """The largest pass's peak memory (and its growth over what was resident when it began)."""
     if peak is not None:
-        r.peak_memory_mb, r.memory_growth_mb, r.memory_method, r.memory = peak.peak_mb, peak.growth_mb, peak.method, peak.to_dict()
+        r.peak_memory_mb, r.memory_growth_mb, r.memory_method, r.memory = peak.peak_mb, peak.growth_mb, peak.method, peak
 
 
 def _thermal_fields(r: results.CaseResult, rounds: list[Round], run_note: str) -> None:
@@ -181,8 +182,9 @@ def _thermal_fields(r: results.CaseResult, rounds: list[Round], run_note: str) -
     r.clock_ratio_min = min(clocks) if clocks else None
     r.round_throttled = [bool(h.throttled) for h in heat]
     r.throttled_rounds = sum(r.round_throttled)
-    r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in h.reasons})
-    notes = {h.note for h in heat if h.note}
+    # reasons, note and available are measure.thermal.RoundThermal's, beyond what every monitor reports
+    r.throttle_reasons = sorted({reason for h in heat if h.throttled for reason in getattr(h, "reasons", ())})
+    notes = {note for h in heat if (note := getattr(h, "note", ""))}
     r.thermal_note = "; ".join(sorted(notes)) or run_note
 
 

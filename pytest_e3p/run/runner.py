@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from ..config import Options
 from ..hardware.sensors import SensorFault
@@ -20,6 +20,9 @@ from ..storage import results
 from .bench import Bench
 from .loading import agreement_text, fixed_batch
 from .record import Accuracy, CaseSetup, Collected, build_result, joined_rounds
+
+if TYPE_CHECKING:
+    from ..measure.sustained import SustainedRun
 
 T = TypeVar("T")
 
@@ -62,8 +65,8 @@ class CaseRunner:
         return build_result(self.ctx.setup, self.got, final=True)
 
     @property
-    def sustained_run(self) -> Any:
-        """The measure.sustained.SustainedRun of --e3p-sustained-s, once measured."""
+    def sustained_run(self) -> SustainedRun | None:
+        """The SustainedRun of --e3p-sustained-s, once measured."""
         return self.got.sustained
 
     def fail(self, status: results.Status, reason: str) -> None:
@@ -108,7 +111,7 @@ class CaseRunner:
         """An earlier pass that failed, or a variant outside its bound, stops the case before it runs."""
         if self.ctx.early_error is not None:
             self._stop(results.INVALID, self.ctx.early_error)
-        if self.loaded.broken:
+        if self.loaded.broken and self.loaded.agreement is not None:  # broken: outside its agreement's bound
             self._stop(results.FAILED, f"broken variant, not measured: {agreement_text(self.loaded.agreement)}")
 
     def _passes(self) -> list[SteadyState]:

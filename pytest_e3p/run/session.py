@@ -9,7 +9,7 @@ import datetime
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -45,6 +45,10 @@ from .case import Case, CaseSkipped, case_matrix
 from .loading import LoadedModel, ModelLoader
 from .record import CaseSetup
 from .runner import RunnerContext
+
+if TYPE_CHECKING:
+    from ..measure.memory import PeakMemory
+    from ..measure.sustained import SustainedRun
 
 
 class SetupError(Exception):
@@ -83,7 +87,7 @@ class E3PSession:
         self.allocator = default_malloc()
         self.bench: Bench | None = None  # from start()
         self.loader = ModelLoader(self.device, options.weights, options.checkpoints, self.cache, self.progress)
-        self.sustained_runs: dict[str, Any] = {}  # case id -> sustained.SustainedRun, plotted at the end
+        self.sustained_runs: dict[str, SustainedRun] = {}  # case id -> its sustained run, plotted at the end
         # said once at the start of the run (plugin's pytest_collection_modifyitems)
         self.start_notes = (
             [f"--e3p-precision is deprecated: measuring it as --e3p-variants {options.precision} (case ids end in -{options.precision})"]
@@ -133,8 +137,8 @@ class E3PSession:
             raise
         return self
 
-    def _open_memory(self) -> Any:
-        """The peak-memory reader (measure.memory.PeakMemory), or None with a start note saying why."""
+    def _open_memory(self) -> PeakMemory | None:
+        """The peak-memory reader, or None with a start note saying why."""
         from ..measure.memory import MemoryUnavailable, PeakMemory
 
         try:

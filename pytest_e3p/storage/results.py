@@ -18,6 +18,7 @@ from typing import Any
 
 from ..strenum import StrEnum
 from .files import ResultsData, encode, read_results, write_atomic
+from .records import EarlierRun, MemoryPeak, SustainedRecord
 from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
 
@@ -87,8 +88,8 @@ class CaseResult:
     energy_spread: float | None = None  # coefficient of variation of the pass values
     latency_spread: float | None = None
     unstable: bool = False  # the spread is wider than the energy tolerance
-    # in a baseline: earlier runs of this case, oldest first, each {"created", "<metric>_passes"}
-    earlier_runs: list[dict[str, Any]] = field(default_factory=list)
+    # in a baseline: earlier runs of this case, oldest first
+    earlier_runs: list[EarlierRun] = field(default_factory=list)
     threads: int | None = None  # torch intra-op threads
     # the comparison with a baseline in this run ("" when not compared)
     verdict: str = ""
@@ -122,9 +123,9 @@ class CaseResult:
     peak_memory_mb: float | None = None  # the whole process (CPU, Jetson) or the CUDA allocator's peak
     memory_growth_mb: float | None = None  # above what was resident when the case's pass began
     memory_method: str = ""
-    memory: dict[str, Any] = field(default_factory=dict)  # MemoryPeak.to_dict() of the largest pass
-    # --e3p-sustained-s: windows, drift between the first and last minute (SustainedRun.to_dict())
-    sustained: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryPeak | None = None  # the largest pass's; {} in a file where none was measured
+    # --e3p-sustained-s: windows, drift between the first and last minute; {} in a file where none ran
+    sustained: SustainedRecord | None = None
     # accuracy
     top1: float | None = None  # percent
     top5: float | None = None
@@ -146,29 +147,35 @@ class CaseResult:
         self.status, self.top1_source = Status(self.status), Top1Source(self.top1_source)
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe(dataclasses.asdict(self))
+        return json_safe(
+            {
+                **dataclasses.asdict(self),  # the records by their own to_dict, {} for one not there:
+                "earlier_runs": [r.to_dict() for r in self.earlier_runs],
+                "memory": self.memory.to_dict() if self.memory is not None else {},
+                "sustained": self.sustained.to_dict() if self.sustained is not None else {},
+            }
+        )
 
     def pass_values(self, metric: str) -> list[float]:
         """This run's pass values of "energy" (mJ/img) or "latency" (ms/img)."""
         return list(self.energy_mj_per_image_passes if metric == "energy" else self.latency_ms_per_image_passes)
 
-    def own_run(self, created: str = "") -> dict[str, Any]:
-        return {
-            "created": created,
-            "energy_mj_per_image_passes": self.pass_values("energy"),
-            "latency_ms_per_image_passes": self.pass_values("latency"),
-        }
+    def own_run(self, created: str = "") -> EarlierRun:
+        """This run's pass values, as a baseline keeps them once a later run is merged in."""
+        return EarlierRun(created, self.pass_values("energy"), self.pass_values("latency"))
 
     def runs(self, metric: str) -> list[list[float]]:
         """Pass values of every run this record holds (a baseline's earlier runs, then its own)."""
-        key = "energy_mj_per_image_passes" if metric == "energy" else "latency_ms_per_image_passes"
-        out = [list(r.get(key) or []) for r in self.earlier_runs]
-        return [r for r in [*out, self.pass_values(metric)] if r]
+        return [r for r in [*(e.passes(metric) for e in self.earlier_runs), self.pass_values(metric)] if r]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaseResult:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        known = {k: v for k, v in data.items() if k in names}
+        known["earlier_runs"] = [EarlierRun.from_dict(r) for r in known.get("earlier_runs") or []]
+        known["memory"] = MemoryPeak.from_dict(known["memory"]) if known.get("memory") else None
+        known["sustained"] = SustainedRecord.from_dict(known["sustained"]) if known.get("sustained") else None
+        return cls(**known)
 
 
 def json_safe(value: Any) -> Any:
@@ -234,7 +241,7 @@ def from_data(read: ResultsData) -> ResultsFile:
     data = read.data
     try:
         cases = {cid: CaseResult.from_dict(c) for cid, c in data["cases"].items()}
-    except (TypeError, ValueError) as exc:  # a required field missing, or of the wrong kind
+    except (TypeError, ValueError, AttributeError) as exc:  # a required field missing, or of the wrong kind
         raise ResultsFileError(f"{read.source} is a results file with a malformed entry ({exc!r})") from None
     return ResultsFile(
         device=data["device"],

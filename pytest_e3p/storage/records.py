@@ -1,0 +1,155 @@
+"""The typed parts of a case's record: its earlier runs, its peak memory, its sustained run.
+
+Each is a frozen dataclass with from_dict/to_dict, units in the field names, and writes exactly the
+keys the results file has always held for it. The measurement layer fills them (storage is below it):
+measure.memory's readers return a MemoryPeak, measure.sustained's SustainedRun builds a SustainedRecord
+(`to_record()`) and works out its Drift values here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PASS_KEYS = {"energy": "energy_mj_per_image_passes", "latency": "latency_ms_per_image_passes"}
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `data` that are fields of `cls` (a key added by a later version is dropped)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class EarlierRun:
+    """One earlier run of a case kept in a baseline: when it was made and its pass values."""
+
+    created: str = ""
+    energy_mj_per_image_passes: list[float] = field(default_factory=list)
+    latency_ms_per_image_passes: list[float] = field(default_factory=list)
+
+    def passes(self, metric: str) -> list[float]:
+        """The pass values of "energy" (mJ/img) or "latency" (ms/img)."""
+        return list(self.energy_mj_per_image_passes if metric == "energy" else self.latency_ms_per_image_passes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EarlierRun:
+        known = _known(cls, data)
+        for key in PASS_KEYS.values():  # an old entry may hold null for a metric it did not measure
+            known[key] = list(known.get(key) or [])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class MemoryPeak:
+    """The peak of one measured stretch, in MiB (measure.memory says where each figure comes from).
+
+    peak_mb: the highest resident set (CPU, Jetson) or the allocator's peak of tensor memory (CUDA).
+    start_mb: the same quantity when the measurement was reset; growth_mb = peak_mb - start_mb is what
+    the case added. end_mb: the current value when read (VmRSS, or torch.cuda.memory_allocated).
+    method: where the peak came from ("VmHWM after clear_refs", "VmRSS sampled every 5 ms",
+    "torch.cuda.max_memory_allocated"); note: why a fallback was taken, or what is missing."""
+
+    peak_mb: float
+    start_mb: float
+    growth_mb: float
+    method: str
+    end_mb: float | None = None
+    cuda_allocated_peak_mb: float | None = None
+    cuda_reserved_peak_mb: float | None = None
+    nvml_used_mb: float | None = None  # whole GPU, all processes, at read time: not a peak
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryPeak:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a metric moved between the start and the end of a sustained run.
+
+    first/last: duration-weighted means of the windows in the first and the last span (equal windows:
+    the plain mean); relative_change = last / first - 1; delta = last - first, in the metric's unit.
+    basis says what was compared: the spans, or the first and last window when the run is shorter than
+    two spans. None values: the metric was not measured (no sensor, no thermal monitor)."""
+
+    metric: str  # the window's attribute, unit in the name: "energy_mj_per_image", ...; the key in a file
+    first: float | None
+    last: float | None
+    relative_change: float | None
+    delta: float | None
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "last": self.last, "relative_change": self.relative_change, "delta": self.delta, "basis": self.basis}
+
+    @classmethod
+    def from_dict(cls, metric: str, data: dict[str, Any]) -> Drift:
+        return cls(metric=metric, **_known(cls, {k: v for k, v in data.items() if k != "metric"}))
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One window of a sustained run as the results file keeps it: its measured and derived values."""
+
+    index: int
+    start_s: float  # since the run began
+    duration_s: float
+    images: int
+    energy_mj: float | None  # None: no sensor
+    energy_mj_per_image: float | None
+    latency_ms_per_image: float
+    power_w: float | None
+    temperature_c: float | None = None  # the window's highest
+    clock_ratio: float | None = None  # the window's lowest clock / nominal clock
+    throttled: bool | None = None  # None: no thermal monitor
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowRecord:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class SustainedRecord:
+    """A sustained run (--e3p-sustained-s) as the results file keeps it: what was asked, what ran, the
+    drift of each measured metric between the first and the last span, and the windows."""
+
+    requested_s: float
+    window_s: float
+    duration_s: float
+    images: int
+    sensor: str | None  # None: energy unavailable
+    energy_kind: str | None
+    thermal: bool
+    throttled_windows: int
+    drift_span_s: float
+    drift: dict[str, Drift] = field(default_factory=dict)  # keyed by Drift.metric; only the measured ones
+    notes: list[str] = field(default_factory=list)
+    windows: list[WindowRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("drift", "notes", "windows")},
+            "drift": {name: d.to_dict() for name, d in self.drift.items()},
+            "notes": list(self.notes),
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SustainedRecord:
+        known = _known(cls, data)
+        known["drift"] = {name: Drift.from_dict(name, d) for name, d in (data.get("drift") or {}).items()}
+        known["notes"] = list(data.get("notes") or [])
+        known["windows"] = [WindowRecord.from_dict(w) for w in data.get("windows") or []]
+        return cls(**known)
