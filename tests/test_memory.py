@@ -58,14 +58,22 @@ def test_linear_layer_weights_and_activations():
     torch.manual_seed(0)
     with torch.inference_mode():
         torch.nn.Linear(64, 64)(torch.randn(8, 64))  # the BLAS library's one-time set-up, outside the measurement
-    with PeakMemory("cpu") as pm, torch.inference_mode():
-        layer = torch.nn.Linear(4096, 4096)
-        x = torch.randn(4096, 4096)
-        y = layer(x)
-        del layer, x, y
+
+    def measured_growth_mb() -> float:
+        with PeakMemory("cpu") as pm, torch.inference_mode():
+            layer = torch.nn.Linear(4096, 4096)
+            x = torch.randn(4096, 4096)
+            y = layer(x)
+            del layer, x, y
+        assert pm.peak is not None
+        return pm.peak.growth_mb
+
+    # The resident set is the whole process's: the kernel may reclaim other, cold pages of it while
+    # the layer runs (proactive reclaim such as DAMON runs on the CI machines), which lowers the
+    # growth by pages that have nothing to do with the layer; nothing raises it. So the largest of
+    # three measurements is compared: an accounting that over- or under-counts fails all three.
     expected_mib = (4096 * 4096 + 4096 + 2 * 4096 * 4096) * 4 / MIB
-    assert pm.peak is not None
-    assert pm.peak.growth_mb == pytest.approx(expected_mib, rel=0.10)
+    assert max(measured_growth_mb() for _ in range(3)) == pytest.approx(expected_mib, rel=0.10)
 
 
 def test_reset_forgets_the_previous_peak():
