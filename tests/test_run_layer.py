@@ -52,9 +52,8 @@ def pytest_e3p_case_result(config, result):
     assert second["sam_note"] == case["sam_note"] and second["sam_note"]  # SAM's notes were made before
 
 
-def test_the_model_of_a_case_is_built_once_for_all_its_passes_and_its_test(pytester):
-    pytester.makeconftest(
-        """
+# a conftest that counts the model builds of a run and prints the count at its end
+COUNT_BUILDS = """
 import pytest_e3p.run.loading as loading
 
 builds = []
@@ -69,7 +68,10 @@ loading.build_model = counting
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"models built: {len(builds)}")
 """
-    )
+
+
+def test_the_model_of_a_case_is_built_once_for_all_its_passes_and_its_test(pytester):
+    pytester.makeconftest(COUNT_BUILDS)
     pytester.makepyfile(test_bench="def test_energy(e3p, e3p_model):\n    assert e3p.loaded is e3p_model\n    e3p.measure()\n")
     result = pytester.runpytest(*FAST, "--e3p-passes=3")
     result.assert_outcomes(passed=1)
@@ -77,23 +79,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def test_under_a_memory_budget_the_model_is_built_again_for_each_pass(pytester):
-    pytester.makeconftest(
-        """
-import pytest_e3p.run.loading as loading
-
-builds = []
-real = loading.build_model
-
-def counting(*args, **kwargs):
-    builds.append(args[0].full)
-    return real(*args, **kwargs)
-
-loading.build_model = counting
-
-def pytest_terminal_summary(terminalreporter):
-    terminalreporter.write_line(f"models built: {len(builds)}")
-"""
-    )
+    pytester.makeconftest(COUNT_BUILDS)
     pytester.makepyfile(test_bench=BENCH)
     result = pytester.runpytest(*FAST, "--e3p-passes=3", "--e3p-max-memory-mb=100000")
     result.assert_outcomes(passed=1)
