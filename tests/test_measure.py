@@ -62,3 +62,47 @@ def test_a_sensor_whose_counter_never_moves_is_a_fault_not_a_zero(machine):
     sensor = ScriptedSensor(machine, frozen=True)
     with pytest.raises(SensorFault, match=r"scripted read no energy over a 0\.50 s window: .*the sensor is stuck"):
         measure.run_protocol(machine.forward, IMAGES, measure.MeasureContext(sensor=sensor, clock=machine.monotonic), protocol(idle_s=0.0))
+
+
+class SlowThermalMonitor:
+    """A thermal monitor whose closing sample takes `cost_s` of the scripted clock, as an NVML query or a
+    sysfs read with a thread join does on a board: that time is not the model's, and must not be in the
+    round's energy."""
+
+    def __init__(self, machine, cost_s):
+        self.machine, self.cost_s, self.rounds = machine, cost_s, 0
+
+    def begin_round(self):
+        pass
+
+    def end_round(self):
+        self.machine.sleep(self.cost_s)
+        self.rounds += 1
+        return None
+
+
+def test_the_energy_window_is_the_latency_window_even_when_the_thermal_sample_takes_time(machine):
+    """Issue 23: end_round() ran between the end of the timed window and the closing sensor read, so a
+    slow thermal sample added its seconds (at the device's power) to each round's energy."""
+    sensor = ScriptedSensor(machine)
+    thermal = SlowThermalMonitor(machine, cost_s=0.25)
+    ctx = measure.MeasureContext(sensor=sensor, clock=machine.monotonic, thermal=thermal)
+    steady = measure.run_protocol(machine.forward, IMAGES, ctx, protocol(idle_s=0.0))
+    assert thermal.rounds == 3
+    # each round: 4 batches of 0.125 s at 10 W = 5000 mJ for 16 images; with the thermal sample inside
+    # the window it would be 0.75 s of energy over 0.5 s of latency
+    assert [r.energy_mj for r in steady.rounds] == [pytest.approx(5000.0, rel=1e-12)] * 3
+    assert steady.energy_mj_per_image == pytest.approx(LOAD_W * BATCH_S * 1000.0 / IMAGES, rel=1e-12)
+
+
+def test_the_edgevit_whole_window_closes_before_the_thermal_sample(machine):
+    """The EdgeViT protocol's window over N inferences (used where one inference is shorter than two
+    sensor periods) closes with the last inference, not after the thermal round's closing sample."""
+    sensor = ScriptedSensor(machine, update_period_s=1.0)  # 0.125 s inferences: window averages
+    thermal = SlowThermalMonitor(machine, cost_s=0.5)
+    proto = measure.Protocol(batch_size=1, warmup_s=0.0, idle_s=0.0, name=measure.EDGEVIT, inferences=8)
+    steady = measure.run_edgevit(machine.forward, measure.MeasureContext(sensor=sensor, clock=machine.monotonic, thermal=thermal), proto)
+    assert thermal.rounds == 1
+    energy_mj, duration_s = steady.window
+    assert duration_s == pytest.approx(8 * BATCH_S, rel=1e-12)
+    assert energy_mj == pytest.approx(8 * BATCH_S * LOAD_W * 1000.0, rel=1e-12)

@@ -235,8 +235,10 @@ def run_protocol(forward: Callable[[], Any], images_per_call: int, ctx: MeasureC
             sync()
             calls += 1
         t1 = clock()
-        heat = thermal.end_round() if thermal is not None else None
+        # The energy window closes with the latency window: the thermal monitor's closing sample
+        # (NVML or sysfs reads, a thread join) would otherwise add its time and idle power to the round.
         w = _window(sensor, e0, f"a {t1 - t0:.2f} s window: the window is shorter than the sensor's update period, or the sensor is stuck")
+        heat = thermal.end_round() if thermal is not None else None
         rounds.append(Round(calls * images_per_call, t1 - t0, w.energy_mj if w else None, w.rails_mj if w else {}, thermal=heat))
         per_round = max(per_round, calls)
     return SteadyState(rounds, sensor.info, idle)
@@ -286,13 +288,13 @@ def run_edgevit(forward: Callable[[], Any], ctx: MeasureContext, protocol: Proto
         t1 = clock()
         w = _window(sensor, e0, f"a {1000 * (t1 - t0):.1f} ms inference: the sensor is stuck")
         rounds.append(Round(1, t1 - t0, w.energy_mj, w.rails_mj, w.duration_s) if w else Round(1, t1 - t0, None))
-    if thermal is not None:
-        heat = thermal.end_round()
-        rounds = [Round(r.images, r.duration_s, r.energy_mj, r.rails_mj, r.energy_window_s, heat) for r in rounds]
     whole = None
-    if edge is not None:
+    if edge is not None:  # closed before the thermal round, for the reason run_protocol gives
         w = window(edge, sensor.read())
         if w.energy_mj <= 0:
             raise SensorFault(f"{sensor.info.name} read no energy over {protocol.inferences} inferences ({w.duration_s:.2f} s): the sensor is stuck")
         whole = (w.energy_mj, w.duration_s)
+    if thermal is not None:
+        heat = thermal.end_round()
+        rounds = [Round(r.images, r.duration_s, r.energy_mj, r.rails_mj, r.energy_window_s, heat) for r in rounds]
     return SteadyState(rounds, sensor.info, background, statistic="mean", background_w=background, window=whole)
