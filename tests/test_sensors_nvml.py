@@ -5,7 +5,8 @@ newer" and raises NVMLError_NotSupported elsewhere (a Titan X: codecarbon issue 
 NVML_FI_DEV_POWER_INSTANT (186, CUDA 12.2 / driver 535) comes back from nvmlDeviceGetFieldValues with
 its own nvmlReturn, 3 = NVML_ERROR_NOT_SUPPORTED on a GTX 1650 Max-Q (nvidia-ml-py / pynvml issue 18);
 on Jetson boards every power query answers NOT_SUPPORTED (nvidia-cosmos/cosmos-reason1 issue 61,
-Jetson Thor), and nvml.h names Orin's architecture NVML_DEVICE_ARCH_T23X = 11, above Volta's 5."""
+Jetson Thor), and nvml.h (since CUDA 12.5: nvidia-nvml-dev-cu12 12.5.39) names Orin's architecture
+NVML_DEVICE_ARCH_T23X = 11, above Volta's 5."""
 
 import json
 import textwrap

@@ -9,7 +9,8 @@ Three readings, probed when the sensor opens and used in this order (nvml.h):
 2. The instantaneous power field `NVML_FI_DEV_POWER_INSTANT` (186, mW; CUDA 12.2 / driver 535) through
    `nvmlDeviceGetFieldValues`, sampled and integrated by trapezoid. Each field in the answer carries its
    own nvmlReturn: the call can succeed while the field says NOT_SUPPORTED.
-3. `nvmlDeviceGetPowerUsage` (mW): a ~1 s moving average on Ampere and newer. Integrated only as the last
+3. `nvmlDeviceGetPowerUsage` (mW): a ~1 s moving average on Ampere and newer (nvml.h; ml-energy/zeus
+   issue 45). Integrated only as the last
    resort, labelled so in the sensor's name and boundary, with a 1 s update period so the protocol's
    rounds are long enough for the lag to wash out.
 
@@ -36,7 +37,7 @@ AVERAGE_MAX_RATE_HZ = 10.0
 
 # nvml.h values, for bindings too old to name them
 FI_DEV_POWER_INSTANT = 186
-DEVICE_ARCH_T23X = 11  # "Devices based on NVIDIA Orin architecture" (nvml.h, CUDA 12.x)
+DEVICE_ARCH_T23X = 11  # "Devices based on NVIDIA Orin architecture" (nvml.h since CUDA 12.5, nvidia-nvml-dev-cu12 12.5.39)
 
 COUNTER, INSTANT, AVERAGE = "counter", "instant", "average"
 READINGS = (COUNTER, INSTANT, AVERAGE)  # the fallback order
