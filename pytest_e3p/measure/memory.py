@@ -498,7 +498,9 @@ def check_budget(peak: MemoryPeak, max_mb: float) -> str | None:
 
     The peak, not the growth, is compared: on a CPU or Jetson it is the whole process's resident set,
     what the board must hold; on a CUDA GPU it is the allocator's peak of tensor memory (the reserve and
-    NVML's figure, which include cached blocks and the CUDA context, are in the MemoryPeak beside it)."""
+    NVML's figure, which include cached blocks and the CUDA context, are in the MemoryPeak beside it),
+    or, for a runtime that allocates outside torch, NVML's peak, CUDA context included (the method says
+    which)."""
     if max_mb <= 0:
         raise ValueError(f"memory budget must be positive, not {max_mb}")
     if peak.peak_mb <= max_mb:
