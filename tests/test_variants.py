@@ -279,3 +279,132 @@ def test_merge_tokens_keeps_the_class_token_and_the_size_weighted_mean():
     assert torch.equal(out_size.sum(1), size.sum(1)) and out_size.max() > 1
     same, same_size = merge_tokens(x, size, keys, r=0)
     assert same is x and same_size is size
+
+
+# -- the NVIDIA paths, against fake runtimes (tests/fakes/runtimes.py: no GPU here) ----------------
+def linear_model() -> torch.nn.Module:
+    """A classifier small enough to run in fp16 on the CPU in microseconds."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """torch.cuda with GPUs 0 and 1, 0 current (as in a process that never chose one)."""
+    from fakes.runtimes import FakeCudaDevices
+
+    return FakeCudaDevices(count=2, current=0).install(monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["tensorrt", "tensorrt-int8"])
+def test_tensorrt_on_cuda1_is_built_and_run_on_cuda1(name, two_gpus, monkeypatch):
+    """Torch-TensorRT builds on torch.cuda.current_device() unless given device= (dynamo/_defaults.py
+    default_device(), dynamo/_tracer.py), and its runtime runs on the current device
+    (core/runtime/execute_engine.cpp checks only in MULTI_DEVICE_SAFE_MODE): the case is on cuda:1,
+    where NVML measures, while GPU 0 is current."""
+    from fakes.runtimes import install_modelopt, install_torch_tensorrt
+
+    trt = install_torch_tensorrt(monkeypatch, "2.14.0+cu130", two_gpus)
+    quantised = install_modelopt(monkeypatch, two_gpus)
+    x = torch.randn(SHAPE)
+    v = prepare(name, linear_model(), x, [torch.randn(SHAPE)], "cuda", "cuda:1")
+    (build,) = trt.compiles
+    assert build["kwargs"]["device"] == torch.device("cuda:1") and build["build_device"] == torch.device("cuda:1")
+    assert build["current_device"] == 1  # the example input and the build on GPU 1
+    assert two_gpus.moved and set(two_gpus.moved) == {"cuda:1"}  # weights, input, calibration batches
+    assert all(q["current_device"] == 1 for q in quantised)
+    assert two_gpus.current == 0  # the caller's current device is left as it was
+    out = v.forward(torch.randn(SHAPE))
+    assert out.shape == (SHAPE[0], 10) and two_gpus.current == 0
+    assert v.runtime.call_devices == [1, 1, 1]  # the two warm-up calls of prepare() and this one
+    assert "on cuda:1" in v.detail and "\n" not in v.detail
+
+
+@pytest.mark.parametrize(
+    "version, name, settings, weights, says",
+    [
+        # 2.13 removed both from the dynamo compile (pytorch/TensorRT PR 4195); passed, they are ignored
+        ("2.14.0+cu130", "tensorrt", {}, torch.float16, "strong typing, precision from the graph's dtypes"),
+        ("2.14.0+cu130", "tensorrt-int8", {}, torch.float32, "strong typing, precision from the graph's dtypes"),
+        ("2.13.0", "tensorrt", {}, torch.float16, "strong typing, precision from the graph's dtypes"),
+        # 2.10-2.12: explicit typing by default; enabled_precisions={int8} beside it raises (issue 4070)
+        ("2.12.1", "tensorrt", {"use_explicit_typing": True}, torch.float16, "use_explicit_typing=True (release before 2.13)"),
+        ("2.12.1", "tensorrt-int8", {"use_explicit_typing": True}, torch.float32, "use_explicit_typing=True (release before 2.13)"),
+        # before 2.10: weak typing by default; int8 kernels are allowed by enabled_precisions (2.9's vgg16_ptq example)
+        ("2.9.0", "tensorrt", {"use_explicit_typing": True}, torch.float16, "use_explicit_typing=True (release before 2.13)"),
+        ("2.9.0", "tensorrt-int8", {"enabled_precisions": {torch.int8}}, torch.float32, "enabled_precisions={int8}, weak typing (release before 2.10)"),
+    ],
+)
+def test_tensorrt_passes_the_precision_arguments_of_the_installed_release(version, name, settings, weights, says, two_gpus, monkeypatch):
+    from fakes.runtimes import install_modelopt, install_torch_tensorrt
+
+    trt = install_torch_tensorrt(monkeypatch, version, two_gpus)
+    install_modelopt(monkeypatch, two_gpus)
+    v = prepare(name, linear_model(), torch.randn(SHAPE), [torch.randn(SHAPE)], "cuda", "cuda:0")
+    (build,) = trt.compiles
+    assert {k: val for k, val in build["kwargs"].items() if k not in ("device", "min_block_size")} == settings
+    assert not build["ignored"]  # nothing the release drops without a word
+    assert build["weight_dtype"] == build["input_dtype"] == weights  # fp16 by the graph's own dtypes
+    assert v.input_dtype == weights and f"torch-tensorrt {version} dynamo" in v.detail
+    assert says in v.detail  # what was done, in the variant's one-line detail
+
+
+def ort_request(name: str, device: str = "cuda:1"):
+    from pytest_e3p.hardware.kinds import DeviceKind
+    from pytest_e3p.variants import VariantRequest
+
+    return VariantRequest(name, None, linear_model(), torch.randn(SHAPE), [torch.randn(SHAPE)], DeviceKind.CUDA, device, bound_for(name))
+
+
+@pytest.fixture
+def no_export(monkeypatch):
+    """The ONNX file is not what these tests are about, and the fake session does not read it."""
+    from pytest_e3p.variants import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "export_onnx", lambda model, x, path: path.write_bytes(b"onnx"))
+    monkeypatch.setattr(onnx_runtime, "_quantise", lambda path, calibration, batch, symmetric: (path, "int8 QDQ"))
+    return onnx_runtime
+
+
+GPU_WHEEL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_onnxruntime_whose_cuda_provider_did_not_load_is_a_skip_naming_the_fix(no_export, monkeypatch):
+    """microsoft/onnxruntime issues 23372 and 17801: an onnxruntime-gpu without its CUDA/cuDNN
+    libraries lists CUDAExecutionProvider as available, and the session comes up on the CPU."""
+    from fakes.runtimes import install_onnxruntime
+
+    sessions = install_onnxruntime(monkeypatch, GPU_WHEEL, comes_up_on="CPUExecutionProvider")
+    with pytest.raises(VariantUnavailable) as exc:
+        no_export.prepare(ort_request("onnxruntime"))
+    assert sessions[0].asked == [("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0})]
+    reason = str(exc.value)
+    assert reason.startswith("onnxruntime not measured: its session came up on CPUExecutionProvider, not the CUDAExecutionProvider asked for on cuda:1; ")
+    assert "(CUDA or cuDNN libraries not found): install the onnxruntime-gpu build" in reason and "LD_LIBRARY_PATH" in reason
+    assert "\n" not in reason
+
+
+def test_onnxruntime_int8_whose_tensorrt_provider_did_not_load_is_a_skip_not_a_cuda_measurement(no_export, monkeypatch):
+    """microsoft/onnxruntime issues 17394 and 27006: a TensorRT provider that fails to load falls
+    back to CUDA (or CPU), and the int8 graph would run dequantised as onnxruntime-int8."""
+    from fakes.runtimes import install_onnxruntime
+
+    sessions = install_onnxruntime(monkeypatch, GPU_WHEEL, comes_up_on="CUDAExecutionProvider")
+    with pytest.raises(VariantUnavailable) as exc:
+        no_export.prepare(ort_request("onnxruntime-int8"))
+    assert sessions[0].asked[0] == ("TensorrtExecutionProvider", {"device_id": 1, "trt_int8_enable": True})
+    assert str(exc.value).startswith("onnxruntime-int8 not measured: its session came up on CUDAExecutionProvider, not the TensorrtExecutionProvider asked for")
+    assert "libnvinfer on LD_LIBRARY_PATH" in str(exc.value)
+
+
+def test_onnxruntime_that_got_its_provider_runs_on_it_and_waits_for_its_input(no_export, monkeypatch):
+    from fakes.runtimes import install_onnxruntime
+
+    sessions = install_onnxruntime(monkeypatch, GPU_WHEEL, comes_up_on="CUDAExecutionProvider")
+    v = no_export.prepare(ort_request("onnxruntime"))
+    assert v.runtime is sessions[0] and "CUDAExecutionProvider" in v.detail
+    # the IOBinding forward, on CPU memory here: ORT's Run leaves SynchronizeInputs to its caller
+    # (onnxruntime/core/session/inference_session.cc), and torch wrote the input on its own stream
+    forward = no_export._cuda_forward(sessions[0], "input", "logits", (SHAPE[0], 10), "cpu", 1)
+    assert forward(torch.randn(SHAPE)).shape == (SHAPE[0], 10)
+    assert sessions[0].calls == ["bind_input input cuda:1", "bind_output logits cuda:1", "synchronize_inputs", "run_with_iobinding"]

@@ -10,7 +10,7 @@ import torch
 
 from ..config import Options
 from ..hardware.devices import Device
-from ..hardware.sensors import EnergySensor, NullSensor, SensorUnavailable
+from ..hardware.sensors import EnergySensor, NullSensor, SensorFault, SensorUnavailable
 from ..measure.context import MeasureContext
 from ..measure.protocols import EDGEVIT, Protocol, SteadyState, run_edgevit, run_protocol
 from .case import Case
@@ -35,6 +35,9 @@ class Bench:
         self.memory = memory  # None where peak memory is unavailable
         self.sensor: EnergySensor = NullSensor()
         self.sensor_note = ""  # why energy is an estimate or unavailable ("" where it is measured)
+        # case id -> why a pass of it has no peak memory (its runtime allocates outside torch, and NVML
+        # cannot measure it): the case's record says so rather than show torch's near-zero figure
+        self.memory_unavailable: dict[str, str] = {}
         self._open_sensor()
 
     def _open_sensor(self) -> None:
@@ -44,7 +47,17 @@ class Bench:
         except SensorUnavailable as exc:
             raise NoSensor(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {exc}") from None
         self.sensor = sensor if sensor is not None else NullSensor(self.sensor_note)
-        self.sensor.start()
+        try:
+            self.sensor.start()
+        except SensorFault as exc:
+            # a sensor that opened but cannot take its first reading (a GPU lost between the probe and
+            # the start, a rail file gone): the run goes on without energy, as when there is no sensor
+            self.sensor.close()
+            why = f"the {self.sensor.info.name} sensor failed at its first reading ({exc})"
+            if o.require_sensor:
+                raise NoSensor(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {why}") from None
+            self.sensor_note = f"{why}; energy is reported as unavailable"
+            self.sensor = NullSensor(self.sensor_note)
 
     def reopen_sensor(self) -> None:
         """After a sensor fault: a fresh sensor for the next case, so the other cases go on."""
@@ -61,8 +74,11 @@ class Bench:
     def steady_state(self, case: Case, loaded: LoadedModel) -> SteadyState:
         """One pass of the protocol's rounds on a case's model (random input of its size), with the
         pass's peak memory: the resident model, its input batch and what running it takes."""
+        from ..measure.memory import MemoryUnavailable, runs_outside_torch_allocator
+
         if self.memory is not None:
-            self.memory.reset()
+            # ONNX Runtime, OpenVINO and TensorRT allocate outside torch: their peak comes from NVML
+            self.memory.reset(outside_allocator=loaded.variant is not None and runs_outside_torch_allocator(loaded.variant.runtime))
         x = input_batch(case, loaded.input_size, self.device.torch_device, loaded.input_dtype)
         model = loaded.forward
         assert model is not None  # set in LoadedModel.__post_init__
@@ -72,7 +88,10 @@ class Bench:
             else:
                 steady = run_protocol(lambda: model(x), case.batch_size, self.context(), self.protocol)
         if self.memory is not None:
-            steady.memory = self.memory.read()
+            try:
+                steady.memory = self.memory.read()
+            except MemoryUnavailable as exc:
+                self.memory_unavailable[case.id] = f"peak memory unavailable: {exc}"
         return steady
 
     def sustained(self, case: Case, loaded: LoadedModel) -> SustainedRun:

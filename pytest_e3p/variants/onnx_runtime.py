@@ -6,7 +6,15 @@ runs on CUDAExecutionProvider with inputs and outputs bound to torch's CUDA tens
 the host), and the int8 graph on TensorrtExecutionProvider (TensorRT builds int8 kernels from the
 graph's quantize/dequantize pairs); without them in the installed onnxruntime (the CPU package has
 neither) the variant is skipped saying so. The NVIDIA paths are written from the ONNX Runtime
-documentation and are not exercised on this project's CPU-only CI.
+documentation and are exercised on this project's CPU-only CI only against a fake onnxruntime
+(tests/fakes/runtimes.py).
+
+get_available_providers() lists the providers the wheel was built with, not those that load: when
+the CUDA or TensorRT provider's libraries are missing (CUDA, cuDNN, libnvinfer), the session comes
+up on the next provider, CUDA or CPU, with only a log line (microsoft/onnxruntime issues 17394,
+23372, 25145, 27006). So the provider the session came up on is checked, and a variant that did not
+get the one it asked for is a skip naming both and the fix, never a measurement of the wrong
+runtime under this variant's name.
 
 onnxruntime-int8: static post-training quantisation with onnxruntime.quantization.quantize_static in
 QDQ format, calibrated (min/max) on the calibration batches, weights per channel. Only MatMul, Gemm
@@ -29,6 +37,19 @@ from ..hardware.kinds import DeviceKind
 from .base import PreparedVariant, VariantRequest, VariantUnavailable, rebatch, require, threads, version_of
 
 QUANTISED_OPS = ["MatMul", "Gemm", "Conv"]
+
+# provider asked for -> why it did not come up, and what to do (the provider's own error line,
+# naming the library it could not load, is in ONNX Runtime's log just above)
+FALLBACK_FIXES = {
+    "CUDAExecutionProvider": (
+        "the CUDA provider did not load (CUDA or cuDNN libraries not found): install the onnxruntime-gpu build "
+        "for this machine's CUDA and cuDNN major versions, or put their libraries on LD_LIBRARY_PATH"
+    ),
+    "TensorrtExecutionProvider": (
+        "the TensorRT provider did not load (TensorRT libraries not found): install the TensorRT release this "
+        "onnxruntime-gpu was built for, with the CUDA provider's CUDA and cuDNN, or put libnvinfer on LD_LIBRARY_PATH"
+    ),
+}
 
 
 def export_onnx(model: torch.nn.Module, example_input: torch.Tensor, path: Path) -> None:
@@ -56,7 +77,7 @@ def prepare(request: VariantRequest) -> PreparedVariant:
             raise VariantUnavailable(
                 f"onnxruntime-int8 on an NVIDIA GPU needs onnxruntime's TensorrtExecutionProvider, which this onnxruntime lacks (has {', '.join(available)}; device {device_kind})"
             )
-        index = torch.device(torch_device).index or 0
+        index = _cuda_index(torch_device)
         providers = [
             ("TensorrtExecutionProvider", {"device_id": index, "trt_int8_enable": True}),
             ("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}),
@@ -67,7 +88,7 @@ def prepare(request: VariantRequest) -> PreparedVariant:
                 f"onnxruntime has no CUDAExecutionProvider here (has {', '.join(available)}): pip install onnxruntime-gpu (device {device_kind})"
             )
         # use_tf32 0: the CUDA provider's default TF32 matmuls would make "onnxruntime" less precise than fp32 eager
-        providers = [("CUDAExecutionProvider", {"device_id": torch.device(torch_device).index or 0, "use_tf32": 0})]
+        providers = [("CUDAExecutionProvider", {"device_id": _cuda_index(torch_device), "use_tf32": 0})]
 
     batch = int(example_input.shape[0])
     with tempfile.TemporaryDirectory(prefix="e3p-onnx-") as tmp:
@@ -82,13 +103,19 @@ def prepare(request: VariantRequest) -> PreparedVariant:
         # the session reads the file here; the temporary directory can go afterwards
         session = ort.InferenceSession(str(path), options, providers=providers)
 
+    asked = providers[0] if isinstance(providers[0], str) else providers[0][0]
     used = session.get_providers()[0]
+    if used != asked:
+        raise VariantUnavailable(
+            f"{name} not measured: its session came up on {used}, not the {asked} asked for on {torch_device}; "
+            + FALLBACK_FIXES.get(asked, "ONNX Runtime's log above says why")
+        )
     in_name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
     if device_kind == DeviceKind.CPU:
         forward = _cpu_forward(session, in_name, out_name)
     else:
         out_shape = (batch, *[int(d) for d in session.get_outputs()[0].shape[1:]])
-        forward = _cuda_forward(session, in_name, out_name, out_shape, torch_device)
+        forward = _cuda_forward(session, in_name, out_name, out_shape, torch_device, _cuda_index(torch_device))
     return PreparedVariant(
         name=name,
         forward=forward,
@@ -107,11 +134,18 @@ def _cpu_forward(session: Any, in_name: str, out_name: str) -> Callable[[torch.T
     return forward
 
 
-def _cuda_forward(session: Any, in_name: str, out_name: str, out_shape: tuple[int, ...], torch_device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _cuda_index(torch_device: str) -> int:
+    """The GPU of "cuda:N"; a plain "cuda" is torch's current device, not necessarily 0."""
+    index = torch.device(torch_device).index
+    return torch.cuda.current_device() if index is None else index
+
+
+def _cuda_forward(
+    session: Any, in_name: str, out_name: str, out_shape: tuple[int, ...], torch_device: str, index: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Inputs and outputs bound to torch CUDA memory with an IOBinding: no host round trip."""
     import numpy as np
 
-    index = torch.device(torch_device).index or 0
     binding = session.io_binding()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -119,6 +153,9 @@ def _cuda_forward(session: Any, in_name: str, out_name: str, out_shape: tuple[in
         out = torch.empty(out_shape, dtype=torch.float32, device=torch_device)
         binding.bind_input(in_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
         binding.bind_output(out_name, "cuda", index, np.float32, out_shape, out.data_ptr())
+        # the input was written on torch's stream and ORT runs on its own; Run does not wait for
+        # the inputs itself (its IOBinding Run leaves SynchronizeInputs to the caller)
+        binding.synchronize_inputs()
         session.run_with_iobinding(binding)
         return out
 

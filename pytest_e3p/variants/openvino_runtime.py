@@ -44,6 +44,9 @@ def prepare(request: VariantRequest) -> PreparedVariant:
         ov_model = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches))
         how = f"int8 by nncf {version_of(nncf)} quantize (TRANSFORMER preset, {sum(b.shape[0] for b in batches)} calibration images)"
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads()}
+    # "CPU" by name, not AUTO: a named device compiles there or raises; only the AUTO/MULTI/HETERO
+    # virtual devices fall back to another device (OpenVINO's automatic device selection docs),
+    # so unlike ONNX Runtime's providers there is no silent fallback to check for
     compiled = ov.Core().compile_model(ov_model, "CPU", config)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
