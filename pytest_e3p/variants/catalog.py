@@ -106,7 +106,7 @@ VARIANTS: dict[str, VariantInfo] = {
         ),
         VariantInfo(
             "tensorrt",
-            "Torch-TensorRT (dynamo) engine of the model in fp16 (explicit typing)",
+            "Torch-TensorRT (dynamo) engine of the model in fp16 (strong typing: the model and its input cast to fp16)",
             "torch-tensorrt",
             "NVIDIA GPU, Jetson",
             "tensorrt",
