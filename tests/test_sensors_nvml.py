@@ -36,7 +36,8 @@ def test_volta_and_newer_use_the_energy_counter(fake, clock):
 
 
 def test_older_gpus_sample_instantaneous_power_and_integrate_it(fake, clock):
-    fake.arch = 4  # Pascal
+    # Pascal: the counter is "for Volta or newer" (nvml.h) and answers NOT_SUPPORTED
+    fake.arch, fake.counter = 4, False
     sensor = nv.open_nvml_sensor(rate_hz=100)
     assert isinstance(sensor, nv.NvmlSampledSensor)
     start = sensor.read()  # on the scripted clock the sampler's thread is not started: each read() samples

@@ -1,5 +1,5 @@
-"""The hardware layer: device profiles and their resolution (devices), the power sensors (sensors/,
-one module per backend), the thermal sources (thermal), glibc malloc pinning (allocator), and the
+"""The hardware layer: the board (a Jetson and which, from the device tree), device profiles and
+their resolution (devices), the power sensors (sensors/, one module per backend), the thermal sources (thermal), glibc malloc pinning (allocator), and the
 device kinds every layer names (kinds).
 
 The device kinds are imported here; the rest on first use, since devices imports torch."""
@@ -13,6 +13,7 @@ from .kinds import DEVICE_KINDS, DeviceKind, parse_device_kind
 
 __all__ = [
     "DEVICE_KINDS",
+    "Board",
     "PROFILES",
     "Device",
     "DeviceError",
@@ -25,12 +26,15 @@ __all__ = [
     "cpu_name",
     "default_malloc",
     "find_sources",
+    "identify_board",
     "parse_device_kind",
     "pin_glibc_malloc",
     "resolve",
 ]
 
 _LAZY = {
+    "Board": "board",
+    "identify_board": "board",
     "PROFILES": "devices",
     "Device": "devices",
     "DeviceError": "devices",

@@ -1,14 +1,27 @@
 """NVIDIA GPU energy through NVML (package `nvidia-ml-py`, module `pynvml`).
 
-Volta and newer expose `nvmlDeviceGetTotalEnergyConsumption`, a cumulative counter in mJ that the
-driver updates every 20-100 ms. Older GPUs only give power: we sample the instantaneous field
-`NVML_FI_DEV_POWER_INSTANT` (mW) and integrate it. `nvmlDeviceGetPowerUsage` is a 1 s moving
-average on Ampere and newer and is never integrated. MIG slices have no power reading.
+Three readings, probed when the sensor opens and used in this order (nvml.h):
+
+1. `nvmlDeviceGetTotalEnergyConsumption`: a cumulative counter in mJ that the driver updates every
+   20-100 ms. Documented for Volta and newer, but whether a board has it is decided by reading it
+   (twice), never by the architecture number: laptop GPUs and Tegra answer NOT_SUPPORTED, and
+   Tegra's architecture value (NVML_DEVICE_ARCH_T23X = 11, Orin) is larger than Volta's (5).
+2. The instantaneous power field `NVML_FI_DEV_POWER_INSTANT` (186, mW; CUDA 12.2 / driver 535) through
+   `nvmlDeviceGetFieldValues`, sampled and integrated by trapezoid. Each field in the answer carries its
+   own nvmlReturn: the call can succeed while the field says NOT_SUPPORTED.
+3. `nvmlDeviceGetPowerUsage` (mW): a ~1 s moving average on Ampere and newer. Integrated only as the last
+   resort, labelled so in the sensor's name and boundary, with a 1 s update period so the protocol's
+   rounds are long enough for the lag to wash out.
+
+Where none answers, energy is unavailable with one line naming each reading and NVML's answer. MIG
+slices have no power reading. An integrated (Tegra) GPU is never measured here: a Jetson's energy comes
+from its INA3221 rails.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .base import MEASURED, EnergyReading, EnergySensor, SamplingSensor, SensorFault, SensorInfo, SensorUnavailable
@@ -16,6 +29,64 @@ from .base import MEASURED, EnergyReading, EnergySensor, SamplingSensor, SensorF
 DEFAULT_RATE_HZ = 100.0  # 2 s windows integrate within 1% (scripts/bench_sampling.py)
 # The driver refreshes the counter every 20-100 ms; rounds last at least 10 update periods.
 COUNTER_UPDATE_PERIOD_S = 0.1
+# nvmlDeviceGetPowerUsage is a ~1 s moving average (Ampere and newer): sampling it faster than 10 Hz
+# only re-reads the same value.
+AVERAGE_UPDATE_PERIOD_S = 1.0
+AVERAGE_MAX_RATE_HZ = 10.0
+
+# nvml.h values, for bindings too old to name them
+FI_DEV_POWER_INSTANT = 186
+DEVICE_ARCH_T23X = 11  # "Devices based on NVIDIA Orin architecture" (nvml.h, CUDA 12.x)
+
+COUNTER, INSTANT, AVERAGE = "counter", "instant", "average"
+READINGS = (COUNTER, INSTANT, AVERAGE)  # the fallback order
+MODES = ("auto", *READINGS)
+MODE_ALIASES = {"sampled": INSTANT}  # the name of the instant mode before the average one existed
+
+# nvmlReturn_t (nvml.h), so a per-field answer and an NVMLError's value print by name
+NVML_RETURN_NAMES = {
+    0: "SUCCESS",
+    1: "UNINITIALIZED",
+    2: "INVALID_ARGUMENT",
+    3: "NOT_SUPPORTED",
+    4: "NO_PERMISSION",
+    5: "ALREADY_INITIALIZED",
+    6: "NOT_FOUND",
+    7: "INSUFFICIENT_SIZE",
+    8: "INSUFFICIENT_POWER",
+    9: "DRIVER_NOT_LOADED",
+    10: "TIMEOUT",
+    11: "IRQ_ISSUE",
+    12: "LIBRARY_NOT_FOUND",
+    13: "FUNCTION_NOT_FOUND",
+    14: "CORRUPTED_INFOROM",
+    15: "GPU_IS_LOST",
+    16: "RESET_REQUIRED",
+    17: "OPERATING_SYSTEM",
+    18: "LIB_RM_VERSION_MISMATCH",
+    19: "IN_USE",
+    20: "MEMORY",
+    21: "NO_DATA",
+    22: "VGPU_ECC_NOT_SUPPORTED",
+    23: "INSUFFICIENT_RESOURCES",
+    24: "FREQ_NOT_SUPPORTED",
+    25: "ARGUMENT_VERSION_MISMATCH",
+    26: "DEPRECATED",
+    27: "NOT_READY",
+    999: "UNKNOWN",
+}
+
+
+def nvml_error_text(exc: Exception) -> str:
+    """An NVMLError as nvml.h names it ("NVML_ERROR_NOT_SUPPORTED"); pynvml keeps the code in .value."""
+    code = getattr(exc, "value", None)
+    if isinstance(code, int) and code in NVML_RETURN_NAMES:
+        return f"NVML_ERROR_{NVML_RETURN_NAMES[code]}"
+    return str(exc) or type(exc).__name__
+
+
+def return_text(code: int) -> str:
+    return f"{code} ({NVML_RETURN_NAMES.get(code, 'unknown code')})"
 
 
 def load_pynvml() -> Any:
@@ -53,18 +124,86 @@ def device_handle(nvml: Any, index: int = 0, uuid: str | None = None) -> Any:
     return handle
 
 
-def has_energy_counter(nvml: Any, handle: Any) -> bool:
+def is_integrated(nvml: Any, handle: Any) -> bool:
+    """A Tegra (Orin) GPU by NVML's architecture value: its energy is read from the board's rails."""
     try:
-        if nvml.nvmlDeviceGetArchitecture(handle) < nvml.NVML_DEVICE_ARCH_VOLTA:
-            return False
-        nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        return True
-    except nvml.NVMLError:
+        arch = nvml.nvmlDeviceGetArchitecture(handle)
+    except (nvml.NVMLError, AttributeError):
         return False
+    return bool(arch == getattr(nvml, "NVML_DEVICE_ARCH_T23X", DEVICE_ARCH_T23X))
+
+
+@dataclass(frozen=True)
+class ReadingProbe:
+    """Whether one NVML energy reading answers on this GPU, and what it answered."""
+
+    reading: str  # "counter" | "instant" | "average"
+    ok: bool
+    detail: str  # "412345 mJ", "NVML_ERROR_NOT_SUPPORTED", "field 186 returned 3 (NOT_SUPPORTED)"
+
+
+def _call(nvml: Any, function: str, *args: Any) -> tuple[Any, str]:
+    """(answer, "") or (None, why not): a binding without the function counts as an answer too."""
+    fn = getattr(nvml, function, None)
+    if fn is None:
+        return None, f"pynvml has no {function} (upgrade nvidia-ml-py)"
+    try:
+        return fn(*args), ""
+    except nvml.NVMLError as exc:
+        return None, nvml_error_text(exc)
+
+
+def _instant_field(nvml: Any, handle: Any) -> tuple[float | None, str]:
+    """The instantaneous power field (mW), or None and why not (the call's error or the field's own)."""
+    field_id = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", FI_DEV_POWER_INSTANT)
+    answer, why = _call(nvml, "nvmlDeviceGetFieldValues", handle, [field_id])
+    if why:
+        return None, why
+    try:
+        field = answer[0]
+    except (IndexError, TypeError):  # a malformed answer, not a reading
+        return None, f"field {field_id}: no value in NVML's answer"
+    success = getattr(nvml, "NVML_SUCCESS", 0)
+    if field.nvmlReturn != success:
+        return None, f"field {field_id} returned {return_text(int(field.nvmlReturn))}"
+    return float(field.value.uiVal), ""
+
+
+def _probe_counter(nvml: Any, handle: Any) -> ReadingProbe:
+    # read twice: a counter that answers once and then fails or runs backwards is no counter
+    first, why = _call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
+    if why:
+        return ReadingProbe(COUNTER, False, why)
+    second, why = _call(nvml, "nvmlDeviceGetTotalEnergyConsumption", handle)
+    if why:
+        return ReadingProbe(COUNTER, False, f"second read: {why}")
+    if second < first:
+        return ReadingProbe(COUNTER, False, f"went backwards between two reads ({first} -> {second} mJ)")
+    return ReadingProbe(COUNTER, True, f"{second} mJ")
+
+
+def _probe_instant(nvml: Any, handle: Any) -> ReadingProbe:
+    power_mw, why = _instant_field(nvml, handle)
+    return ReadingProbe(INSTANT, False, why) if power_mw is None else ReadingProbe(INSTANT, True, f"{power_mw:.0f} mW")
+
+
+def _probe_average(nvml: Any, handle: Any) -> ReadingProbe:
+    power_mw, why = _call(nvml, "nvmlDeviceGetPowerUsage", handle)
+    return ReadingProbe(AVERAGE, False, why) if why else ReadingProbe(AVERAGE, True, f"{power_mw} mW (1 s moving average)")
+
+
+def probe_readings(nvml: Any, handle: Any) -> list[ReadingProbe]:
+    """Each energy reading of the GPU tried once, in the fallback order: counter, instant, average."""
+    return [_probe_counter(nvml, handle), _probe_instant(nvml, handle), _probe_average(nvml, handle)]
+
+
+def unavailable_line(probes: list[ReadingProbe]) -> str:
+    """The one line that says why there is no energy: each reading and NVML's answer."""
+    return "energy unavailable: " + "; ".join(f"{p.reading}: {p.detail}" for p in probes)
 
 
 class NvmlCounterSensor(EnergySensor):
-    """The driver's cumulative energy counter (mJ), Volta and newer."""
+    """The driver's cumulative energy counter (mJ)."""
 
     def __init__(self, nvml: Any, handle: Any):
         self.nvml, self.handle = nvml, handle
@@ -88,7 +227,7 @@ class NvmlCounterSensor(EnergySensor):
 
 
 class NvmlSampledSensor(SamplingSensor):
-    """Instantaneous board power (mW), sampled and integrated: GPUs older than Volta."""
+    """Instantaneous board power (mW, field NVML_FI_DEV_POWER_INSTANT), sampled and integrated."""
 
     def __init__(self, nvml: Any, handle: Any, rate_hz: float = DEFAULT_RATE_HZ):
         super().__init__(rate_hz)
@@ -96,30 +235,62 @@ class NvmlSampledSensor(SamplingSensor):
         self.info = SensorInfo("nvml-sampled", MEASURED, "GPU board", "mW", self.period_s)
 
     def sample_mw(self) -> dict[str, float]:
+        power_mw, why = _instant_field(self.nvml, self.handle)
+        if power_mw is None:
+            raise SensorFault(f"NVML power field failed: {why}")
+        return {"gpu": power_mw}
+
+    def total_mj(self, rails_mj: dict[str, float]) -> float:
+        return rails_mj["gpu"]
+
+
+class NvmlAverageSensor(SamplingSensor):
+    """nvmlDeviceGetPowerUsage (mW), a ~1 s moving average, sampled and integrated: the last resort,
+    for GPUs with neither the counter nor the instant field. The average lags the work by about half a
+    second, so its integral is right over rounds much longer than 1 s only; the name says so."""
+
+    def __init__(self, nvml: Any, handle: Any, rate_hz: float = DEFAULT_RATE_HZ):
+        super().__init__(min(rate_hz, AVERAGE_MAX_RATE_HZ))
+        self.nvml, self.handle = nvml, handle
+        self.info = SensorInfo(
+            "nvml-average-power-integrated",
+            MEASURED,
+            "GPU board (1 s moving-average power, integrated: last resort)",
+            "mW",
+            AVERAGE_UPDATE_PERIOD_S,
+        )
+
+    def sample_mw(self) -> dict[str, float]:
         try:
-            field = self.nvml.nvmlDeviceGetFieldValues(self.handle, [self.nvml.NVML_FI_DEV_POWER_INSTANT])[0]
+            return {"gpu": float(self.nvml.nvmlDeviceGetPowerUsage(self.handle))}
         except self.nvml.NVMLError as exc:
-            raise SensorFault(f"NVML power field failed: {exc}") from None
-        if field.nvmlReturn != self.nvml.NVML_SUCCESS:
-            raise SensorFault(f"NVML power field returned error {field.nvmlReturn}")
-        return {"gpu": float(field.value.uiVal)}
+            raise SensorFault(f"NVML average power failed: {nvml_error_text(exc)}") from None
 
     def total_mj(self, rails_mj: dict[str, float]) -> float:
         return rails_mj["gpu"]
 
 
 def open_nvml_sensor(index: int = 0, uuid: str | None = None, mode: str = "auto", rate_hz: float = DEFAULT_RATE_HZ) -> EnergySensor:
-    """The best NVML sensor for the GPU: the counter where it exists, else sampled power.
+    """The first NVML reading that answers on this GPU: the counter, else instant power, else average power.
 
-    mode: "auto", "counter" or "sampled" (the last two force one, for cross-checks)."""
+    mode: "auto", or "counter" / "instant" / "average" to force one (cross-checks); "sampled" is the
+    instant mode's old name. SensorUnavailable, one line, where the reading(s) asked for do not answer."""
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise ValueError(f"NVML sensor mode must be one of {', '.join(MODES)}, not {mode!r}")
     nvml = load_pynvml()
     handle = device_handle(nvml, index, uuid)
-    counter = has_energy_counter(nvml, handle)
-    if mode == "counter" and not counter:
-        raise SensorUnavailable("this GPU has no NVML energy counter (older than Volta): use the sampled mode")
-    if mode == "counter" or (mode == "auto" and counter):
-        return NvmlCounterSensor(nvml, handle)
-    return NvmlSampledSensor(nvml, handle, rate_hz)
+    if is_integrated(nvml, handle):
+        raise SensorUnavailable("this is an integrated (Tegra) GPU, whose energy NVML does not measure: on a Jetson use --device jetson (its INA3221 rails)")
+    probes = [p for p in probe_readings(nvml, handle) if mode == "auto" or p.reading == mode]
+    for probe in probes:
+        if probe.ok:
+            if probe.reading == COUNTER:
+                return NvmlCounterSensor(nvml, handle)
+            if probe.reading == INSTANT:
+                return NvmlSampledSensor(nvml, handle, rate_hz)
+            return NvmlAverageSensor(nvml, handle, rate_hz)
+    raise SensorUnavailable(unavailable_line(probes))
 
 
 def gpu_identity(nvml: Any, handle: Any) -> dict[str, Any]:
