@@ -93,7 +93,8 @@ class Report:
 
     def text(self) -> str:
         out: list[str] = []
-        for section in [*self.sections, Section("Checks", [line for c in self.checks for line in c.lines()])]:
+        checks = [Section("Checks", [line for c in self.checks for line in c.lines()])] if self.checks else []
+        for section in [*self.sections, *checks]:
             out += [f"== {section.title} ==", *section.lines, ""]
         out.append(f"{len(self.problems)} problem(s) found" if self.problems else "no problem found")
         return "\n".join(out)
@@ -107,7 +108,7 @@ class Report:
         }
 
 
-def _guarded(title: str, build: Callable[[Section], None]) -> Section:
+def _guarded(title: str, build: Callable[..., None]) -> Section:
     """A section, or "unavailable: why" when building it fails: one broken backend never hides the rest."""
     section = Section(title)
     try:
@@ -240,6 +241,9 @@ def _nvml(section: Section, quick: bool, sample_hz: float) -> None:
         section.add("clocks", f"SM {identity['sm_clock_mhz']} MHz, memory {identity['mem_clock_mhz']} MHz", indent=1)
         limit = identity["power_limit_w"]
         section.add("power limit", f"{limit:.1f} W" if limit is not None else "unknown", indent=1)
+        if nv.is_integrated(nvml, handle):
+            section.add("energy readings", "none here: an integrated (Tegra) GPU, measured by the board's INA3221 rails", indent=1)
+            continue
         if probe is None:
             section.add("energy readings", "unavailable: this build has no nvml.probe_readings", indent=1)
             continue
@@ -358,12 +362,13 @@ def _device_checks(name: str, sample_hz: float) -> list[Check]:
     try:
         device = resolve(name)
     except DeviceError as exc:
-        return [Check(PROBLEM, f"--e3p-device {name}: {exc}", _device_fix(name))]
+        what = str(exc) if str(exc).startswith("--device") else f"--e3p-device {name}: {exc}"
+        return [Check(PROBLEM, what, _device_fix(name))]
     except Exception as exc:  # torch or a driver failing underneath
         from .text import error_line
 
         return [Check(PROBLEM, f"--e3p-device {name}: resolving it failed: {error_line(exc, 200)}", "report this output in an issue")]
-    picked = f" ({device.note})" if device.note else ""
+    picked = f"; {device.note}" if device.note else ""
     checks = [Check(OK, f"--e3p-device {name} resolves to {device.name} on {device.torch_device}{picked}")]
     checks.append(_sensor_check(device, name, sample_hz))
     checks.append(_memory_check(device, name))
@@ -503,16 +508,22 @@ def _checks(args: argparse.Namespace) -> list[Check]:
     return checks
 
 
+# --section NAME: (title, builder); "checks" is the Checks section
+SECTIONS: dict[str, tuple[str, Callable[[Section, argparse.Namespace], None]]] = {
+    "platform": ("Platform", lambda s, a: _platform(s)),
+    "board": ("Board identification", lambda s, a: _board(s)),
+    "nvml": ("NVML", lambda s, a: _nvml(s, a.quick, a.sample_hz)),
+    "rails": ("Jetson rails", lambda s, a: _rails(s)),
+    "rapl": ("RAPL", lambda s, a: _rapl(s)),
+    "thermal": ("Thermal zones", lambda s, a: _thermal(s)),
+}
+
+
 def build_report(args: argparse.Namespace) -> Report:
-    sections = [
-        _guarded("Platform", _platform),
-        _guarded("Board identification", _board),
-        _guarded("NVML", lambda s: _nvml(s, args.quick, args.sample_hz)),
-        _guarded("Jetson rails", _rails),
-        _guarded("RAPL", _rapl),
-        _guarded("Thermal zones", _thermal),
-    ]
-    return Report(sections, _checks(args))
+    """The sections asked for (all by default) and the checks (unless other sections alone were asked for)."""
+    wanted = args.section or [*SECTIONS, "checks"]
+    sections = [_guarded(title, functools.partial(build, a=args)) for key, (title, build) in SECTIONS.items() if key in wanted]
+    return Report(sections, _checks(args) if "checks" in wanted else [])
 
 
 # ------------------------------------------------------------------------------------------ record-tree
@@ -749,6 +760,12 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--device", default=None, help="also check this --e3p-device as a run would (auto is always checked)")
     p.add_argument("--quick", action="store_true", help="skip measuring the NVML readings' update periods (about 1 s each)")
     p.add_argument("--json", action="store_true", help="the same report as JSON")
+    p.add_argument(
+        "--section",
+        action="append",
+        choices=[*SECTIONS, "checks"],
+        help="print only this section (repeat for several); default: all, and the checks",
+    )
     p.add_argument("--sample-hz", type=rate, default=100.0, help="sampling rate of the sampling sensors")
     p.add_argument("--results", default=None, help="check that this --e3p-results file can be written")
     p.add_argument("--save-baseline", default=None, help="check that this --e3p-save-baseline file can be written")
