@@ -519,10 +519,14 @@ SECTIONS: dict[str, tuple[str, Callable[[Section, argparse.Namespace], None]]] =
 }
 
 
+def _bound(build: Callable[[Section, argparse.Namespace], None], args: argparse.Namespace) -> Callable[[Section], None]:
+    return lambda section: build(section, args)
+
+
 def build_report(args: argparse.Namespace) -> Report:
     """The sections asked for (all by default) and the checks (unless other sections alone were asked for)."""
     wanted = args.section or [*SECTIONS, "checks"]
-    sections = [_guarded(title, functools.partial(build, a=args)) for key, (title, build) in SECTIONS.items() if key in wanted]
+    sections = [_guarded(title, _bound(build, args)) for key, (title, build) in SECTIONS.items() if key in wanted]
     return Report(sections, _checks(args) if "checks" in wanted else [])
 
 
@@ -572,8 +576,10 @@ def _suite_files() -> Iterable[tuple[str, bool]]:
         if not re.fullmatch(r"cpu\d+", Path(cpu).name):
             continue
         yield cpu, True
-        for f in ("thermal_throttle/core_throttle_count", "thermal_throttle/package_throttle_count", "topology/physical_package_id"):
+        for f in ("thermal_throttle/core_throttle_count", "thermal_throttle/package_throttle_count"):
             yield f"{cpu}/{f}", False
+        if (root / cpu / "thermal_throttle/package_throttle_count").exists():  # the package is read only then
+            yield f"{cpu}/topology/physical_package_id", False
         for f in ("scaling_cur_freq", "scaling_max_freq", "scaling_min_freq", "scaling_driver", "scaling_governor", "related_cpus", "affected_cpus"):
             yield f"{cpu}/cpufreq/{f}", False
     # thermal.py _find_devfreq: every device's name check, the clocks of the GPU

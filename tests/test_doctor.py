@@ -44,6 +44,12 @@ def orin_nx(root):
     orin_thermal(root)
     rapl_tree(root, dram=True, psys=True)
     write_board(root, BOARDS["orin-nx"])
+    # /proc/device-tree is an absolute link to /sys/firmware/devicetree/base (kernel
+    # Documentation/ABI/testing/sysfs-firmware-ofw): here absolute into the tree, recorded relative
+    base = root / "sys/firmware/devicetree/base"
+    base.parent.mkdir(parents=True)
+    (root / "proc/device-tree").rename(base)
+    (root / "proc/device-tree").symlink_to(base)
 
 
 def intel_laptop(root):
@@ -120,6 +126,8 @@ def test_the_archive_keeps_sysfs_links_as_links_inside_the_tree(tmp_path, monkey
     assert members["sys/devices/system/cpu/cpu5/cpufreq"].issym()
     # rapl_tree links its sub-zones with absolute paths into the tree: recorded relative, as a replay needs
     assert members["sys/class/powercap/intel-rapl:0:1"].linkname == "intel-rapl:0/intel-rapl:0:1"
+    assert members["proc/device-tree"].linkname == "../sys/firmware/devicetree/base"
+    assert members["sys/firmware/devicetree/base/compatible"].isfile()
     for m in members.values():
         assert not os.path.isabs(m.name) and ".." not in m.name.split("/")
         if m.issym():
@@ -135,14 +143,14 @@ def test_the_archive_holds_only_the_files_the_suite_reads(tmp_path, monkeypatch,
     with tarfile.open(record(root, monkeypatch, capsys, tmp_path)) as tar:
         files = {m.name for m in tar.getmembers() if m.isfile()}
     assert "sys/devices/virtual/thermal/thermal_zone1/trip_point_0_temp" in files
-    assert "proc/device-tree/compatible" in files and "etc/nv_tegra_release" in files
+    assert "sys/firmware/devicetree/base/compatible" in files and "etc/nv_tegra_release" in files
     assert "sys/class/powercap/intel-rapl:0/max_energy_range_uj" in files
     for unread in (
         "sys/devices/virtual/thermal/thermal_zone0/policy",
         "sys/devices/virtual/thermal/thermal_zone0/trip_point_0_hyst",
         "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3/update_interval",
         "sys/class/powercap/intel-rapl-mmio:0/energy_uj",
-        "proc/device-tree/serial-number",
+        "sys/firmware/devicetree/base/serial-number",
         "sys/devices/platform/15340000.vic/devfreq/15340000.vic/max_freq",  # not the GPU: only its cur_freq is looked at
     ):
         assert unread not in files
