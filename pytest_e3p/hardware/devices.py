@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from .board import Board, identify_board
 from .kinds import DeviceKind
-from .sensors import EnergySensor, SensorUnavailable
+from .sensors import EnergySensor, SensorFault, SensorUnavailable, sysfs
 from .sensors import jetson as jetson_sensors
 from .sensors import nvml as nvml_sensors
 from .sensors.estimate import HINT as ESTIMATE_HINT
@@ -30,7 +31,7 @@ class Profile:
     name: str
     kind: DeviceKind
     description: str
-    match: str | None = None  # regex the GPU name or Jetson model must contain
+    match: str | None = None  # regex a named GPU profile's GPU name must contain (Jetson boards: board.py)
 
 
 PROFILES = {
@@ -39,11 +40,13 @@ PROFILES = {
         Profile("cpu", DeviceKind.CPU, "the host CPU; energy from RAPL (package, DRAM)"),
         Profile("cuda", DeviceKind.CUDA, "any NVIDIA GPU (cuda:0, or cuda:N); energy from NVML"),
         Profile("rtx3050", DeviceKind.CUDA, "NVIDIA GeForce RTX 3050 (the paper's mobile GPU)", r"RTX 3050"),
-        Profile("tx2", DeviceKind.JETSON, "NVIDIA Jetson TX2 (the paper's edge device)", r"TX2"),
-        Profile("xavier-nx", DeviceKind.JETSON, "NVIDIA Jetson Xavier NX", r"Xavier NX"),
-        Profile("orin-nano", DeviceKind.JETSON, "NVIDIA Jetson Orin Nano", r"Orin Nano"),
-        Profile("orin-nx", DeviceKind.JETSON, "NVIDIA Jetson Orin NX", r"Orin NX"),
-        Profile("agx-orin", DeviceKind.JETSON, "NVIDIA Jetson AGX Orin", r"AGX Orin"),
+        # Jetson profiles are matched by the module part number in the device tree (board.MODULES)
+        Profile("tx2", DeviceKind.JETSON, "NVIDIA Jetson TX2 (the paper's edge device)"),
+        Profile("xavier-nx", DeviceKind.JETSON, "NVIDIA Jetson Xavier NX"),
+        Profile("orin-nano", DeviceKind.JETSON, "NVIDIA Jetson Orin Nano"),
+        Profile("orin-nx", DeviceKind.JETSON, "NVIDIA Jetson Orin NX"),
+        Profile("agx-orin", DeviceKind.JETSON, "NVIDIA Jetson AGX Orin"),
+        Profile("jetson", DeviceKind.JETSON, "any NVIDIA Jetson board, under its own name (boards without a named profile)"),
     )
 }
 
@@ -82,10 +85,12 @@ class Device:
         if self.kind == DeviceKind.CUDA:
             try:
                 nvml = nvml_sensors.load_pynvml()
-                return nvml_sensors.gpu_temperature_c(nvml, nvml_sensors.device_handle(nvml, self.cuda_index))
+                # by UUID where known: NVML numbers GPUs by PCI bus, CUDA fastest first, so index N may be another GPU
+                handle = nvml_sensors.device_handle(nvml, self.cuda_index, self.identity.get("uuid"))
+                return nvml_sensors.gpu_temperature_c(nvml, handle)
             except SensorUnavailable:
                 return None
-        return _thermal_zone_c()
+        return _thermal_zone_c(self.kind)
 
     @property
     def cuda_index(self) -> int:
@@ -111,14 +116,21 @@ class Device:
             return None, f"{exc}; energy is reported as unavailable"
 
 
-def _thermal_zone_c() -> float | None:
-    """The first thermal zone's temperature (CPU or Jetson SoC), where sysfs has one."""
-    from .sensors import sysfs
+def _thermal_zone_c(kind: DeviceKind) -> float | None:
+    """The measured device's zone temperature (the CPU's; a Jetson's GPU zone), chosen by zone type as
+    the thermal monitor chooses it: zone 0 is whatever registered first (AO-therm on a Nano)."""
+    from . import thermal
 
+    sources = thermal.find_sources(kind)
     try:
-        return sysfs.read_number(sysfs.path("/sys/class/thermal/thermal_zone0/temp")) / 1000.0
-    except Exception:
+        for zone in sources.measured:
+            try:
+                return zone.read_c()
+            except (SensorFault, OSError):
+                continue
         return None
+    finally:
+        sources.close()
 
 
 @functools.lru_cache(maxsize=1)
@@ -165,19 +177,51 @@ def _cuda_identity(index: int) -> dict[str, Any]:
     return identity
 
 
+# Where NVIDIA's CUDA torch for Jetson comes from, and how to keep it through a pip install.
+TORCH_FIX = (
+    "install NVIDIA's CUDA torch (on a Jetson: the JetPack wheel from NVIDIA, "
+    "https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/), in a venv made with "
+    "`python3 -m venv --system-site-packages` so it sees that torch, and install this package with "
+    "`pip install --no-deps pytest-e3p` so pip does not replace it; or measure the CPU with --device cpu"
+)
+
+
+def nvidia_gpu_present() -> str | None:
+    """Why this machine has an NVIDIA GPU (the driver's /proc file, or NVML counting one), or None."""
+    if sysfs.path("/proc/driver/nvidia/version").exists():
+        return "the NVIDIA driver is loaded (/proc/driver/nvidia/version)"
+    try:
+        count = nvml_sensors.gpu_count()
+    except SensorUnavailable:
+        return None
+    return f"NVML sees {count} NVIDIA GPU(s)" if count > 0 else None
+
+
+def _torch_without_cuda(name: str, why: str) -> DeviceError:
+    if torch.version.cuda is None:
+        cause = f"torch {torch.__version__} is a CPU-only build, but {why}: a plain pip install replaces NVIDIA's CUDA torch with one"
+    else:  # a CUDA build that sees no GPU: built for a CUDA this driver cannot run, or CUDA_VISIBLE_DEVICES hides the GPU
+        cause = f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no GPU, but {why}"
+    return DeviceError(f"--device {name}: {cause}; {TORCH_FIX}")
+
+
 def resolve(name: str) -> Device:
     """`--device NAME` -> Device, checking that this machine has it; DeviceError otherwise."""
     name = name.strip().lower()
+    board = identify_board()
     note = ""
     if name == "auto":
-        if jetson_sensors.is_jetson():
-            name, note = "jetson", "auto picked the Jetson board"
-        elif torch.cuda.is_available():
+        if board.is_jetson:
+            # a Jetson's GPU is CUDA too, but its energy is the module's rails, never NVML
+            picked = board.profile or "jetson"
+            return _resolve_jetson(picked, board, f"auto picked the Jetson board: {board.describe()} (--device {picked})")
+        if torch.cuda.is_available():
             name, note = "cuda:0", f"auto picked cuda:0 ({torch.cuda.get_device_name(0)})"
         else:
+            why = nvidia_gpu_present()
+            if why:
+                raise _torch_without_cuda(name, why)
             name, note = "cpu", "auto picked the CPU (no CUDA GPU, not a Jetson)"
-        if name == "jetson":
-            return _resolve_jetson_auto(note)
     m = re.fullmatch(r"cuda(?::(\d+))?", name)
     profile = PROFILES["cuda"] if m else PROFILES.get(name)
     if profile is None:
@@ -185,9 +229,18 @@ def resolve(name: str) -> Device:
     if profile.kind == DeviceKind.CPU:
         return Device(name, profile, "cpu", cpu_identity(), note)
     if profile.kind == DeviceKind.JETSON:
-        return _resolve_jetson(name, profile, note)
+        return _resolve_jetson(name, board, note)
+    if board.is_jetson:
+        use = board.profile or "jetson"
+        raise DeviceError(
+            f"--device {name}: this machine is a Jetson board, {board.describe()}, measured from its module's power rails, "
+            f"never NVML: use --device {use} (or --device auto)"
+        )
     index = int(m.group(1)) if m and m.group(1) else 0
     if not torch.cuda.is_available():
+        why = nvidia_gpu_present()
+        if why:
+            raise _torch_without_cuda(name, why)
         raise DeviceError(f"--device {name}: no CUDA GPU is visible to torch here (use --device cpu, or check the driver and CUDA_VISIBLE_DEVICES)")
     if index >= torch.cuda.device_count():
         raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
@@ -200,28 +253,18 @@ def resolve(name: str) -> Device:
     return Device(name, profile, f"cuda:{index}", identity, note)
 
 
-def _jetson_device(name: str, profile: Profile, note: str) -> Device:
-    identity = jetson_sensors.jetson_identity()
-    if torch.cuda.is_available():
-        return Device(name, profile, "cuda:0", identity, note)
-    # A torch wheel without CUDA (a plain PyPI wheel on L4T): say so rather than measure the wrong thing silently.
-    cpu_note = "torch has no CUDA here, so the model runs on the board's CPU (install NVIDIA's torch for L4T to use the GPU)"
-    return Device(name, profile, "cpu", identity, f"{note}; {cpu_note}" if note else cpu_note)
-
-
-def _resolve_jetson(name: str, profile: Profile, note: str) -> Device:
-    if not jetson_sensors.is_jetson():
-        raise DeviceError(f"--device {name} expects {profile.description}, but this machine is not a Jetson board (no 'Jetson' in /proc/device-tree/model)")
-    device = _jetson_device(name, profile, note)
-    if profile.match and not re.search(profile.match, device.identity["model"], re.IGNORECASE):
-        raise DeviceError(f"--device {name} expects {profile.description}, but this board is {device.identity['model']!r}; use the profile for this board")
-    return device
-
-
-def _resolve_jetson_auto(note: str) -> Device:
-    model = jetson_sensors.jetson_identity()["model"]
-    for profile in PROFILES.values():
-        if profile.kind == DeviceKind.JETSON and profile.match and re.search(profile.match, model, re.IGNORECASE):
-            return _jetson_device(profile.name, profile, f"{note}: {model}")
-    generic = Profile("jetson", DeviceKind.JETSON, model)
-    return _jetson_device("jetson", generic, f"{note}: {model} (no named profile)")
+def _resolve_jetson(name: str, board: Board, note: str) -> Device:
+    """A Jetson profile on this board: the board must be a Jetson, the named profile's module, and
+    torch must have CUDA (a CPU-only wheel would measure the board's CPU under the GPU's name)."""
+    profile = PROFILES[name]
+    if not board.is_jetson:
+        raise DeviceError(
+            f"--device {name} expects {profile.description}, but this machine is not a Jetson board (no nvidia,tegra SoC in "
+            f"/proc/device-tree/compatible{'; model ' + repr(board.model) if board.model else ''}): use --device auto, cuda or cpu"
+        )
+    if name != "jetson" and board.profile != name:
+        use = board.profile or "jetson"
+        raise DeviceError(f"--device {name} expects {profile.description}, but this board is {board.describe()}: use --device {use}")
+    if not torch.cuda.is_available():
+        raise _torch_without_cuda(name, f"this is a Jetson board ({board.module})")
+    return Device(name, profile, "cuda:0", jetson_sensors.jetson_identity(board), note)

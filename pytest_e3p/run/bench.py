@@ -10,7 +10,7 @@ import torch
 
 from ..config import Options
 from ..hardware.devices import Device
-from ..hardware.sensors import EnergySensor, NullSensor, SensorUnavailable
+from ..hardware.sensors import EnergySensor, NullSensor, SensorFault, SensorUnavailable
 from ..measure.context import MeasureContext
 from ..measure.protocols import EDGEVIT, Protocol, SteadyState, run_edgevit, run_protocol
 from .case import Case
@@ -44,7 +44,17 @@ class Bench:
         except SensorUnavailable as exc:
             raise NoSensor(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {exc}") from None
         self.sensor = sensor if sensor is not None else NullSensor(self.sensor_note)
-        self.sensor.start()
+        try:
+            self.sensor.start()
+        except SensorFault as exc:
+            # a sensor that opened but cannot take its first reading (a GPU lost between the probe and
+            # the start, a rail file gone): the run goes on without energy, as when there is no sensor
+            self.sensor.close()
+            why = f"the {self.sensor.info.name} sensor failed at its first reading ({exc})"
+            if o.require_sensor:
+                raise NoSensor(f"--e3p-require-sensor: no power sensor for --device {self.device.name}: {why}") from None
+            self.sensor_note = f"{why}; energy is reported as unavailable"
+            self.sensor = NullSensor(self.sensor_note)
 
     def reopen_sensor(self) -> None:
         """After a sensor fault: a fresh sensor for the next case, so the other cases go on."""

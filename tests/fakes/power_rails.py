@@ -1,8 +1,10 @@
 """Sysfs trees of power sensors with the real layouts: RAPL's powercap zones and the Jetson boards'
 INA3221 monitors (iio and hwmon layouts), each rail holding a constant power."""
 
+import dataclasses
 import os
 
+from fakes.boards import BOARDS, write_board
 from fakes.files import write
 
 
@@ -62,9 +64,14 @@ def hwmon_monitor(root, device, hwmon, rails, driver="ina3221"):
     return hw
 
 
-def board(root, model, l4t):
-    write(root / "proc/device-tree/model", model)
-    write(root / "etc/nv_tegra_release", f"# {l4t} (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64")
+def board(root, key, model, l4t_line):
+    """The device tree of fakes.boards' board `key` (its compatible list: what makes it a Jetson),
+    under this tree's model string and L4T release line."""
+    write_board(root, dataclasses.replace(BOARDS[key], model=model, l4t_line=l4t_line))
+
+
+def _l4t_32_or_35(l4t):
+    return f"# {l4t} (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64"
 
 
 TX2_CARRIER_RAILS = ["VDD_MUX", "VDD_5V0_IO_SYS", "VDD_3V3_SYS", "VDD_3V3_IO_SLP", "VDD_1V8_IO", "VDD_3V3_SYS_M2"]
@@ -80,14 +87,14 @@ def tx2_tree(root, carrier=False, iio_numbers=(1, 0, 2, 3)):
         # VDD_MUX is the whole carrier board's input: adding it to the module would count ~twice
         iio_monitor(root, "0-0042", n42, [("VDD_MUX", 9000), ("VDD_5V0_IO_SYS", 1500), ("VDD_3V3_SYS", 900)])
         iio_monitor(root, "0-0043", n43, [("VDD_3V3_IO_SLP", 300), ("VDD_1V8_IO", 200), ("VDD_3V3_SYS_M2", 100)])
-    board(root, "NVIDIA Jetson TX2 Developer Kit", "R32")
+    board(root, "tx2", "NVIDIA Jetson TX2 Developer Kit", _l4t_32_or_35("R32"))
     return dev1, dev0
 
 
 def nano_tree(root):
     """The original Jetson Nano, L4T 32: one INA3221 at 6-0040, its input rail named POM_5V_IN."""
     dev = iio_monitor(root, "6-0040", 0, [("POM_5V_IN", 4000), ("POM_5V_GPU", 1000), ("POM_5V_CPU", 1200)])
-    board(root, "NVIDIA Jetson Nano Developer Kit", "R32")
+    board(root, "nano", "NVIDIA Jetson Nano Developer Kit", _l4t_32_or_35("R32"))
     return dev
 
 
@@ -100,15 +107,14 @@ def orin_tree(root, agx=False):
     else:
         hw = hwmon_monitor(root, "1-0040", 3, [("VDD_IN", 5000, 1200), ("VDD_CPU_GPU_CV", 5000, 500), ("VDD_SOC", 5000, 300)])
         model = "NVIDIA Orin NX Developer Kit"
-    write(root / "proc/device-tree/model", model)
-    write(root / "etc/nv_tegra_release", "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64")
+    board(root, "agx-orin" if agx else "orin-nx", model, "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64")
     return hw
 
 
 def xavier_nx_tree(root):
     """Xavier NX, L4T 35: one monitor at 7-0040 on the hwmon layout, VDD_IN its input."""
     hw = hwmon_monitor(root, "7-0040", 1, [("VDD_IN", 5000, 1000), ("VDD_CPU_GPU_CV", 5000, 400), ("VDD_SOC", 5000, 200)])
-    board(root, "NVIDIA Jetson Xavier NX Developer Kit", "R35")
+    board(root, "xavier-nx", "NVIDIA Jetson Xavier NX Developer Kit", _l4t_32_or_35("R35"))
     return hw
 
 
@@ -116,5 +122,5 @@ def agx_xavier_tree(root):
     """AGX Xavier, L4T 35: two monitors, six rails, no input rail."""
     hwmon_monitor(root, "1-0041", 0, [("CV", 5000, 100), ("VDDRQ", 5000, 200), ("SYS5V", 5000, 300)])
     hw = hwmon_monitor(root, "1-0040", 1, [("GPU", 5000, 400), ("CPU", 5000, 500), ("SOC", 5000, 600)])
-    board(root, "Jetson-AGX", "R35")
+    board(root, "agx-xavier", "Jetson-AGX", _l4t_32_or_35("R35"))
     return hw

@@ -12,8 +12,10 @@ Layouts (as on real machines):
   /sys/class/devfreq/; frequencies in Hz.
 """
 
+import dataclasses
 import os
 
+from fakes.boards import BOARDS, write_board
 from fakes.files import link, write
 
 
@@ -86,7 +88,7 @@ def arm_board_tree(root, governor="schedutil", pinned=True):
 def orin_tree(root, jetson_clocks=True):
     """Orin NX: its zones, trip points at 99 C (passive) and 105.5 C (critical), the ga10b devfreq;
     `jetson_clocks`: the GPU's minimum clock raised to its maximum, as jetson_clocks does."""
-    write(root / "proc/device-tree/model", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00")
+    write_board(root, dataclasses.replace(BOARDS["orin-nx"], model="NVIDIA Jetson Orin NX Engineering Reference Developer Kit"))
     temps = {}
     for n, name in enumerate(["cpu-thermal", "gpu-thermal", "cv0-thermal", "soc0-thermal", "soc1-thermal", "tj-thermal"]):
         temps[name] = zone(root, n, name, 50_000 + n * 500, [(99_000, "passive"), (105_500, "critical")])

@@ -25,7 +25,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from ..board import Board, identify_board
 from . import sysfs
 from .base import MEASURED, SamplingSensor, SensorFault, SensorInfo, SensorUnavailable
 
@@ -237,23 +239,20 @@ def open_jetson_sensor(rate_hz: float = DEFAULT_RATE_HZ) -> SamplingSensor:
         raise rails_error
 
 
-def jetson_identity() -> dict[str, str]:
-    """Model, L4T release and power mode: what makes two Jetson results comparable."""
-    identity: dict[str, str] = {}
-    try:
-        identity["model"] = sysfs.read_text(sysfs.path("/proc/device-tree/model")).rstrip("\x00")
-    except OSError:
-        identity["model"] = "unknown"
-    try:
-        first = sysfs.read_text(sysfs.path("/etc/nv_tegra_release")).splitlines()[0]
-        # "# R32 (release), REVISION: 7.1, GCID: ..." -> "R32.7.1"
-        major = first.split()[1]
-        revision = first.split("REVISION:")[1].split(",")[0].strip()
-        identity["l4t"] = f"{major}.{revision}"
-    except (OSError, IndexError):
-        identity["l4t"] = "unknown"
-    identity["power_mode"] = _nvpmodel_mode()
-    return identity
+def jetson_identity(board: Board | None = None) -> dict[str, Any]:
+    """What makes two Jetson results comparable: the model, L4T release and power mode (the keys
+    results have always had, "unknown" where absent), and the board's compatible list, module part
+    number and SoC from the device tree."""
+    board = board if board is not None else identify_board()
+    return {
+        "model": board.model or "unknown",
+        "l4t": board.l4t or "unknown",
+        "power_mode": _nvpmodel_mode(),
+        "module": board.module,
+        "part": board.part,
+        "soc": board.soc,
+        "compatible": list(board.compatible),
+    }
 
 
 def _nvpmodel_mode() -> str:
@@ -268,7 +267,5 @@ def _nvpmodel_mode() -> str:
 
 
 def is_jetson() -> bool:
-    try:
-        return "jetson" in sysfs.read_text(sysfs.path("/proc/device-tree/model")).lower()
-    except OSError:
-        return False
+    """A Tegra SoC in /proc/device-tree/compatible (see hardware/board.py)."""
+    return identify_board().is_jetson
