@@ -247,7 +247,12 @@ def _nvml(section: Section, quick: bool, sample_hz: float) -> None:
         if probe is None:
             section.add("energy readings", "unavailable: this build has no nvml.probe_readings", indent=1)
             continue
-        for reading in probe(nvml, handle):
+        probes = probe(nvml, handle)
+        used = next((r.reading for r in probes if r.ok), None)
+        section.add(
+            "energy from", f"{used} (the first that answers of: counter, instant, average)" if used else "none: energy unavailable on this GPU", indent=1
+        )
+        for reading in probes:
             if not reading.ok:
                 section.add(f"{reading.reading}", f"no ({reading.detail})", indent=1)
                 continue
@@ -362,8 +367,9 @@ def _device_checks(name: str, sample_hz: float) -> list[Check]:
     try:
         device = resolve(name)
     except DeviceError as exc:
-        what = str(exc) if str(exc).startswith("--device") else f"--e3p-device {name}: {exc}"
-        return [Check(PROBLEM, what, _device_fix(name))]
+        what, fix = split_fix(str(exc))
+        what = what if what.startswith("--device") else f"--e3p-device {name}: {what}"
+        return [Check(PROBLEM, what, fix or _device_fix(name))]
     except Exception as exc:  # torch or a driver failing underneath
         from .text import error_line
 
@@ -374,6 +380,19 @@ def _device_checks(name: str, sample_hz: float) -> list[Check]:
     checks.append(_memory_check(device, name))
     checks.append(_thermal_check(device, name))
     return checks
+
+
+# Where a DeviceError's own advice starts: "...: use --device orin-nx", "...; install NVIDIA's CUDA torch
+# ...", "... (use --device cpu, or ...)", "...; baselines are per device, so use --device cuda ..."
+_ADVICE = re.compile(r"(?:; |: | \()((?:baselines are per device, so )?(?:use|install) .*?)\)?$")
+
+
+def split_fix(message: str) -> tuple[str, str]:
+    """(what is wrong, what to do) of a message that ends with its advice, or (message, "")."""
+    m = _ADVICE.search(message)
+    if m is None:
+        return message, ""
+    return message[: m.start()], m.group(1)
 
 
 def _device_fix(name: str) -> str:

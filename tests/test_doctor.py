@@ -214,17 +214,35 @@ def test_no_problem_exits_0_and_every_check_says_ok(tmp_path, capsys, sysfs_root
         assert f"== {section} ==" in out
 
 
-def test_each_problem_says_what_and_how_to_fix_it_and_exits_1(tmp_path, capsys, sysfs_root):
-    orin_rails(sysfs_root)  # rails, no thermal zones, no RAPL
-    (tmp_path / "report").write_text("a file where a folder is wanted")
-    code, out, _err = run(["doctor", "--quick", "--section", "checks", "--device", "tx2", "--report", str(tmp_path / "report")], capsys)
-    assert code == 1
+def problems_and_fixes(out):
+    """{problem: its fix}; every problem line must be followed by its fix."""
     lines = out.splitlines()
     problems = [i for i, line in enumerate(lines) if line.startswith("problem: ")]
     assert problems and all(lines[i + 1].startswith("  fix: ") for i in problems), out
-    assert any(lines[i].startswith("problem: --device tx2 expects NVIDIA Jetson TX2") for i in problems)
-    assert any(f"--e3p-report={tmp_path / 'report'}: is a file; give a folder" in lines[i] for i in problems)
-    assert any("--e3p-device auto: energy will be an estimate, not measured: no RAPL" in lines[i] for i in problems)
+    return {lines[i][len("problem: ") :]: lines[i + 1][len("  fix: ") :] for i in problems}
+
+
+def test_each_problem_says_what_and_how_to_fix_it_and_exits_1(tmp_path, capsys, sysfs_root):
+    # no RAPL, no thermal zone (a VM), a --device that is not this machine, a report path that is a file
+    (tmp_path / "report").write_text("a file where a folder is wanted")
+    code, out, _err = run(["doctor", "--quick", "--section", "checks", "--device", "tx2", "--report", str(tmp_path / "report")], capsys)
+    assert code == 1
+    found = problems_and_fixes(out)
+    tx2 = next(what for what in found if what.startswith("--device tx2 expects NVIDIA Jetson TX2"))
+    assert "this machine is not a Jetson board" in tx2 and found[tx2] == "use --device auto, cuda or cpu"
+    assert found[f"--e3p-report={tmp_path / 'report'}: is a file; give a folder"] == "give --e3p-report a path this user can write"
+    assert any(what.startswith("--e3p-device auto: energy will be an estimate, not measured: no RAPL") for what in found)
+    assert any(what.startswith("--e3p-device auto: thermal: no thermal zone or hwmon sensor readable") for what in found)
+
+
+def test_a_jetson_whose_torch_has_no_cuda_is_told_which_torch_to_install(capsys, sysfs_root):
+    orin_rails(sysfs_root)  # an Orin NX (compatible nvidia,p3767-0000, tegra234); this torch sees no GPU
+    code, out, _err = run(["doctor", "--quick", "--section", "checks"], capsys)
+    assert code == 1
+    found = problems_and_fixes(out)
+    what = next(w for w in found if w.startswith("--device orin-nx: torch"))
+    assert what.endswith("sees no GPU, but this is a Jetson board (Jetson Orin NX 16GB)") or "CPU-only build" in what
+    assert found[what].startswith("install NVIDIA's CUDA torch (on a Jetson: the JetPack wheel from NVIDIA")
 
 
 def test_an_unknown_device_is_a_usage_error_in_one_line(capsys, sysfs_root):
@@ -270,6 +288,7 @@ def test_the_nvml_section_probes_each_reading_and_measures_the_counters_period(c
     assert code == 0
     assert "driver: 550.54" in out
     assert "GPU 0: NVIDIA GeForce RTX 3050 Laptop GPU, GPU-1234, cuda:0" in out
+    assert "  energy from: counter (the first that answers of: counter, instant, average)" in out
     assert "  MIG: disabled" in out and "  clocks: SM 1500 MHz, memory 7000 MHz" in out and "  power limit: 80.0 W" in out
     # the fake's counter steps every 50 ms, as the driver's does
     periods = [float(p) for p in re.findall(r"counter: yes \(.*\); update period: ([\d.]+) ms measured", out)]
