@@ -181,8 +181,8 @@ def _platform(section: Section) -> None:
 
 def _board(section: Section) -> None:
     try:
-        from .hardware.board import identify_board  # type: ignore[attr-defined,import-not-found,unused-ignore]
-    except ImportError as exc:
+        from .hardware.board import identify_board
+    except ImportError as exc:  # a build without board identification
         section.lines.append(f"unavailable: board identification is not in this build ({exc})")
         return
     board = identify_board()
@@ -369,7 +369,8 @@ def _device_checks(name: str, sample_hz: float) -> list[Check]:
     except DeviceError as exc:
         what, fix = split_fix(str(exc))
         what = what if what.startswith("--device") else f"--e3p-device {name}: {what}"
-        return [Check(PROBLEM, what, fix or _device_fix(name))]
+        # the run stops here, but whether the board's rails could be read is still worth knowing
+        return [Check(PROBLEM, what, fix or _device_fix(name)), *(_rails_check(sample_hz) if name == "auto" else [])]
     except Exception as exc:  # torch or a driver failing underneath
         from .text import error_line
 
@@ -405,22 +406,53 @@ def _sensor_check(device: Any, name: str, sample_hz: float) -> Check:
     sensor, why = device.open_sensor(rate_hz=sample_hz)
     try:
         if sensor is None:
-            return Check(PROBLEM, f"--e3p-device {name}: no power sensor: {why}", "see the Jetson rails / NVML sections above for the reason")
+            return Check(PROBLEM, f"--e3p-device {name}: no power sensor: {why}", _sensor_fix(why, device.kind))
         info = sensor.info
         if why:  # the CPU estimate
-            return Check(PROBLEM, f"--e3p-device {name}: energy will be an estimate, not measured: {why}", _sensor_fix(why))
+            return Check(PROBLEM, f"--e3p-device {name}: energy will be an estimate, not measured: {why}", _sensor_fix(why, device.kind))
         return Check(OK, f"--e3p-device {name}: power sensor {info.name} opens (boundary: {info.boundary})")
     finally:
         if sensor is not None:
             sensor.close()
 
 
-def _sensor_fix(why: str) -> str:
+JETSON_PERMISSION_FIX = "make the INA3221 files readable by this user (a udev rule giving a group read access) or run the suite as root"
+
+
+def _sensor_fix(why: str, kind: str) -> str:
+    """What to do about a sensor that does not open, by device kind and cause."""
     from .hardware.sensors.rapl import PERMISSION_HINT
 
-    if "permission" in why.lower():
-        return PERMISSION_HINT
-    return "measure on a machine with RAPL (Intel, or AMD Zen with a recent kernel), or accept the labelled estimate"
+    low = why.lower()
+    if kind == "cpu":
+        if "permission" in low:
+            return PERMISSION_HINT
+        return "measure on a machine with RAPL (Intel, or AMD Zen with a recent kernel), or accept the labelled estimate"
+    if kind == "jetson":
+        if "permission" in low:
+            return JETSON_PERMISSION_FIX
+        return "check the Jetson rails section above: the rails must be labelled INA3221 channels under /sys/bus/i2c/drivers"
+    if "mig" in low:
+        return "disable MIG on this GPU (sudo nvidia-smi -i <index> -mig 0) or measure on a GPU without it"
+    if "nvidia-ml-py" in low:
+        return "pip install nvidia-ml-py"
+    return "check the NVML section above: it lists each energy reading of the GPU and NVML's answer"
+
+
+def _rails_check(sample_hz: float) -> list[Check]:
+    """On a Jetson board, whether its INA3221 rails open, whatever torch can do."""
+    from .hardware.board import identify_board
+    from .hardware.sensors import SensorUnavailable
+    from .hardware.sensors.jetson import open_jetson_sensor
+
+    if not identify_board().is_jetson:
+        return []
+    try:
+        sensor = open_jetson_sensor(sample_hz)
+    except SensorUnavailable as exc:
+        return [Check(PROBLEM, f"Jetson rails: {exc}", _sensor_fix(str(exc), "jetson"))]
+    sensor.close()
+    return [Check(OK, f"Jetson rails: {sensor.info.name} opens (boundary: {sensor.info.boundary})")]
 
 
 def _memory_check(device: Any, name: str) -> Check:

@@ -161,15 +161,7 @@ def test_an_unreadable_file_is_named_in_the_manifest_with_its_error(tmp_path, mo
     base = rapl_tree(root, dram=False, psys=False)
     energy = base / "intel-rapl:0/energy_uj"
     energy.chmod(0)  # RAPL's energy_uj is root-only on current kernels (CVE-2020-8694)
-    if os.geteuid() == 0:  # root reads a file whatever its mode: the kernel's EACCES, given at the open
-        real_open = os.open
-
-        def denied(path, flags, *args, **kwargs):
-            if os.path.realpath(path) == os.path.realpath(energy):
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, flags, *args, **kwargs)
-
-        monkeypatch.setattr(os, "open", denied)
+    deny(monkeypatch, energy)  # for root too, whom the mode does not stop
     out = record(root, monkeypatch, capsys, tmp_path)
     monkeypatch.undo()
     with tarfile.open(out) as tar:
@@ -243,6 +235,30 @@ def test_a_jetson_whose_torch_has_no_cuda_is_told_which_torch_to_install(capsys,
     what = next(w for w in found if w.startswith("--device orin-nx: torch"))
     assert what.endswith("sees no GPU, but this is a Jetson board (Jetson Orin NX 16GB)") or "CPU-only build" in what
     assert found[what].startswith("install NVIDIA's CUDA torch (on a Jetson: the JetPack wheel from NVIDIA")
+    assert "ok: Jetson rails: jetson-ina3221 opens (boundary: Jetson module input (VDD_IN))" in out
+
+
+def deny(monkeypatch, path):
+    """The kernel's EACCES on opening `path` (by any name), as for a user outside the file's group;
+    chmod alone would not do when the tests run as root."""
+    real_open = os.open
+
+    def denied(p, flags, *args, **kwargs):
+        if os.path.realpath(p) == os.path.realpath(path):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+
+
+def test_rails_the_user_cannot_read_are_a_problem_with_the_udev_fix(capsys, sysfs_root, monkeypatch):
+    hw = orin_rails(sysfs_root)
+    deny(monkeypatch, hw / "curr1_input")
+    code, out, _err = run(["doctor", "--quick", "--section", "checks"], capsys)
+    assert code == 1
+    found = problems_and_fixes(out)
+    rails = next(w for w in found if w.startswith("Jetson rails: permission denied reading"))
+    assert "curr1_input" in rails and found[rails] == doctor.JETSON_PERMISSION_FIX
 
 
 def test_an_unknown_device_is_a_usage_error_in_one_line(capsys, sysfs_root):
