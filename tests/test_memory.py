@@ -3,12 +3,15 @@ path against monkeypatched torch.cuda counters."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import types
 
 import pytest
 import torch
 from fakes.cuda import FakeCuda, fake_pynvml
+from fakes.nvml import NOT_SUPPORTED, FakeNvml
 
 from pytest_e3p.hardware.sensors import nvml as nvml_sensors
 from pytest_e3p.measure import memory
@@ -211,3 +214,199 @@ def test_to_dict_has_units_in_names():
     d = peak_of(300.0).to_dict()
     assert {"peak_mb", "start_mb", "growth_mb", "method"} <= d.keys()
     assert all(k.endswith("_mb") for k in d if k not in ("method", "note"))
+
+
+# -- a runtime outside torch's allocator (ONNX Runtime, OpenVINO, TensorRT) on a CUDA device -----------
+# torch's counters see only the input batch (FakeCuda: 100 MiB resident, a 2 MiB batch); the runtime's
+# arena is in NVML's figures. pynvml's nvmlDeviceGetComputeRunningProcesses gives each process's
+# usedGpuMemory (None where NVML_VALUE_NOT_AVAILABLE); in a container the pids are the host's.
+
+
+class StepNvml(FakeNvml):
+    """FakeNvml whose used memory the test steps: this process's and the device's, counting samples."""
+
+    def __init__(self, process_mb, others_mb=0.0, pid=None):
+        super().__init__()
+        self.process_mb, self.others_mb, self.pid, self.samples = process_mb, others_mb, pid or os.getpid(), 0
+        self.processes = self._entries
+
+    def _entries(self):
+        self.samples += 1
+        return {self.pid: int(self.process_mb * MIB), 4242: int(self.others_mb * MIB)}
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        self.samples += 1
+        used = int((self.process_mb + self.others_mb) * MIB)
+        return types.SimpleNamespace(used=used, total=8 * 2**30, free=8 * 2**30 - used)
+
+    def wait_for_samples(self, n):
+        """Until the sampler thread has read NVML n more times (bounded: a stuck thread fails the test)."""
+        target, deadline = self.samples + n, time.monotonic() + 5.0
+        while self.samples < target:
+            assert time.monotonic() < deadline, "the NVML memory sampler took no sample in 5 s"
+            time.sleep(0.002)
+
+
+def arena_pass(monkeypatch, fake):
+    """A pass outside torch's allocator: 400 MiB before, an arena that peaks at 1400 MiB, 700 MiB after."""
+    FakeCuda(base=100 * MIB, case_bytes=2 * MIB, reserved=20 * MIB).install(monkeypatch)
+    monkeypatch.setattr(nvml_sensors, "load_pynvml", lambda: fake)
+    pm = PeakMemory("cuda", "cuda:0")
+    pm.reset(outside_allocator=True)
+    fake.process_mb = 1400.0
+    fake.wait_for_samples(2)
+    fake.process_mb = 700.0
+    return pm.read()
+
+
+def test_a_runtime_outside_torch_is_measured_by_nvml_for_this_process(monkeypatch):
+    fake = StepNvml(process_mb=400.0, others_mb=3000.0)  # another process's 3 GB is not this case's
+    peak = arena_pass(monkeypatch, fake)
+    assert (peak.peak_mb, peak.start_mb, peak.growth_mb, peak.end_mb) == (1400.0, 400.0, 1000.0, 700.0)
+    assert peak.method == "NVML per-process used memory, sampled every 10 ms" and peak.note == ""
+    assert peak.cuda_allocated_peak_mb == 102.0  # torch's near-zero figure, kept beside it
+    # the budget can now fail such a case
+    assert check_budget(peak, 1024) == "peak memory 1400 MiB > budget 1024 MiB (--e3p-max-memory-mb): NVML per-process used memory, sampled every 10 ms"
+
+
+def test_where_nvml_does_not_list_this_process_the_device_used_memory_is_taken_and_why(monkeypatch):
+    fake = StepNvml(process_mb=400.0, others_mb=100.0, pid=987654)  # a container: NVML lists the host's pid
+    peak = arena_pass(monkeypatch, fake)
+    assert peak.peak_mb == 1500.0 and peak.start_mb == 500.0  # every process on the GPU
+    assert peak.method == "NVML device used memory (all processes), sampled every 10 ms"
+    assert peak.note == (
+        f"fallback to the device's used memory, which counts every process on the GPU: this process (pid {os.getpid()}) "
+        "is not among NVML's compute processes (in a container NVML lists host PIDs)"
+    )
+
+
+def test_where_nvml_cannot_list_processes_the_note_gives_its_answer(monkeypatch):
+    fake = StepNvml(process_mb=400.0)
+    fake.processes_error = NOT_SUPPORTED
+    peak = arena_pass(monkeypatch, fake)
+    assert peak.method.startswith("NVML device used memory")
+    assert peak.note.endswith("NVML cannot list the GPU's processes (NVML_ERROR_NOT_SUPPORTED)")
+
+
+def test_without_nvml_a_runtime_outside_torch_has_no_peak_rather_than_torchs_near_zero(monkeypatch):
+    FakeCuda(base=100 * MIB, case_bytes=2 * MIB, reserved=20 * MIB).install(monkeypatch)
+
+    def no_nvml():
+        raise nvml_sensors.SensorUnavailable("nvidia-ml-py is not installed: pip install nvidia-ml-py")
+
+    monkeypatch.setattr(nvml_sensors, "load_pynvml", no_nvml)
+    pm = PeakMemory("cuda", "cuda:0")
+    pm.reset(outside_allocator=True)
+    with pytest.raises(memory.MemoryUnavailable, match=r"allocates outside torch, and NVML cannot measure it: nvidia-ml-py is not installed"):
+        pm.read()
+    pm.reset()  # the next case, an eager one: torch's allocator again
+    assert pm.read().method == "torch.cuda.max_memory_allocated"
+
+
+class TorchTensorRTModule(torch.nn.Module):
+    """Named and placed as Torch-TensorRT's engine module (torch_tensorrt.dynamo.runtime.TorchTensorRTModule)."""
+
+
+TorchTensorRTModule.__module__ = "torch_tensorrt.dynamo.runtime._TorchTensorRTModule"
+
+
+def test_which_runtimes_allocate_outside_torch():
+    class InferenceSession:  # onnxruntime's: not a torch module
+        pass
+
+    trt = torch.nn.Sequential(torch.nn.Identity(), TorchTensorRTModule())
+    assert memory.runs_outside_torch_allocator(InferenceSession())
+    assert memory.runs_outside_torch_allocator(trt)
+    assert not memory.runs_outside_torch_allocator(None)  # the eager model
+    assert not memory.runs_outside_torch_allocator(torch.nn.Linear(2, 2))  # pruned, quantised, compiled: torch's
+
+
+def onnx_case_on_a_gpu(monkeypatch, max_memory_mb=0.0, nvml=None, forward=None):
+    """A CaseRunner for an ONNX-Runtime-like variant (its runtime no torch module) on --device cuda, with
+    `nvml` as pynvml (None: not installed): the bench, the record and the budget as the plugin runs them. The model runs on the CPU
+    (no GPU here); torch's CUDA counters are FakeCuda's."""
+    import dataclasses
+
+    from pytest_e3p.config import DEFAULTS, SPEC, Options
+    from pytest_e3p.hardware.devices import PROFILES, Device
+    from pytest_e3p.measure.protocols import Protocol
+    from pytest_e3p.models import datasets, zoo
+    from pytest_e3p.models.build import RANDOM, Weights
+    from pytest_e3p.models.complexity import Complexity
+    from pytest_e3p.run.bench import Bench
+    from pytest_e3p.run.case import Case
+    from pytest_e3p.run.loading import LoadedModel
+    from pytest_e3p.run.record import CaseSetup
+    from pytest_e3p.run.runner import CaseRunner, RunnerContext
+    from pytest_e3p.variants.base import PreparedVariant
+    from pytest_e3p.variants.catalog import Bound
+
+    FakeCuda(base=100 * MIB, case_bytes=2 * MIB, reserved=20 * MIB).install(monkeypatch)
+
+    def no_nvml():
+        raise nvml_sensors.SensorUnavailable("nvidia-ml-py is not installed: pip install nvidia-ml-py")
+
+    monkeypatch.setattr(nvml_sensors, "load_pynvml", no_nvml if nvml is None else lambda: nvml)
+    options = Options(**{name: parse(DEFAULTS[name]) for name, _flag, _d, parse, _h in SPEC})
+    options = dataclasses.replace(options, max_memory_mb=max_memory_mb)
+    protocol = Protocol(batch_size=1, rounds=2, passes=1, min_round_s=0.01, warmup_s=0.0, idle_s=0.0)
+    device = Device("cuda", PROFILES["cuda"], "cpu", {"name": "NVIDIA GeForce RTX 3050 Laptop GPU"})
+    bench = Bench(device, protocol, options, None, PeakMemory("cuda", "cuda:0"))
+
+    class InferenceSession:  # onnxruntime's: its CUDA arena is outside torch
+        pass
+
+    net = torch.nn.Flatten()
+    variant = PreparedVariant(
+        "onnxruntime",
+        forward or (lambda x: net(x)),
+        "onnxruntime, CUDAExecutionProvider",
+        Bound("onnx", 1e-3, 99.0, "exported graph"),
+        runtime=InferenceSession(),
+    )
+    model = zoo.parse_model("test_vit")
+    loaded = LoadedModel(model, net, Weights(RANDOM, "test"), Complexity(0.1, 0.01, (3, 8, 8)), (3, 8, 8), 10, variant.forward, variant=variant)
+    case = Case(model, "cuda", datasets.parse_datasets("synthetic")[0], "onnxruntime", batch_size=1)
+    setup = CaseSetup(case, loaded, "cuda", bench.sensor.info, protocol, 1, {}, 0.5)
+    return CaseRunner(RunnerContext(bench, options, lambda line: None, setup))
+
+
+WHY = "peak memory unavailable: its runtime allocates outside torch, and NVML cannot measure it: nvidia-ml-py is not installed: pip install nvidia-ml-py"
+
+
+def test_the_record_of_such_a_case_says_why_its_peak_is_unavailable(monkeypatch):
+    runner = onnx_case_on_a_gpu(monkeypatch)
+    r = runner.measure()
+    assert r.peak_memory_mb is None and r.memory is None  # never torch's 2 MiB
+    assert r.memory_method == WHY
+
+
+def test_under_a_budget_such_a_case_cannot_pass_unchecked(monkeypatch):
+    from pytest_e3p.storage import results
+
+    runner = onnx_case_on_a_gpu(monkeypatch, max_memory_mb=512.0)
+    with pytest.raises(results.MeasurementError):
+        runner.measure()
+    r = runner.result
+    assert r.status == results.INVALID and r.reason == f"{WHY}; --e3p-max-memory-mb cannot be checked for this case"
+
+
+def test_with_nvml_such_a_case_records_this_processs_peak_and_the_budget_fails_it(monkeypatch):
+    from pytest_e3p.storage import results
+
+    fake = StepNvml(process_mb=400.0)
+    fake.counter, fake.instant_return, fake.average = False, NOT_SUPPORTED, False  # no energy: short rounds
+
+    def forward(x):  # the arena grows to 1400 MiB during the first call and stays (ONNX Runtime keeps it)
+        if fake.process_mb < 1400.0:
+            fake.process_mb = 1400.0
+            fake.wait_for_samples(2)
+        return x.flatten(1)
+
+    runner = onnx_case_on_a_gpu(monkeypatch, max_memory_mb=1024.0, nvml=fake, forward=forward)
+    with pytest.raises(results.MeasurementError):
+        runner.measure()
+    r = runner.result
+    assert r.peak_memory_mb == 1400.0 and r.memory_growth_mb == 1000.0
+    assert r.memory_method == "NVML per-process used memory, sampled every 10 ms"
+    assert r.status == results.FAILED and r.reason.startswith("peak memory 1400 MiB > budget 1024 MiB")

@@ -10,7 +10,7 @@ rail (VDD_IN, POM_5V_IN) jetson-stats deletes it from "rail" and returns its val
 import time
 
 import pytest
-from fakes.jtop import FakeJtop, jtop_power
+from fakes.jtop import FakeJtop, jtop_power, supply, ucsi_supply_tree
 
 from pytest_e3p.hardware.sensors import SensorFault, SensorUnavailable, window
 from pytest_e3p.hardware.sensors.jetson import JtopSensor
@@ -75,3 +75,42 @@ def test_jtop_service_that_stops_or_cannot_start_is_said_plainly():
         open_fake({}, fail_start=RuntimeError("The jtop.service is not active. Please run:\nsudo jtop --install-service"))
     with pytest.raises(SensorUnavailable, match="no power rails"):
         open_fake({})
+
+
+# -- USB-PD supplies among the rails ----------------------------------------------------------
+# jetson-stats before its PR 900 ("skip UCSI supplies") served /sys/class/power_supply entries in
+# power["rail"] beside the INA3221 channels; on an AGX Orin (no input rail) its "tot" summed them.
+
+AGX_ORIN_RAILS = {"VDD_GPU_SOC": 5000, "VDD_CPU_CV": 2000, "VIN_SYS_5V0": 1500, "VDDQ_VDD2_1V8AO": 500}
+
+
+def test_jtop_usb_pd_supply_is_outside_the_total_of_the_ina3221_rails(sysfs_root):
+    ucsi_supply_tree(sysfs_root)  # 20 V x 3 A negotiated: 60 W that the board does not draw
+    sensor, _ = open_fake(jtop_power(AGX_ORIN_RAILS, supplies={"USBC000:001": supply(20_000, 3000)}))
+    assert set(sensor.info.rails) == set(AGX_ORIN_RAILS)
+    assert sensor.info.outside_rails == ("USBC000:001",)
+    total, per_rail = power_w(sensor)
+    assert total == pytest.approx(9.0, rel=1e-6)
+    assert "USBC000:001" not in per_rail
+
+
+@pytest.mark.parametrize("kind, counted", [("INA3221", True), ("INA238", True), ("USB", False), ("Mains", False)])
+def test_jtop_entry_type_decides_where_jetson_stats_gives_it(sysfs_root, kind, counted):
+    extra = {**supply(19_000, 500), "type": kind}
+    sensor, _ = open_fake(jtop_power({"VDD_IN": 6000, "VDD_SOC": 1000}, "VDD_IN", supplies={"EXTRA": extra}))
+    assert ("EXTRA" in sensor.info.rails) is counted
+
+
+def test_jtop_supply_with_a_status_is_not_a_rail(sysfs_root):
+    # a charger's power_supply has "status" ("Charging"); jetson-stats reads it, no i2c rail has one
+    charger = {**supply(5000, 900), "status": "Not charging"}
+    sensor, _ = open_fake(jtop_power(AGX_ORIN_RAILS, supplies={"battery-charger": charger}))
+    assert "battery-charger" not in sensor.info.rails and power_w(sensor)[0] == pytest.approx(9.0, rel=1e-6)
+
+
+def test_jtop_with_only_power_supplies_is_unavailable(sysfs_root):
+    ucsi_supply_tree(sysfs_root)
+    fake = FakeJtop(jtop_power({}, supplies={"USBC000:001": supply(20_000, 3000)}))
+    with pytest.raises(SensorUnavailable, match=r"no INA3221/INA238 rails.*USBC000:001"):
+        JtopSensor(rate_hz=100, jtop_factory=lambda: fake)
+    assert fake.closed

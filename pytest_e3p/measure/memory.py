@@ -18,6 +18,18 @@ Why each source:
   NVML is there: it is the figure nvidia-smi shows (every process, the CUDA context included), read
   once at the end, not a peak.
 
+- CUDA, a variant whose forward runs outside torch's allocator (an ONNX Runtime session with its own
+  CUDA arena, an OpenVINO compiled model, a TensorRT engine): torch's counters see only the input
+  batch, so the peak is NVML's instead. First this process's used GPU memory
+  (nvmlDeviceGetComputeRunningProcesses, the entry of os.getpid()), sampled on a grid through the
+  pass; where NVML does not list this process (a container's PID namespace: NVML reports host PIDs) or
+  gives no per-process figure (usedGpuMemory not available), the device's used memory
+  (nvmlDeviceGetMemoryInfo().used, every process on the GPU), sampled the same way, with the note
+  saying why. Both include the CUDA context, so they are larger than an allocator peak: the method
+  says which was used. Without NVML the peak is unavailable with the reason, never the allocator's
+  near-zero figure. ONNX Runtime's arena grows and keeps its blocks, so its peak lasts to the end of the
+  pass and a 10 ms grid does not miss it.
+
 The resident set counts pages, not allocations: growth_mb is the pages first touched during the case.
 Blocks of 32 MiB and more are fresh mmap mappings under glibc and show exactly; smaller ones can reuse
 pages a freed block left resident on the heap (with --e3p-malloc fixed, freed memory stays there on
@@ -36,6 +48,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from ..hardware.kinds import DeviceKind, parse_device_kind
 from ..hardware.sensors.base import sample_on_grid
@@ -48,9 +62,13 @@ RESET_HWM = "5"  # clear_refs value that resets the peak resident set (Linux 4.0
 # After a reset VmHWM equals VmRSS; a larger gap than this means the write did nothing (Linux < 4.0).
 RESET_CHECK_MB = 4.0
 DEFAULT_SAMPLE_PERIOD_MS = 5.0
+# NVML's process list is a driver call (tens of us to a few ms): sampled less often than VmRSS
+NVML_SAMPLE_PERIOD_MS = 10.0
 
 METHOD_HWM = "VmHWM after clear_refs"
 METHOD_CUDA = "torch.cuda.max_memory_allocated"
+METHOD_NVML_PROCESS = "NVML per-process used memory"
+METHOD_NVML_DEVICE = "NVML device used memory (all processes)"
 
 
 class MemoryUnavailable(Exception):
@@ -161,15 +179,31 @@ def _cuda_index(torch_device: str) -> int:
     return int(index) if index else 0
 
 
-def nvml_used_mb(torch_device: str) -> tuple[float | None, str]:
-    """The GPU's used memory as NVML reports it (MiB), or None and why not."""
+def runs_outside_torch_allocator(runtime: Any) -> bool:
+    """Whether a prepared variant's runtime (PreparedVariant.runtime) allocates GPU memory itself, where
+    torch's caching allocator cannot see it: anything that is not a torch module (an ONNX Runtime
+    InferenceSession, an OpenVINO CompiledModel), or a torch module holding Torch-TensorRT's engine
+    modules (TensorRT allocates an engine's activations and workspace itself). None (the eager model)
+    and other torch modules, compiled, pruned or quantised ones included, allocate through torch."""
+    if runtime is None:
+        return False
+    import torch
+
+    if not isinstance(runtime, torch.nn.Module):
+        return True
+    return any(type(m).__module__.startswith("torch_tensorrt") for m in runtime.modules())
+
+
+def _nvml_handle(torch_device: str) -> tuple[Any, Any]:
+    """pynvml and the handle of the GPU behind torch_device (by UUID where torch knows it, as devices.py
+    does); MemoryUnavailable with the reason where NVML cannot be used."""
     from ..hardware.sensors import nvml as nvml_sensors
     from ..hardware.sensors.base import SensorUnavailable
 
     try:
         nvml = nvml_sensors.load_pynvml()
     except SensorUnavailable as exc:
-        return None, str(exc)
+        raise MemoryUnavailable(str(exc)) from None
     index = _cuda_index(torch_device)
     uuid = None
     try:
@@ -181,13 +215,111 @@ def nvml_used_mb(torch_device: str) -> tuple[float | None, str]:
     except Exception:  # noqa: BLE001 - no UUID: NVML's index order is the fallback, as in devices.py
         uuid = None
     try:
-        handle = nvml_sensors.device_handle(nvml, index, uuid)
-        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+        return nvml, nvml_sensors.device_handle(nvml, index, uuid)
     except SensorUnavailable as exc:
+        raise MemoryUnavailable(str(exc)) from None
+
+
+def nvml_used_mb(torch_device: str) -> tuple[float | None, str]:
+    """The GPU's used memory as NVML reports it (MiB), or None and why not."""
+    try:
+        nvml, handle = _nvml_handle(torch_device)
+    except MemoryUnavailable as exc:
         return None, str(exc)
+    try:
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
     except nvml.NVMLError as exc:
         return None, f"NVML memory info failed: {exc}"
     return float(info.used) / MIB, ""
+
+
+def _process_used_mb(nvml: Any, handle: Any, pid: int) -> float:
+    """This process's used GPU memory (MiB) from NVML's compute-process list; MemoryUnavailable with
+    the reason where NVML cannot tell."""
+    from ..hardware.sensors.nvml import nvml_error_text
+
+    try:
+        processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except nvml.NVMLError as exc:
+        raise MemoryUnavailable(f"NVML cannot list the GPU's processes ({nvml_error_text(exc)})") from None
+    entries = [p for p in processes if getattr(p, "pid", None) == pid]
+    if not entries:
+        raise MemoryUnavailable(f"this process (pid {pid}) is not among NVML's compute processes (in a container NVML lists host PIDs)")
+    used = [p.usedGpuMemory for p in entries]
+    if any(u is None for u in used):  # pynvml's None: NVML_VALUE_NOT_AVAILABLE (Windows WDDM, no permission)
+        raise MemoryUnavailable("NVML gives no per-process used memory here (usedGpuMemory not available)")
+    return float(sum(used)) / MIB
+
+
+class NvmlMemorySampler:
+    """The GPU memory of this process (or, failing that, of the whole device) read from NVML every
+    period_ms by a daemon thread, the peak kept. `method` and `note` say which figure and why."""
+
+    def __init__(self, torch_device: str, period_ms: float = NVML_SAMPLE_PERIOD_MS):
+        if period_ms <= 0:
+            raise ValueError("sampling period must be positive")
+        self.period_ms = period_ms
+        self.nvml, self.handle = _nvml_handle(torch_device)
+        self.pid = os.getpid()
+        self.note = ""
+        try:
+            self.start_mb = _process_used_mb(self.nvml, self.handle, self.pid)
+            self._read: Callable[[], float] = lambda: _process_used_mb(self.nvml, self.handle, self.pid)
+            self.method = f"{METHOD_NVML_PROCESS}, sampled every {period_ms:g} ms"
+        except MemoryUnavailable as exc:
+            self._read = self._device_used_mb
+            try:
+                self.start_mb = self._device_used_mb()
+            except MemoryUnavailable as device_exc:
+                raise MemoryUnavailable(f"{exc}; {device_exc}") from None
+            self.method = f"{METHOD_NVML_DEVICE}, sampled every {period_ms:g} ms"
+            self.note = f"fallback to the device's used memory, which counts every process on the GPU: {exc}"
+        self.peak_mb = self.start_mb
+        self.samples = 1
+        self._fault: str | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _device_used_mb(self) -> float:
+        from ..hardware.sensors.nvml import nvml_error_text
+
+        try:
+            return float(self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used) / MIB
+        except self.nvml.NVMLError as exc:
+            raise MemoryUnavailable(f"NVML memory info failed ({nvml_error_text(exc)})") from None
+
+    def _take_locked(self) -> float:
+        used = self._read()
+        self.peak_mb = max(self.peak_mb, used)
+        self.samples += 1
+        return used
+
+    def _step(self) -> bool:
+        try:
+            self._take_locked()
+        except MemoryUnavailable as exc:
+            self._fault = str(exc)  # a peak with a hole in it is not a peak: stop() says so
+            return False
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=sample_on_grid, args=(self.period_ms / 1000.0, self._stop, self._lock, self._step), name="e3p-nvml-memory", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> float:
+        """Stop the thread, take a last sample; returns the used memory now. MemoryUnavailable where a
+        sample failed during the pass."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        if self._fault is not None:
+            raise MemoryUnavailable(f"NVML stopped answering during the pass: {self._fault}")
+        with self._lock:
+            return self._take_locked()
 
 
 class PeakMemory:
@@ -209,6 +341,8 @@ class PeakMemory:
         self.sample_period_ms = sample_period_ms
         self.peak: MemoryPeak | None = None  # set by the context manager's exit
         self._sampler: RssSampler | None = None
+        self._nvml: NvmlMemorySampler | None = None  # the pass runs outside torch's allocator
+        self._nvml_why = ""  # why that pass has no NVML peak
         self._start_mb: float | None = None
         self._cuda_start_mb: float | None = None
         self._note = ""
@@ -235,13 +369,18 @@ class PeakMemory:
             torch.cuda.memory_allocated(self.torch_device) / MIB,
         )
 
-    def reset(self) -> None:
-        """Start a measurement: zero the peaks (or start the sampler)."""
+    def reset(self, outside_allocator: bool = False) -> None:
+        """Start a measurement: zero the peaks (or start the sampler).
+
+        outside_allocator: the pass's forward allocates outside torch (runs_outside_torch_allocator), so
+        on a CUDA device its peak is NVML's (the module docstring says which figure)."""
         self._close_sampler()
         self._note = ""
         if self._uses_cuda_allocator:
             self._cuda_start_mb = self._cuda_reset()
         if self.device_kind == DeviceKind.CUDA:
+            if outside_allocator:
+                self._start_nvml()
             return
         why = reset_hwm()
         if why is None:
@@ -252,17 +391,55 @@ class PeakMemory:
         self._start_mb = self._sampler.start_mb
         self._sampler.start()
 
+    def _start_nvml(self) -> None:
+        try:
+            self._nvml = NvmlMemorySampler(self.torch_device)
+        except MemoryUnavailable as exc:
+            self._nvml_why = str(exc)
+            return
+        self._nvml.start()
+
     def _close_sampler(self) -> float | None:
+        self._nvml_why = ""
+        nvml, self._nvml = self._nvml, None
+        if nvml is not None:
+            try:
+                nvml.stop()
+            except MemoryUnavailable:
+                pass  # the pass was abandoned: its peak is not read
         sampler, self._sampler = self._sampler, None
         return sampler.stop() if sampler is not None else None
 
+    def _read_nvml(self, alloc_peak: float | None, reserved_peak: float | None) -> MemoryPeak:
+        """The peak of a pass that ran outside torch's allocator: NVML's, or MemoryUnavailable."""
+        nvml, self._nvml = self._nvml, None
+        if nvml is None:
+            why, self._nvml_why = self._nvml_why, ""
+            raise MemoryUnavailable(f"its runtime allocates outside torch, and NVML cannot measure it: {why}")
+        now_mb = nvml.stop()
+        used, _ = nvml_used_mb(self.torch_device)
+        return MemoryPeak(
+            peak_mb=nvml.peak_mb,
+            start_mb=nvml.start_mb,
+            growth_mb=nvml.peak_mb - nvml.start_mb,
+            method=nvml.method,
+            end_mb=now_mb,
+            cuda_allocated_peak_mb=alloc_peak,
+            cuda_reserved_peak_mb=reserved_peak,
+            nvml_used_mb=used,
+            note=nvml.note,
+        )
+
     def read(self) -> MemoryPeak:
-        """The peak since reset(); ends a sampled measurement (reset() starts another)."""
+        """The peak since reset(); ends a sampled measurement (reset() starts another). MemoryUnavailable
+        where a pass outside torch's allocator could not be measured."""
         if self._start_mb is None and self._cuda_start_mb is None:
             raise RuntimeError("PeakMemory.read() before reset()")
         alloc_peak = reserved_peak = alloc_now = None
         if self._uses_cuda_allocator:
             alloc_peak, reserved_peak, alloc_now = self._cuda_read()
+        if self.device_kind == DeviceKind.CUDA and (self._nvml is not None or self._nvml_why):
+            return self._read_nvml(alloc_peak, reserved_peak)
         if self.device_kind == DeviceKind.CUDA:
             assert self._cuda_start_mb is not None and alloc_peak is not None
             used, why = nvml_used_mb(self.torch_device)

@@ -35,6 +35,9 @@ class Bench:
         self.memory = memory  # None where peak memory is unavailable
         self.sensor: EnergySensor = NullSensor()
         self.sensor_note = ""  # why energy is an estimate or unavailable ("" where it is measured)
+        # case id -> why a pass of it has no peak memory (its runtime allocates outside torch, and NVML
+        # cannot measure it): the case's record says so rather than show torch's near-zero figure
+        self.memory_unavailable: dict[str, str] = {}
         self._open_sensor()
 
     def _open_sensor(self) -> None:
@@ -71,8 +74,11 @@ class Bench:
     def steady_state(self, case: Case, loaded: LoadedModel) -> SteadyState:
         """One pass of the protocol's rounds on a case's model (random input of its size), with the
         pass's peak memory: the resident model, its input batch and what running it takes."""
+        from ..measure.memory import MemoryUnavailable, runs_outside_torch_allocator
+
         if self.memory is not None:
-            self.memory.reset()
+            # ONNX Runtime, OpenVINO and TensorRT allocate outside torch: their peak comes from NVML
+            self.memory.reset(outside_allocator=loaded.variant is not None and runs_outside_torch_allocator(loaded.variant.runtime))
         x = input_batch(case, loaded.input_size, self.device.torch_device, loaded.input_dtype)
         model = loaded.forward
         assert model is not None  # set in LoadedModel.__post_init__
@@ -82,7 +88,10 @@ class Bench:
             else:
                 steady = run_protocol(lambda: model(x), case.batch_size, self.context(), self.protocol)
         if self.memory is not None:
-            steady.memory = self.memory.read()
+            try:
+                steady.memory = self.memory.read()
+            except MemoryUnavailable as exc:
+                self.memory_unavailable[case.id] = f"peak memory unavailable: {exc}"
         return steady
 
     def sustained(self, case: Case, loaded: LoadedModel) -> SustainedRun:

@@ -4,6 +4,7 @@ every field of the CaseResult from them."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ class Collected:
     passes: list[SteadyState] = field(default_factory=list)  # the earlier passes and the last
     thermal_note: str = ""  # the run's thermal monitor's note after the passes, for rounds that say nothing
     sustained: SustainedRun | None = None
+    memory_unavailable: str = ""  # why a pass has no peak memory (Bench.memory_unavailable), "" where none
     accuracy: Accuracy | None = None
     status: results.Status = results.OK
     reason: str = ""
@@ -81,7 +83,7 @@ def build_result(setup: CaseSetup, got: Collected, final: bool = False) -> resul
     r.temperature_c_start, r.temperature_c_end = got.temperature_c_start, got.temperature_c_end
     if got.passes:
         _pass_fields(r, setup, got.passes, got.thermal_note)
-        _memory_fields(r, got.peak)
+        _memory_fields(r, got.peak, got.memory_unavailable)
     if got.sustained is not None:
         r.sustained = got.sustained.to_record()
     if got.accuracy is not None:
@@ -165,10 +167,15 @@ def _pass_fields(r: results.CaseResult, s: CaseSetup, passes: list[SteadyState],
     _thermal_fields(r, joined.rounds, thermal_note)
 
 
-def _memory_fields(r: results.CaseResult, peak: MemoryPeak | None) -> None:
-    """The largest pass's peak memory (and its growth over what was resident when it began)."""
+def _memory_fields(r: results.CaseResult, peak: MemoryPeak | None, unavailable: str = "") -> None:
+    """The largest pass's peak memory (and its growth over what was resident when it began); where a
+    pass could not be measured, why, in the method (no peak at all) or the note (a pass missing)."""
     if peak is not None:
+        if unavailable:
+            peak = dataclasses.replace(peak, note="; ".join(n for n in (peak.note, f"a pass is missing: {unavailable}") if n))
         r.peak_memory_mb, r.memory_growth_mb, r.memory_method, r.memory = peak.peak_mb, peak.growth_mb, peak.method, peak
+    elif unavailable:
+        r.memory_method = unavailable
 
 
 def _thermal_fields(r: results.CaseResult, rounds: list[Round], run_note: str) -> None:

@@ -98,6 +98,7 @@ class CaseRunner:
             benchmark = self._benchmark_fixture()
         self._check_measurable()
         self.got.passes = self._passes()
+        self.got.memory_unavailable = self.ctx.bench.memory_unavailable.get(self.case.id, "")
         self.got.thermal_note = self.ctx.bench.thermal.note if self.ctx.bench.thermal is not None else ""
         if self.ctx.options.sustained_s > 0:
             self.got.sustained = self._watching_the_sensor("sensor fault in the sustained run", lambda: self.ctx.bench.sustained(self.case, self.loaded))
@@ -132,6 +133,9 @@ class CaseRunner:
         from ..measure.memory import check_budget
 
         budget, peak = self.ctx.options.max_memory_mb, self.got.peak
+        if budget and peak is None and self.got.memory_unavailable:
+            # a budget that cannot be checked must not pass: torch's figure would be near zero
+            self._stop(results.INVALID, f"{self.got.memory_unavailable}; --e3p-max-memory-mb cannot be checked for this case")
         over = check_budget(peak, budget) if budget and peak is not None else None
         if over:
             self._stop(results.FAILED, over)

@@ -178,12 +178,43 @@ def jtop_service_active() -> bool:
     return result.stdout.strip() == "active"
 
 
+# Power monitors whose channels are module rails; jetson-stats tags each sensor it finds with a type
+# ("INA3221" for the i2c monitors, the power_supply's own type for /sys/class/power_supply entries).
+MONITOR_TYPES = frozenset({"INA3221", "INA238"})
+UCSI_PREFIX = "ucsi-source-psy-"  # jetson-stats names a UCSI supply by its folder without this prefix
+
+
+def power_supply_names() -> frozenset[str]:
+    """The names jetson-stats gives the entries of /sys/class/power_supply (USB-PD sources, chargers):
+    each folder's name, and for a UCSI source the folder's name without its prefix."""
+    try:
+        folders = os.listdir(sysfs.path("/sys/class/power_supply"))
+    except OSError:
+        return frozenset()
+    return frozenset(folders) | frozenset(f.removeprefix(UCSI_PREFIX) for f in folders)
+
+
+def is_monitor_rail(name: str, values: dict, supplies: frozenset[str]) -> bool:
+    """Whether a jtop rail is an INA3221/INA238 channel, not a power supply's negotiated figures.
+
+    jetson-stats (jtop/core/power.py, before its PR 900) lists /sys/class/power_supply entries beside
+    the INA3221 rails, e.g. "USBC000:001" from ucsi-source-psy-USBC000:001 on an AGX Orin: USB-PD
+    status, not a measured rail. Where the values carry jetson-stats' "type" it decides; its
+    read_power_status drops "type" from what the service serves, so otherwise the entry's source
+    decides: a name of /sys/class/power_supply, or a power_supply's "status" field (no i2c rail has one)."""
+    kind = values.get("type")
+    if kind is not None:
+        return str(kind).upper() in MONITOR_TYPES
+    return name not in supplies and "status" not in values
+
+
 class JtopSensor(_JetsonSensor):
     """Fallback through jetson-stats' jtop service, for runners that cannot read the rails.
 
     jetson-stats' `power` is `{"rail": {label: {"volt", "curr", "power", "avg", "online", ...}},
     "tot": {"power", "avg", ...}}`; the input rail (VDD_IN, POM_5V_IN) is not in "rail" but is "tot",
-    with its label in `tot["name"]`. Without an input rail "tot" (no "name") is the sum of "rail"."""
+    with its label in `tot["name"]`. Without an input rail "tot" (no "name") is the sum of "rail",
+    USB-PD supplies included, so the total is then our own sum of the INA rails (is_monitor_rail)."""
 
     def __init__(self, rate_hz: float = DEFAULT_RATE_HZ, jtop_factory=None):
         super().__init__(rate_hz)
@@ -202,12 +233,19 @@ class JtopSensor(_JetsonSensor):
             self._jtop.close()
             raise SensorUnavailable("jtop reports no power rails on this board")
         self._input = power.get("tot", {}).get("name")
-        labels = tuple(power.get("rail", {})) + ((self._input,) if self._input else ())
+        supplies = power_supply_names()
+        rails = power.get("rail", {})
+        self._rails = tuple(name for name, values in rails.items() if is_monitor_rail(name, values, supplies))
+        outside = tuple(name for name in rails if name not in self._rails)
+        if not self._rails and not self._input:
+            self._jtop.close()
+            raise SensorUnavailable(f"jtop reports no INA3221/INA238 rails on this board, only power supplies ({', '.join(outside)})")
+        labels = self._rails + ((self._input,) if self._input else ())
         # jtop refreshes its values once per service interval (1 s by default): the protocol's rounds
         # must span several of those, whatever our sampling rate.
         interval = getattr(self._jtop, "interval", None)
         self.info = self._describe(
-            "jetson-jtop", labels, self._input, update_period_s=interval if isinstance(interval, (int, float)) and interval > 0 else None
+            "jetson-jtop", labels, self._input, outside, update_period_s=interval if isinstance(interval, (int, float)) and interval > 0 else None
         )
 
     def sample_mw(self) -> dict[str, float]:
@@ -217,7 +255,7 @@ class JtopSensor(_JetsonSensor):
         power = self._jtop.power
         try:
             # 'power' is the instantaneous reading; 'avg' is a moving average and must not be integrated.
-            rails = {name: float(values["power"]) for name, values in power["rail"].items()}
+            rails = {name: float(power["rail"][name]["power"]) for name in self._rails}
             if self._input:
                 rails[self._input] = float(power["tot"]["power"])
         except (KeyError, TypeError, ValueError) as exc:
