@@ -332,3 +332,38 @@ def test_a_library_whose_import_crashes_is_reported_not_raised(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     assert doctor.library_version("e3p_broken_lib", ()) == "installed, but its import fails: RuntimeError: CUDA driver version is insufficient"
     assert doctor.library_version("e3p_no_such_lib", ()) == "not installed"
+
+
+def test_a_link_out_of_the_recorded_root_is_recorded_as_the_files_it_points_at(tmp_path, monkeypatch, capsys):
+    """Under an E3P_SYSFS_ROOT (a container's bind-mounted /sys), a class link can point outside the
+    root: the archive then holds the files at the path the suite reads, and the replay still reads them."""
+    root, elsewhere = tmp_path / "machine", tmp_path / "host-devices"
+    write(elsewhere / "thermal_zone0/type", "x86_pkg_temp")
+    write(elsewhere / "thermal_zone0/temp", 61_000)
+    write(elsewhere / "thermal_zone0/trip_point_0_temp", 90_000)
+    write(elsewhere / "thermal_zone0/trip_point_0_type", "passive")
+    (root / "sys/class/thermal").mkdir(parents=True)
+    (root / "sys/class/thermal/thermal_zone0").symlink_to(elsewhere / "thermal_zone0")
+    monkeypatch.setenv("E3P_SYSFS_ROOT", str(root))
+    before = replay_view(["doctor", "--section", "thermal"], capsys, root)
+    archive = record(root, monkeypatch, capsys, tmp_path)
+    with tarfile.open(archive) as tar:
+        assert tar.getmember("sys/class/thermal/thermal_zone0/temp").isfile()
+        assert not any(m.issym() for m in tar.getmembers())
+    replay = extract(archive, tmp_path / "replay")
+    monkeypatch.setenv("E3P_SYSFS_ROOT", str(replay))
+    assert replay_view(["doctor", "--section", "thermal"], capsys, replay) == before
+    assert "thermal zone x86_pkg_temp (thermal_zone0): 61.0 C; trip points: passive 90.0 C" in before[1]
+
+
+def test_a_section_whose_backend_fails_says_so_and_the_others_still_print(capsys, sysfs_root, monkeypatch):
+    import pytest_e3p.hardware.board as board
+
+    def broken():
+        raise RuntimeError("device tree unreadable")
+
+    monkeypatch.setattr(board, "identify_board", broken)
+    rapl_tree(sysfs_root, dram=False, psys=False)
+    code, out, _err = run(["doctor", "--section", "board", "--section", "rapl"], capsys)
+    assert "== Board identification ==\nunavailable: RuntimeError: device tree unreadable\n" in out
+    assert "  intel-rapl:0 package-0: readable (1000000 uJ); counted" in out
