@@ -583,8 +583,8 @@ def build_report(args: argparse.Namespace) -> Report:
 
 # ------------------------------------------------------------------------------------------ record-tree
 
-# What the suite reads, relative to the root: (glob of folders, files read in each). Every glob is the
-# one its reader uses (the module named), so the archive holds what a replay needs and nothing else.
+# _suite_files lists what the suite reads, relative to the root, each with the glob its reader uses
+# (the module named beside it), so the archive holds what a replay needs and nothing else.
 MAX_ATTRIBUTE_BYTES = 64 * 1024  # a sysfs attribute is at most a page; device-tree strings are short
 
 
@@ -654,14 +654,16 @@ class _Recorder:
     manifest: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
 
-    def _member(self, name: str, kind: bytes, mode: int, data: bytes = b"", linkname: str = "") -> None:
+    def _member(self, name: str, kind: bytes, mode: int, data: bytes = b"", linkname: str = "") -> bool:
+        """Add a member once; whether it was new."""
         if name in self.done:
-            return
+            return False
         self.done.add(name)
         info = tarfile.TarInfo(name)
         info.type, info.mode, info.mtime, info.linkname = kind, mode, int(time.time()), linkname
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        return True
 
     def _folder(self, arc: str) -> None:
         parts = Path(arc).parts
@@ -683,8 +685,9 @@ class _Recorder:
                 if not flattened and os.path.commonpath([target, self.root]) == self.root:
                     link_arc = "/".join(arc_parts + [part])
                     self._folder("/".join(arc_parts))
-                    self._member(link_arc, tarfile.SYMTYPE, 0o777, linkname=os.path.relpath(target, real))
-                    self.manifest.append(f"link {link_arc} -> {os.path.relpath(target, real)}")
+                    linkname = os.path.relpath(target, real)
+                    if self._member(link_arc, tarfile.SYMTYPE, 0o777, linkname=linkname):
+                        self.manifest.append(f"link {link_arc} -> {linkname}")
                     real = target
                     arc_parts = list(Path(os.path.relpath(target, self.root)).parts)
                     continue
@@ -728,8 +731,8 @@ class _Recorder:
             self.manifest.append(f"truncated {arc}: longer than {MAX_ATTRIBUTE_BYTES} bytes")
             data = data[:MAX_ATTRIBUTE_BYTES]
         self._folder(str(Path(arc).parent))
-        self._member(arc, tarfile.REGTYPE, 0o444, data)
-        self.manifest.append(f"file {arc}")
+        if self._member(arc, tarfile.REGTYPE, 0o644, data):  # writable: a fixture test may rewrite a counter
+            self.manifest.append(f"file {arc}")
 
 
 def record_tree(out: Path) -> tuple[int, list[str]]:

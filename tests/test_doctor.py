@@ -123,6 +123,8 @@ def test_the_archive_keeps_sysfs_links_as_links_inside_the_tree(tmp_path, monkey
     zone = members["sys/class/thermal/thermal_zone0"]
     assert zone.issym() and zone.linkname == "../../devices/virtual/thermal/thermal_zone0"
     assert members["sys/devices/virtual/thermal/thermal_zone0/temp"].isfile()
+    # owner-writable, so a fixture test can move a counter in its copy as a running kernel would
+    assert members["sys/devices/virtual/thermal/thermal_zone0/temp"].mode == 0o644
     assert members["sys/devices/system/cpu/cpu5/cpufreq"].issym()
     # rapl_tree links its sub-zones with absolute paths into the tree: recorded relative, as a replay needs
     assert members["sys/class/powercap/intel-rapl:0:1"].linkname == "intel-rapl:0/intel-rapl:0:1"
