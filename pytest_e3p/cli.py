@@ -7,6 +7,7 @@ report    Markdown report with plots from one or more results files
 finetune  the paper's CIFAR-10 fine-tuning recipe, writing a checkpoint the suite loads
 history   the runs kept by --e3p-history (and pruning them)
 dashboard a static site of the history: trends, steps, regressions
+doctor    this machine, its sensors and every pre-run check, for a bug report; --record-tree saves its sysfs files
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from . import __version__
+from . import __version__, doctor
 from .config import DEFAULTS, positive_float
 from .report import dashboard
 from .storage import history
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_finetune)
     history.add_cli(sub)
     dashboard.add_cli(sub)
+    doctor.add_cli(sub)
     for command in sub.choices.values():  # every subcommand's help shows its defaults
         command.formatter_class = _HelpFormatter
     return parser
