@@ -21,7 +21,7 @@ LAYERS = [
     {"run"},
     {"report"},
     {"plugin"},
-    {"finetune", "cli", "__main__"},
+    {"finetune", "cli", "__main__", "doctor"},
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 # (importer, imported) pairs allowed upward, each with its reason
