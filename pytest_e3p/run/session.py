@@ -6,6 +6,7 @@ The plugin is thin glue around this; pytest-benchmark's BenchmarkSession plays t
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,12 @@ class E3PSession:
             if options.precision != "fp32"
             else []
         )
+        cpus = available_cpus()
+        if options.threads is not None and cpus and options.threads > cpus:
+            self.start_notes.append(
+                f"--e3p-threads {options.threads} is more than the {cpus} CPUs this process may run on: the threads share them, "
+                f"and latency and energy measure the contention; give --e3p-threads {cpus} or fewer"
+            )
         self.baseline: results.ResultsFile | None = None
         self.priors: dict[str, Any] = {}  # the baseline's pooled between-run noise, per metric
         self.stage1: list[Stage1Row] = []
@@ -422,6 +429,14 @@ class E3PSession:
                 return [f"sustained plots NOT written to {folder}: {exc.strerror or exc}"]
             written.append(str(path))
         return [f"sustained plots written: {', '.join(written)}"]
+
+
+def available_cpus() -> int | None:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset) where the
+    platform has one, else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
 
 
 def _save(rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
