@@ -86,3 +86,68 @@ def test_a_pull_request_from_a_branch_of_the_repository_is_still_measured_on_the
     assert _condition(gate["if"], _pull_request("lab/pytest-e3p"))
     push = {**_pull_request("lab/pytest-e3p"), "github.event_name": "push"}
     assert _condition(gate["if"], push)
+
+
+# -- a requested output that cannot be written -------------------------------------------------
+
+FULL_DISK = """
+import errno
+
+import pytest
+
+import pytest_e3p.report.figures
+import pytest_e3p.report.markdown
+import pytest_e3p.storage.files
+import pytest_e3p.storage.results
+
+_UNDO = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def _full(path, data, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def pytest_configure(config):
+    patch = config.stash[_UNDO] = pytest.MonkeyPatch()
+    # every module that writes through the atomic writer, as each binds it at import
+    for module in (pytest_e3p.storage.files, pytest_e3p.storage.results, pytest_e3p.report.markdown, pytest_e3p.report.figures):
+        patch.setattr(module, "write_atomic", _full)
+
+
+def pytest_unconfigure(config):
+    config.stash[_UNDO].undo()
+"""
+BENCH = "def test_energy(e3p):\n    e3p.measure()\n"
+
+
+def _short(*args):
+    from fakes.runs import SCRIPTED, SHORT
+
+    return [*SHORT, *SCRIPTED, "--e3p-batch-size=2", "--e3p-models=test_vit", *args]
+
+
+def test_a_full_disk_makes_the_run_fail_with_every_lost_output_named_and_the_tables_printed(pytester):
+    pytester.makeconftest(FULL_DISK)
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest(*_short("--e3p-results=out/results.json", "--e3p-history=hist", "--e3p-report=rep", "--e3p-save-baseline=base.json"))
+    result.assert_outcomes(passed=1)
+    # exit 3 (INTERNAL_ERROR): not 0, and not the regression gate's 1
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(
+        [
+            "*E3P stage 2 on cpu / synthetic*",  # the table still printed
+            "*results NOT written to out/results.json: No space left on device*",
+            "*history NOT written to hist: No space left on device*",
+            "*baseline NOT written to base.json: No space left on device*",
+            "*report NOT written to rep: No space left on device*",
+            "*exit status 3: 4 requested output(s) NOT written*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_run_whose_outputs_are_written_still_exits_0(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest(*_short("--e3p-results=out/results.json", "--e3p-history=hist"))
+    assert result.ret == pytest.ExitCode.OK
+    assert (pytester.path / "out/results.json").is_file() and len(list((pytester.path / "hist").glob("*.json"))) == 1

@@ -108,6 +108,8 @@ class E3PSession:
         self.results: dict[str, results.CaseResult] = {}
         self.owners: dict[str, str] = {}  # case id -> the test that measures it in this run
         self.checks: dict[str, list[Check]] = {}
+        # requested outputs that could not be written (a full disk, a folder gone): the run then exits non-zero
+        self.unwritten: list[str] = []
         # passes before the last, measured for every case before the first benchmark body runs
         self.early: dict[str, list[SteadyState]] = {}
         self.early_errors: dict[str, str] = {}
@@ -380,7 +382,7 @@ class E3PSession:
             return lines
         rf = self.results_file()
         if self.options.results is not None:
-            lines.append(_save(rf, self.options.results, "results", update_json))
+            lines.append(self._save(rf, self.options.results, "results", update_json))
         lines += self._sustained_plots()
         if self.options.history is not None:
             from ..storage import history
@@ -388,7 +390,7 @@ class E3PSession:
             try:
                 lines.append(f"run appended to the history: {history.append_run(rf, self.options.history)}")
             except OSError as exc:
-                lines.append(f"history NOT written to {self.options.history}: {exc.strerror or exc}")
+                lines.append(self.lost(f"history NOT written to {self.options.history}: {exc.strerror or exc}"))
         target = self.options.save_baseline
         if target is not None:
             bad = [cid for cid, r in self.results.items() if r.status != results.OK]
@@ -401,14 +403,27 @@ class E3PSession:
                 try:
                     old = results.load(target)
                 except results.ResultsFileError as exc:
-                    lines.append(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")
+                    lines.append(self.lost(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one"))
                     return lines
             merged, notes = merge_runs(old, rf, self.options.baseline_runs)
             if old is not None and old.upgrade_note:
                 notes.insert(0, f"previous {old.upgrade_note}")
-            lines.append(_save(merged, target, "baseline", update_json))
+            lines.append(self._save(merged, target, "baseline", update_json))
             lines += [f"baseline: {n}" for n in notes]
         return lines
+
+    def lost(self, line: str) -> str:
+        """Note a requested output that could not be written; the line, for the terminal."""
+        self.unwritten.append(line)
+        return line
+
+    def _save(self, rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
+        """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
+        try:
+            results.save(rf, path, update_json)
+        except OSError as exc:
+            return self.lost(f"{what} NOT written to {path}: {exc.strerror or exc}")
+        return f"{what} written to {path}"
 
     def _sustained_plots(self) -> list[str]:
         """A plot per sustained run (power, temperature, clock, latency over time), into the report
@@ -426,7 +441,7 @@ class E3PSession:
             except ImportError as exc:
                 return [f"sustained plots not drawn: {exc}"]
             except OSError as exc:
-                return [f"sustained plots NOT written to {folder}: {exc.strerror or exc}"]
+                return [self.lost(f"sustained plots NOT written to {folder}: {exc.strerror or exc}")]
             written.append(str(path))
         return [f"sustained plots written: {', '.join(written)}"]
 
@@ -437,12 +452,3 @@ def available_cpus() -> int | None:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count()
-
-
-def _save(rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
-    """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
-    try:
-        results.save(rf, path, update_json)
-    except OSError as exc:
-        return f"{what} NOT written to {path}: {exc.strerror or exc}"
-    return f"{what} written to {path}"
