@@ -40,6 +40,7 @@ from ..models import zoo
 from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
 from ..models.zoo import UnknownModel
 from ..storage import results
+from ..storage.files import locked
 from ..text import error_line, slug
 from .bench import Bench, NoSensor
 from .case import Case, CaseSkipped, case_matrix
@@ -398,19 +399,25 @@ class E3PSession:
                 why = f"{len(bad)} case(s) did not pass" if bad else "the run did not pass"
                 lines.append(f"baseline NOT written ({why}); {target} is unchanged")
                 return lines
-            old = None
-            if target.exists():
-                try:
-                    old = results.load(target)
-                except results.ResultsFileError as exc:
-                    lines.append(self.lost(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one"))
-                    return lines
-            merged, notes = merge_runs(old, rf, self.options.baseline_runs)
-            if old is not None and old.upgrade_note:
-                notes.insert(0, f"previous {old.upgrade_note}")
-            lines.append(self._save(merged, target, "baseline", update_json))
-            lines += [f"baseline: {n}" for n in notes]
+            try:
+                with locked(target):  # from reading the old baseline to replacing it: a concurrent run waits
+                    lines += self._save_baseline(rf, target, update_json)
+            except OSError as exc:  # the lock file cannot be made
+                lines.append(self.lost(f"baseline NOT written to {target}: {exc.strerror or exc}"))
         return lines
+
+    def _save_baseline(self, rf: results.ResultsFile, target: Path, update_json: Callable[[dict[str, Any]], None] | None) -> list[str]:
+        """Add this run to the baseline at target (merged with its earlier runs); lines saying so."""
+        old = None
+        if target.exists():
+            try:
+                old = results.load(target)
+            except results.ResultsFileError as exc:
+                return [self.lost(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")]
+        merged, notes = merge_runs(old, rf, self.options.baseline_runs)
+        if old is not None and old.upgrade_note:
+            notes.insert(0, f"previous {old.upgrade_note}")
+        return [self._save(merged, target, "baseline", update_json), *(f"baseline: {n}" for n in notes)]
 
     def lost(self, line: str) -> str:
         """Note a requested output that could not be written; the line, for the terminal."""
