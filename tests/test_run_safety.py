@@ -3,6 +3,7 @@ nothing left behind, nothing of another user's loaded; and the CI device runners
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -151,3 +152,138 @@ def test_a_run_whose_outputs_are_written_still_exits_0(pytester):
     result = pytester.runpytest(*_short("--e3p-results=out/results.json", "--e3p-history=hist"))
     assert result.ret == pytest.ExitCode.OK
     assert (pytester.path / "out/results.json").is_file() and len(list((pytester.path / "hist").glob("*.json"))) == 1
+
+
+# -- two runs saving one baseline at once ---------------------------------------------------------
+
+MEET_IN_MERGE = """
+import os
+import time
+
+import pytest
+
+import pytest_e3p.run.session as session
+
+_UNDO = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def pytest_configure(config):
+    merge = session.merge_runs
+
+    def meet_then_merge(old, new, keep_runs):
+        # each run waits here, after reading the old baseline, for the other to arrive (4 s at most):
+        # without a lock both have read the same old file and the second write loses the first run
+        open(f"arrived-{os.getpid()}", "w").close()
+        deadline = time.monotonic() + 4
+        while len([n for n in os.listdir() if n.startswith("arrived-")]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return merge(old, new, keep_runs)
+
+    patch = config.stash[_UNDO] = pytest.MonkeyPatch()
+    patch.setattr(session, "merge_runs", meet_then_merge)
+
+
+def pytest_unconfigure(config):
+    config.stash[_UNDO].undo()
+"""
+
+
+def _subprocess_env() -> dict[str, str]:
+    import os
+
+    # the package from this checkout and the tests' fakes, as the in-process runs see them
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+
+
+def test_two_runs_saving_one_baseline_at_once_both_end_up_in_it(pytester):
+    import subprocess
+    import sys
+
+    pytester.makeconftest(MEET_IN_MERGE)
+    pytester.makepyfile(test_bench=BENCH)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", *_short(f"--e3p-models={model}", "--e3p-save-baseline=b.json", "--e3p-results=" + model + ".json")],
+            cwd=pytester.path,
+            env=_subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for model in ("test_vit", "test_vit2")
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    for run, out in zip(runs, outputs):
+        assert run.returncode == 0, out
+        assert "baseline written to b.json" in out
+    saved = json.loads((pytester.path / "b.json").read_text())
+    assert sorted(saved["cases"]) == ["test_vit-cpu-synthetic", "test_vit2-cpu-synthetic"]  # neither run lost
+
+
+# -- the compile cache -----------------------------------------------------------------------------
+
+SHOW_CACHE = """
+import os
+
+def test_env(e3p_session):
+    print("INDUCTOR=" + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "unset"))
+    print("TRITON=" + os.environ.get("TRITON_CACHE_DIR", "unset"))
+"""
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """XDG_CACHE_HOME in a temporary folder, and neither compile cache chosen by the user."""
+    home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    return home / "pytest-e3p"
+
+
+def _cache_run(pytester, *args):
+    pytester.makepyfile(test_env=SHOW_CACHE)
+    return pytester.runpytest("-s", *_short(*args))
+
+
+def test_the_compile_caches_are_private_folders_of_the_user_for_the_run(pytester, cache_home):
+    import os
+    import stat
+
+    # torch's default, $TMPDIR/torchinductor_<user>, is a name another user can create first
+    # (torch/_inductor/runtime/cache_dir_utils.py, default_cache_dir): compiled .so files are loaded from it
+    result = _cache_run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*INDUCTOR={cache_home / 'torchinductor'}", f"TRITON={cache_home / 'triton'}"])
+    for folder in (cache_home, cache_home / "torchinductor", cache_home / "triton"):
+        st = folder.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    # the run's environment is undone at its end
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and "TRITON_CACHE_DIR" not in os.environ
+
+
+def test_a_compile_cache_the_user_chose_is_left_alone(pytester, cache_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    result = _cache_run(pytester)
+    result.stdout.fnmatch_lines([f"*INDUCTOR={tmp_path / 'mine'}", f"TRITON={cache_home / 'triton'}"])
+
+
+@pytest.mark.parametrize("how", ["writable by others", "another user's"])
+def test_a_compile_cache_folder_others_could_write_is_refused_in_one_line(pytester, cache_home, how):
+    import os
+
+    planted = cache_home / "torchinductor"
+    planted.mkdir(parents=True)
+    if how == "writable by others":
+        planted.chmod(0o777)
+        message = f"*compile cache {planted} is writable by others (mode 0777): another user could plant compiled code there; remove it*"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a folder another user's takes root")
+        os.chown(planted, 65534, 65534)  # nobody
+        planted.chmod(0o700)
+        message = f"*compile cache {planted} is owned by another user (uid 65534)*"
+    result = _cache_run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stderr.str()
