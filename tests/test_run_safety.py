@@ -287,3 +287,58 @@ def test_a_compile_cache_folder_others_could_write_is_refused_in_one_line(pytest
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stderr.str()
+
+
+# -- SIGTERM, as a CI runner sends on cancel -----------------------------------------------------
+
+SLOW_SECOND_CASE = """
+import pathlib
+import tempfile
+import time
+
+
+def test_energy(e3p, e3p_case):
+    e3p.measure()
+    if e3p_case.id.startswith("test_vit2"):
+        # as the ONNX export does (variants/onnx_runtime.py): a temporary folder in $TMPDIR, removed
+        # by its context manager, while a long step runs
+        with tempfile.TemporaryDirectory(prefix="e3p-onnx-") as tmp:
+            (pathlib.Path(tmp) / "model.onnx").write_bytes(b"x" * 1_000_000)
+            pathlib.Path("ready").touch()
+            time.sleep(120)
+"""
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does_cleaning_up_and_writing_what_was_measured(pytester, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    pytester.makepyfile(test_bench=SLOW_SECOND_CASE)
+    args = _short("--e3p-models=test_vit,test_vit2", "--e3p-passes=1", "--e3p-results=out/results.json", "--e3p-history=hist")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=pytester.path,
+        env={**_subprocess_env(), "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (pytester.path / "ready").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (pytester.path / "ready").exists(), run.communicate(timeout=60)[0] if run.poll() is not None else "the second case never started"
+    run.send_signal(signal.SIGTERM)
+    out = run.communicate(timeout=120)[0]
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out  # pytest's own code for Ctrl-C, not -15
+    assert "KeyboardInterrupt" in out and "stopped by signal SIGTERM" in out
+    assert list(tmpdir.glob("e3p-onnx-*")) == []  # the export's folder was removed
+    data = json.loads((pytester.path / "out/results.json").read_text())
+    assert data["cases"]["test_vit-cpu-synthetic"]["status"] == "ok"  # the case measured before is kept
+    assert data["cases"]["test_vit2-cpu-synthetic"]["status"] == "failed"
+    written = [p.name for p in (pytester.path / "hist").iterdir()]
+    assert len(written) == 1 and written[0].endswith(".json") and not any(n.endswith(".tmp") for n in os.listdir(pytester.path / "out"))

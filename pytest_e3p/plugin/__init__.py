@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     undo = config.stash.get(_ENV_UNDO, None)
     if undo is not None:
         undo.undo()  # an in-process run (pytester) leaves the environment as it found it
+    previous = config.stash.get(_SIGTERM_BEFORE, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_SIGTERM_BEFORE = pytest.StashKey[Any]()
+
+
+def _stop_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (what a CI runner sends on cancel, what `kill` sends) stops the run as Ctrl-C does:
+    its default action killed the process at once, leaving an ONNX export's temporary folder, a
+    half-written history file and no results. Raised as KeyboardInterrupt, the finally blocks run and
+    pytest ends the session as interrupted (exit 2), writing what was measured. A second SIGTERM
+    gets the handler the run found, so a stuck clean-up can still be stopped. Signals reach the main
+    thread only, so nothing is installed from another one."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # set outside Python: it cannot be restored from here, so it is left alone
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.stash[_SIGTERM_BEFORE] = previous
 
 
 _ENV_UNDO = pytest.StashKey[pytest.MonkeyPatch]()
@@ -158,6 +187,7 @@ def _session(config: pytest.Config) -> E3PSession:
             raise pytest.UsageError(str(exc)) from None
         plugin = E3PPlugin(config, session)
         config.pluginmanager.register(plugin, PLUGIN_NAME)
+        _stop_on_sigterm(config)
     return plugin.session
 
 
