@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -62,10 +63,30 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _items(text: str) -> list[str]:
+    """The items of a comma list; an empty one (`1,,2`, a trailing comma) is refused: it is a typo
+    more often than not, and dropping it silently would run another matrix than the one meant."""
+    values = [v.strip() for v in text.split(",")]
+    if text.strip() and not all(values):
+        where = next(i for i, v in enumerate(values, 1) if not v)
+        raise ValueError(f"item {where} of the comma list is empty: remove the extra comma")
+    return [v for v in values if v]
+
+
+def _listed(parse: Any):
+    """A comma-list option read by `parse` (models, datasets, variants, ...), empty items refused first."""
+
+    def check(text: str) -> Any:
+        _items(text)
+        return parse(text)
+
+    return check
+
+
 def _sizes(text: str) -> tuple[int | None, ...]:
     """A comma list of sizes, each a case axis value; `auto` (None) is the default of the device
     (batch) or of the model (image size)."""
-    values = [v.strip() for v in text.split(",") if v.strip()]
+    values = _items(text)
     if not values:
         raise ValueError("give auto or a comma list of positive integers")
     out = tuple(None if v == "auto" else _positive_int(v) for v in values)
@@ -103,8 +124,8 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ),
     ("inferences", "--e3p-inferences", "50", _positive_int, "edgevit protocol: timed inferences per pass of a case (the paper's 50)"),
     ("device", "--e3p-device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
-    ("models", "--e3p-models", "paper13", str, "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
-    ("datasets", "--e3p-dataset", "synthetic", str, "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
+    ("models", "--e3p-models", "paper13", _listed(str), "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
+    ("datasets", "--e3p-dataset", "synthetic", _listed(str), "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     (
         "batch_size",
         "--e3p-batch-size",
@@ -123,7 +144,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "variants",
         "--e3p-variants",
         "fp32",
-        str,
+        _listed(str),
         "comma list of optimised forms of each model, each a case checked and measured against fp32 eager:\n"
         + "\n".join(f"- {line}" for line in VARIANT_HELP.splitlines()),
     ),
@@ -165,7 +186,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("sample_hz", "--e3p-sample-hz", "100", positive_float, "sampling rate of the power-sampling sensors (Jetson rails, old GPUs)"),
     ("sam_alpha", "--e3p-sam-alpha", "5", positive_float, "alpha of SAM (5: SAM5)"),
     ("screen", "--e3p-screen", "none", _choice("none", "pareto"), "stage-1 screening of the models before measuring: none or pareto"),
-    ("screen_keep", "--e3p-screen-keep", "", str, "comma list of models the screening always keeps"),
+    ("screen_keep", "--e3p-screen-keep", "", _listed(str), "comma list of models the screening always keeps"),
     ("baseline", "--e3p-baseline", "", _path, "compare each case with this baseline file; regressions fail"),
     ("save_baseline", "--e3p-save-baseline", "", _path, "write this run as a baseline (only when the run passes)"),
     (
@@ -182,7 +203,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _fraction,
         "for testing the gate only: extra matrix work in every measured forward pass, this fraction of its time (0.1 = about 10% slower)",
     ),
-    ("tolerance", "--e3p-tolerance", DEFAULT_TOLERANCES, str, "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)"),
+    (
+        "tolerance",
+        "--e3p-tolerance",
+        DEFAULT_TOLERANCES,
+        _listed(str),
+        "regression tolerances: energy=5%,latency=10%,top1=0.5 (latency and top1 off unless set)",
+    ),
     (
         "max_memory_mb",
         "--e3p-max-memory-mb",
@@ -318,26 +345,41 @@ def read_options(config: pytest.Config) -> Options:
     return opts
 
 
+def _stat(path: Path, flag: str, given: Path) -> os.stat_result | None:
+    """The path's status, None where it does not exist (yet); a usage error for any other failure.
+    Path.exists() says False on a symlink loop (ELOOP) or a denied lookup too, which let such a path
+    through the start check and failed its write after the whole run."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise pytest.UsageError(f"{flag}={given}: cannot be written ({path}: {exc.strerror or exc})") from None
+
+
 def check_writable_folder(path: Path, flag: str) -> None:
     """A folder the run writes into (report, history): a folder, or one that can be made; not a file."""
-    if path.exists() and not path.is_dir():
+    st = _stat(path, flag, path)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
         raise pytest.UsageError(f"{flag}={path}: is a file; give a folder")
-    check_writable(path / "probe.json", flag)
+    check_writable(path / "probe.json", flag, given=path)
 
 
-def check_writable(path: Path, flag: str) -> None:
+def check_writable(path: Path, flag: str, given: Path | None = None) -> None:
     """Fail at the start, not after an hour of measuring, when a result could not be written."""
-    if path.is_dir():
+    given = given or path
+    st = _stat(path, flag, given)
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise pytest.UsageError(f"{flag}={path}: is a folder; give a file path such as {path / 'results.json'}")
     folder = path.parent
-    while not folder.exists():
+    while _stat(folder, flag, given) is None:
         folder = folder.parent
     try:
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is a file")
         with tempfile.TemporaryFile(dir=folder):
             pass
-        if path.exists() and not os.access(path, os.W_OK):
+        if st is not None and not os.access(path, os.W_OK):
             raise PermissionError(f"{path} is read-only")
     except OSError as exc:
-        raise pytest.UsageError(f"{flag}={path}: cannot be written ({exc.strerror or exc})") from None
+        raise pytest.UsageError(f"{flag}={given}: cannot be written ({exc.strerror or exc})") from None

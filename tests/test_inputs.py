@@ -118,3 +118,48 @@ def test_after_a_sensor_fault_measured_and_estimated_cases_are_never_ranked_toge
     assert "E3P stage 2 on cpu / synthetic: energy measured by rapl" in out and "E3P stage 2 on cpu / synthetic: energy estimate by cpu-time-estimate" in out
     note = next(line for line in result.outlines if line.startswith("energy: "))
     assert "chmod" not in note  # the file vanished: not a permission problem
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("--e3p-batch-size=1,,2", "*--e3p-batch-size='1,,2': item 2 of the comma list is empty: remove the extra comma"),
+        ("--e3p-image-size=224,", "*--e3p-image-size='224,': item 2 of the comma list is empty*"),
+        ("--e3p-models=test_vit,,test_vit2", "*--e3p-models='test_vit,,test_vit2': item 2 of the comma list is empty*"),
+        ("--e3p-dataset=,synthetic", "*--e3p-dataset=',synthetic': item 1 of the comma list is empty*"),
+        ("--e3p-variants=fp32,,fp16", "*--e3p-variants='fp32,,fp16': item 2 *empty*"),
+        ("--e3p-tolerance=energy=5%,", "*--e3p-tolerance='energy=5%,': item 2 *empty*"),
+        ("--e3p-screen-keep=test_vit,", "*--e3p-screen-keep='test_vit,': item 2 *empty*"),
+    ],
+)
+def test_an_empty_item_of_a_comma_list_is_refused_not_dropped(pytester, arg, message):
+    # `1,,2` was read as 1,2: a typo ran another matrix than the one meant, without a word
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest(*FAST, "--e3p-models=test_vit", arg)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_more_threads_than_cpus_is_said_once_at_the_start(pytester):
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    pass\n")
+    result = pytester.runpytest(*FAST, "--e3p-models=test_vit", f"--e3p-threads={cpus + 1}", "--collect-only")
+    result.stdout.fnmatch_lines([f"[[]e3p[]] --e3p-threads {cpus + 1} is more than the {cpus} CPUs this process may run on*give --e3p-threads {cpus} or fewer"])
+    assert result.stdout.str().count("more than the") == 1
+    quiet = pytester.runpytest(*FAST, "--e3p-models=test_vit", f"--e3p-threads={cpus}", "--collect-only")
+    assert "more than the" not in quiet.stdout.str()
+
+
+@pytest.mark.parametrize("flag", ["--e3p-history", "--e3p-report", "--e3p-results", "--e3p-save-baseline"])
+@pytest.mark.parametrize("where", ["loop", "loop/inside"])
+def test_an_output_path_in_a_symlink_loop_is_a_usage_error_at_the_start(pytester, flag, where):
+    # Path.exists() is False on ELOOP: the path passed the start check and its write failed after the run
+    (pytester.path / "loop").symlink_to("loop")
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest(*FAST, "--e3p-models=test_vit", f"{flag}={where}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {flag}={where}: cannot be written (*Too many levels of symbolic links)"])
+    assert "Traceback" not in result.stderr.str()

@@ -449,6 +449,7 @@ def test_a_failing_report_write_is_one_line_and_the_table_is_still_printed(bench
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*E3P stage 2 on cpu / synthetic*", "report NOT written to rep: No space left on device"])
     assert "Traceback" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # a lost report is no green run
 
 
 def test_the_session_is_cheap_to_build_and_start_does_the_rest(monkeypatch):

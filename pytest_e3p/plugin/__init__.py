@@ -9,7 +9,14 @@ parametrization and the fixtures.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -47,7 +54,97 @@ def pytest_configure(config: pytest.Config) -> None:
                 "pytest-e3p measures one case at a time on one device; under pytest-xdist every worker would measure "
                 "at once and write its own part of the results: run the benchmarks without -n (or with -n 0)"
             )
+        _private_compile_cache(config)
         _session(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    undo = config.stash.get(_ENV_UNDO, None)
+    if undo is not None:
+        undo.undo()  # an in-process run (pytester) leaves the environment as it found it
+    previous = config.stash.get(_SIGTERM_BEFORE, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_SIGTERM_BEFORE = pytest.StashKey[Any]()
+
+
+def _stop_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (what a CI runner sends on cancel, what `kill` sends) stops the run as Ctrl-C does:
+    its default action killed the process at once, leaving an ONNX export's temporary folder, a
+    half-written history file and no results. Raised as KeyboardInterrupt, the finally blocks run and
+    pytest ends the session as interrupted (exit 2), writing what was measured. A second SIGTERM
+    gets the handler the run found, so a stuck clean-up can still be stopped. Signals reach the main
+    thread only, so nothing is installed from another one."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # set outside Python: it cannot be restored from here, so it is left alone
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.stash[_SIGTERM_BEFORE] = previous
+
+
+_ENV_UNDO = pytest.StashKey[pytest.MonkeyPatch]()
+# torch's compile caches; their defaults are shared: inductor's is $TMPDIR/torchinductor_<user>, a
+# predictable name another user can create first (torch/_inductor/runtime/cache_dir_utils.py), and the
+# .so files compiled into it are loaded. Triton's goes under inductor's unless TRITON_CACHE_DIR is set.
+COMPILE_CACHE_VARS = {"TORCHINDUCTOR_CACHE_DIR": "torchinductor", "TRITON_CACHE_DIR": "triton"}
+
+
+def private_cache_root() -> Path:
+    """The user's own cache folder of pytest-e3p: $XDG_CACHE_HOME/pytest-e3p, else ~/.cache/pytest-e3p."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "pytest-e3p"
+
+
+def _private_compile_cache(config: pytest.Config) -> None:
+    """Point the compile caches the user has not chosen at private folders (mode 0700, the user's),
+    for this run; a usage error naming the folder when one is another user's or writable by others.
+    Where the user's cache folder cannot be made (a read-only home), a fresh private temporary folder
+    serves the run and is removed at its end."""
+    unset = {var: sub for var, sub in COMPILE_CACHE_VARS.items() if not os.environ.get(var)}
+    if not unset:
+        return
+    root = private_cache_root()
+    folders = {var: root / sub for var, sub in unset.items()}
+    try:
+        for folder in [root, *folders.values()]:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        root = Path(tempfile.mkdtemp(prefix="e3p-compile-"))  # 0700, a name nobody could guess
+        config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+        folders = {var: root / sub for var, sub in unset.items()}
+    for folder in [root, *folders.values()]:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        why = not_private(folder)
+        if why:
+            raise pytest.UsageError(
+                f"compile cache {folder} {why}: another user could plant compiled code there; remove it (it is rebuilt) "
+                "or set TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR to a folder of your own"
+            )
+    undo = config.stash[_ENV_UNDO] = pytest.MonkeyPatch()
+    for var, folder in folders.items():
+        undo.setenv(var, str(folder))
+
+
+def not_private(folder: Path) -> str:
+    """Why code compiled into folder could come from someone else ("" where it cannot): not a folder,
+    owned by another user, or writable by the group or others."""
+    st = folder.stat()  # what is used, through any symlink
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
 
 
 def _xdist_workers(config: pytest.Config) -> int:
@@ -90,6 +187,7 @@ def _session(config: pytest.Config) -> E3PSession:
             raise pytest.UsageError(str(exc)) from None
         plugin = E3PPlugin(config, session)
         config.pluginmanager.register(plugin, PLUGIN_NAME)
+        _stop_on_sigterm(config)
     return plugin.session
 
 

@@ -121,6 +121,8 @@ class E3PPlugin:
         machine_info["e3p_energy"] = {k: v for k, v in self.session.protocol_record().items() if k in ("energy_kind", "energy_source", "boundary")}
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the run's outputs. One that was asked for and could not be written makes a run that
+        would have exited 0 exit 3 (pytest.ExitCode.INTERNAL_ERROR); the tables still print."""
         e3p = self.session
         passed = exitstatus == pytest.ExitCode.OK and session.testsfailed == 0
         config = session.config
@@ -131,9 +133,15 @@ class E3PPlugin:
             try:
                 written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
             except OSError as exc:  # one line; the tables are still printed
-                self.finish_lines.append(f"report NOT written to {e3p.options.report}: {exc.strerror or exc}")
+                self.finish_lines.append(e3p.lost(f"report NOT written to {e3p.options.report}: {exc.strerror or exc}"))
             else:
                 self.finish_lines.append(f"report written to {written}")
+        if e3p.unwritten and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            # A requested output was lost (a full disk): CI must not go green on it. INTERNAL_ERROR (3),
+            # not TESTS_FAILED (1), which the gate uses for regressions, nor USAGE_ERROR (4), which
+            # means the command line was wrong. A run already failed or interrupted keeps its status.
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self.finish_lines.append(f"exit status {int(pytest.ExitCode.INTERNAL_ERROR)}: {len(e3p.unwritten)} requested output(s) NOT written (above)")
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         e3p = self.session

@@ -6,6 +6,7 @@ The plugin is thin glue around this; pytest-benchmark's BenchmarkSession plays t
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from ..models import zoo
 from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
 from ..models.zoo import UnknownModel
 from ..storage import results
+from ..storage.files import locked
 from ..text import error_line, slug
 from .bench import Bench, NoSensor
 from .case import Case, CaseSkipped, case_matrix
@@ -94,6 +96,12 @@ class E3PSession:
             if options.precision != "fp32"
             else []
         )
+        cpus = available_cpus()
+        if options.threads is not None and cpus and options.threads > cpus:
+            self.start_notes.append(
+                f"--e3p-threads {options.threads} is more than the {cpus} CPUs this process may run on: the threads share them, "
+                f"and latency and energy measure the contention; give --e3p-threads {cpus} or fewer"
+            )
         self.baseline: results.ResultsFile | None = None
         self.priors: dict[str, Any] = {}  # the baseline's pooled between-run noise, per metric
         self.stage1: list[Stage1Row] = []
@@ -101,6 +109,8 @@ class E3PSession:
         self.results: dict[str, results.CaseResult] = {}
         self.owners: dict[str, str] = {}  # case id -> the test that measures it in this run
         self.checks: dict[str, list[Check]] = {}
+        # requested outputs that could not be written (a full disk, a folder gone): the run then exits non-zero
+        self.unwritten: list[str] = []
         # passes before the last, measured for every case before the first benchmark body runs
         self.early: dict[str, list[SteadyState]] = {}
         self.early_errors: dict[str, str] = {}
@@ -373,7 +383,7 @@ class E3PSession:
             return lines
         rf = self.results_file()
         if self.options.results is not None:
-            lines.append(_save(rf, self.options.results, "results", update_json))
+            lines.append(self._save(rf, self.options.results, "results", update_json))
         lines += self._sustained_plots()
         if self.options.history is not None:
             from ..storage import history
@@ -381,7 +391,7 @@ class E3PSession:
             try:
                 lines.append(f"run appended to the history: {history.append_run(rf, self.options.history)}")
             except OSError as exc:
-                lines.append(f"history NOT written to {self.options.history}: {exc.strerror or exc}")
+                lines.append(self.lost(f"history NOT written to {self.options.history}: {exc.strerror or exc}"))
         target = self.options.save_baseline
         if target is not None:
             bad = [cid for cid, r in self.results.items() if r.status != results.OK]
@@ -389,19 +399,38 @@ class E3PSession:
                 why = f"{len(bad)} case(s) did not pass" if bad else "the run did not pass"
                 lines.append(f"baseline NOT written ({why}); {target} is unchanged")
                 return lines
-            old = None
-            if target.exists():
-                try:
-                    old = results.load(target)
-                except results.ResultsFileError as exc:
-                    lines.append(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")
-                    return lines
-            merged, notes = merge_runs(old, rf, self.options.baseline_runs)
-            if old is not None and old.upgrade_note:
-                notes.insert(0, f"previous {old.upgrade_note}")
-            lines.append(_save(merged, target, "baseline", update_json))
-            lines += [f"baseline: {n}" for n in notes]
+            try:
+                with locked(target):  # from reading the old baseline to replacing it: a concurrent run waits
+                    lines += self._save_baseline(rf, target, update_json)
+            except OSError as exc:  # the lock file cannot be made
+                lines.append(self.lost(f"baseline NOT written to {target}: {exc.strerror or exc}"))
         return lines
+
+    def _save_baseline(self, rf: results.ResultsFile, target: Path, update_json: Callable[[dict[str, Any]], None] | None) -> list[str]:
+        """Add this run to the baseline at target (merged with its earlier runs); lines saying so."""
+        old = None
+        if target.exists():
+            try:
+                old = results.load(target)
+            except results.ResultsFileError as exc:
+                return [self.lost(f"baseline NOT written: the existing {target} cannot be read ({exc}); move it away to start a new one")]
+        merged, notes = merge_runs(old, rf, self.options.baseline_runs)
+        if old is not None and old.upgrade_note:
+            notes.insert(0, f"previous {old.upgrade_note}")
+        return [self._save(merged, target, "baseline", update_json), *(f"baseline: {n}" for n in notes)]
+
+    def lost(self, line: str) -> str:
+        """Note a requested output that could not be written; the line, for the terminal."""
+        self.unwritten.append(line)
+        return line
+
+    def _save(self, rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
+        """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
+        try:
+            results.save(rf, path, update_json)
+        except OSError as exc:
+            return self.lost(f"{what} NOT written to {path}: {exc.strerror or exc}")
+        return f"{what} written to {path}"
 
     def _sustained_plots(self) -> list[str]:
         """A plot per sustained run (power, temperature, clock, latency over time), into the report
@@ -419,15 +448,14 @@ class E3PSession:
             except ImportError as exc:
                 return [f"sustained plots not drawn: {exc}"]
             except OSError as exc:
-                return [f"sustained plots NOT written to {folder}: {exc.strerror or exc}"]
+                return [self.lost(f"sustained plots NOT written to {folder}: {exc.strerror or exc}")]
             written.append(str(path))
         return [f"sustained plots written: {', '.join(written)}"]
 
 
-def _save(rf: results.ResultsFile, path: Path, what: str, update_json: Callable[[dict[str, Any]], None] | None = None) -> str:
-    """Write a file; one line saying where, or why not (a full disk must not lose the tables)."""
-    try:
-        results.save(rf, path, update_json)
-    except OSError as exc:
-        return f"{what} NOT written to {path}: {exc.strerror or exc}"
-    return f"{what} written to {path}"
+def available_cpus() -> int | None:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset) where the
+    platform has one, else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()

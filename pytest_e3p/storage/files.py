@@ -9,14 +9,21 @@ a name nobody has taken yet (`exclusive=True`, for history files, which are neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs there are not made concurrent by CI
+    fcntl = None  # type: ignore[assignment]
 
 from .schema import ResultsFileError, upgrade
 
@@ -122,3 +129,22 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s hidden lock file (`.<name>.lock` beside it) while a
+    read-modify-write of it runs: a second run waits, then reads the first's file, so neither run is
+    lost. The lock file is left in place: removing it would let a waiting run lock a name that a third
+    run has already replaced with a new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, _new_file_mode())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, or when the process dies
+        yield
+    finally:
+        os.close(fd)
