@@ -123,7 +123,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "subtracted, mean +/- sd and efficiency in %/mJ (the EdgeViT paper's Table 3)",
     ),
     ("inferences", "--e3p-inferences", "50", _positive_int, "edgevit protocol: timed inferences per pass of a case (the paper's 50)"),
-    ("device", "--e3p-device", "cpu", str, "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin"),
+    (
+        "device",
+        "--e3p-device",
+        "cpu",
+        str,
+        "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin, jetson (any Jetson board)",
+    ),
     ("models", "--e3p-models", "paper13", _listed(str), "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", _listed(str), "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     (

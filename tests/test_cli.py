@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from fakes.power_rails import tx2_tree
 from fakes.results import case_result, results_file
@@ -165,3 +167,22 @@ def test_compare_regression_wins_over_cases_not_compared(tmp_path, capsys, monke
     assert main(["compare", str(base), str(base)]) == 1  # a regression is a finding: it wins
     captured = capsys.readouterr()
     assert "REGRESSION a: energy +20% vs baseline" in captured.out and "batch size differs" in captured.err
+
+
+@pytest.mark.parametrize("kind", ["deep", "dev-zero", "fifo", "folder"])
+def test_compare_on_files_that_are_not_results_is_one_line_exit_2_not_a_hang(tmp_path, capsys, kind):
+    """Issue 25: 100,000 nested [ raised RecursionError (exit 1, "regression"); a link to /dev/zero read
+    until memory ran out; a FIFO blocked. Each is refused before or while parsing, in one line."""
+    good = tmp_path / "good.json"
+    results.save(results_file([case_result("a", energy_mj=40)]), good)
+    bad = tmp_path / "bad.json"
+    if kind == "deep":
+        bad.write_text("[" * 100_000)
+    elif kind == "dev-zero":
+        bad.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.mkdir()
+    assert main(["compare", str(bad), str(good)]) == 2
+    assert "bad.json" in one_line_error(capsys)

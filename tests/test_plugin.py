@@ -240,13 +240,43 @@ def flaky_for_levit(request, e3p_session):
     assert data["cases"]["test_vit-cpu-synthetic"]["energy_kind"] == "estimate"  # a fresh sensor after the fault
 
 
+# The board's sysfs tree is real (fakes.power_rails); its CUDA torch cannot be here. The profile is resolved
+# as on the board (torch.cuda.is_available answers True while it is), then the model runs on this CPU:
+# everything else (identification, rails, thermal, the tables) is the plugin's own path.
+JETSON_WITH_CUDA = """
+import dataclasses, importlib
+import pytest
+import torch
+
+patch = pytest.MonkeyPatch()
+
+
+@pytest.hookimpl(tryfirst=True)  # before the plugin's pytest_configure opens the session
+def pytest_configure(config):
+    session, devices = importlib.import_module("pytest_e3p.run.session"), importlib.import_module("pytest_e3p.hardware.devices")
+
+    def resolve(name):
+        with pytest.MonkeyPatch.context() as cuda:
+            cuda.setattr(torch.cuda, "is_available", lambda: True)
+            device = devices.resolve(name)
+        return dataclasses.replace(device, torch_device="cpu")
+
+    patch.setattr(session, "resolve", resolve)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    patch.undo()
+"""
+
+
 def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_root):
     tx2_tree(sysfs_root)
+    bench.makeconftest(JETSON_WITH_CUDA)
     result = bench.runpytest("--e3p-device=tx2", *FAST, "--e3p-models=test_vit", "--e3p-sample-hz=100")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "torch has no CUDA here, so the model runs on the board's CPU*",
             "*E3P stage 2 on tx2 / synthetic: energy measured by jetson-ina3221 (Jetson module input (VDD_IN))*",
             "per-rail energy (mJ/img); the total used for SAM is VDD_IN",
             "*VDD_IN (total)*VDD_SYS_GPU*",
@@ -263,6 +293,16 @@ def test_on_a_jetson_tree_the_rails_are_measured_and_broken_down(bench, sysfs_ro
     rails = case["rails_mj_per_image"]
     assert rails["VDD_SYS_GPU"] == pytest.approx(rails["VDD_IN"] * 2000 / 5000, rel=0.05)
     assert case["total_rail"] == "VDD_IN" and case["energy_kind"] == "measured"
+
+
+def test_on_a_jetson_torch_without_cuda_stops_at_the_start_naming_the_fix(bench, sysfs_root):
+    """Issue 23: a plain pip install on a board replaces NVIDIA's CUDA torch with a CPU-only wheel; the run
+    used to measure the board's CPU under the GPU's name. This torch has no usable CUDA GPU either."""
+    tx2_tree(sysfs_root)
+    result = bench.runpytest("--e3p-device=tx2", *FAST, "--e3p-models=test_vit")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--device tx2: torch *this is a Jetson board (Jetson TX2)*pip install --no-deps pytest-e3p*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 def test_auto_says_what_it_picked_and_options_come_from_the_ini_file(bench):

@@ -39,10 +39,30 @@ class ResultsData:
     written_version: int
 
 
+# The largest results file read: about 60,000 cases of a full run. A bigger file, a device (a link to
+# /dev/zero) or a FIFO would exhaust memory or block the reader, so they are refused before reading.
+MAX_RESULTS_BYTES = 256 * 2**20
+
+
+def _check_readable_file(path: Path) -> None:
+    """ResultsFileError unless `path` (links followed) is a regular file of at most MAX_RESULTS_BYTES."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ResultsFileError(f"{path} does not exist") from None
+    except OSError as exc:  # a symlink loop (ELOOP), a permission denied on a parent folder...
+        raise ResultsFileError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ResultsFileError(f"{path} is not a regular file (a device, FIFO or folder): not a results file")
+    if st.st_size > MAX_RESULTS_BYTES:
+        raise ResultsFileError(f"{path} is {st.st_size / 2**20:.0f} MiB, over the {MAX_RESULTS_BYTES // 2**20} MiB a results file may have: not a results file")
+
+
 def read_results(path: str | Path) -> ResultsData:
     """Parse, upgrade and check a results, baseline or history file; ResultsFileError says in one
     line what is wrong with it."""
     path = Path(path)
+    _check_readable_file(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -59,6 +79,8 @@ def read_results(path: str | Path) -> ResultsData:
         raise ResultsFileError(
             f"{path} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
         ) from None
+    except RecursionError:  # JSON nested thousands deep: Python's parser recurses per level
+        raise ResultsFileError(f"{path} is JSON nested too deeply to be a results file") from None
     version = upgrade(data, str(path))
     return ResultsData(data, str(path), version)
 
