@@ -34,6 +34,7 @@ HOSTILE = [
     "</script>",
     "{{7*7}}",
     "$x^{2$",
+    "<svg/onload=alert('xss')>",
 ]
 
 
@@ -68,7 +69,7 @@ def test_the_dashboard_escapes_every_recorded_string(tmp_path):
     assert site.problems == [] and len(site.runs) == 3 * len(HOSTILE) and len(site.series) == len(HOSTILE)
     page = site.index.read_text()
     assert page.count("<script") == 2  # the page's own two: the error capture and dashboard.js
-    assert "<img" not in page and "document.title='pwned'</script>" not in page
+    assert "<img" not in page and "<svg/" not in page and "document.title='pwned'</script>" not in page
     assert "&lt;script&gt;document.title=" in page  # shown, as text
     # the commit span in the header (the first and last runs' labels) is where the branch ran as script
     header = page.split("<header>")[1].split("</header>")[0]

@@ -370,8 +370,24 @@ def _draw_chart(series: Series, ref: Reference, rows: list[Metric]) -> str:
         _mark_steps(ax, series, metric, vals)
         _style_row(ax, metric)
     _commit_axis(axes[-1], series)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=0.7 / fig.get_figheight(), hspace=0.12)
+    _legend_below(fig, axes)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=LEGEND_AND_TICKS_IN / fig.get_figheight(), hspace=0.12)
     return _svg_element(fig, series.key)
+
+
+LEGEND_AND_TICKS_IN = 1.0  # inches under the axes: rotated commit ticks, the axis label, one legend row
+
+
+def _legend_below(fig: Any, axes: list[Any]) -> None:
+    """One legend for the whole chart, in a row under the axes: a legend beside the axes was cut at
+    the figure's right edge, and one inside a row covered the step annotations. The run value's
+    colour differs per row; its entry shows the first row's."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=len(entries), fontsize=7, frameon=False)
 
 
 def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
@@ -379,7 +395,7 @@ def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11.0, 1.6 * rows + 0.9), dpi=100)
+    fig = Figure(figsize=(11.0, 1.6 * rows + 0.2 + LEGEND_AND_TICKS_IN), dpi=100)
     FigureCanvasSVG(fig)
     return fig, list(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
 
@@ -446,8 +462,6 @@ def _style_row(ax: Any, metric: Metric) -> None:
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     ax.margins(x=0.03, y=0.15)
-    # inside the frame: a legend beside the axes was cut at the figure's right edge
-    ax.legend(fontsize=7, loc="best", frameon=True, framealpha=0.85, edgecolor="#e5e7eb")
 
 
 def _commit_axis(ax: Any, series: Series) -> None:
