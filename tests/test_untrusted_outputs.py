@@ -322,3 +322,15 @@ def test_report_error_bars_are_multiplicative_and_never_below_zero():
     assert hi / 10.0 == pytest.approx(100.0)  # exp(2 sd of ln(1, 10, 100)) = exp(2 ln 10)
     one = case_result("o-cpu-synthetic", energy_mj_per_image=10.0, energy_mj_per_image_passes=[10.0], passes=1)
     assert energy_error_bars(one) == (10.0, 10.0)  # one pass: no spread is claimed
+
+
+def test_report_plots_draw_a_dollar_in_a_name_as_text(tmp_path):
+    cases = [
+        case_result(
+            f"$x^{{2$_{k}-$dev-$x^{{2$", model=f"$x^{{2$.m{k}", device="$dev", dataset="$x^{2$", energy_mj=10.0 + k, energy_mj_per_image=10.0 + k, top1=80.0 + k
+        )
+        for k in range(3)
+    ]
+    text = write_report([results_file(cases, device="$dev")], tmp_path / "rep").read_text()
+    png = next((tmp_path / "rep").glob("accuracy_energy_*.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in text
