@@ -272,10 +272,16 @@ def test_a_fifo_and_a_symlink_to_dev_zero_are_skipped_not_read(tmp_path):
     lines = _load_in_a_child(folder)
     assert lines[0] == "1"
     assert sorted(lines[1:]) == [
-        "dir.json: not a regular file (a directory): skipped",
-        "link.json: not a regular file (a symbolic link): skipped",
-        "pipe.json: not a regular file (a FIFO): skipped",
-        "zero.json: not a regular file (a symbolic link): skipped",
+        f"dir.json: {folder / 'dir.json'} is not a regular file (a directory): skipped",
+        f"link.json: {folder / 'link.json'} is not a regular file (a symbolic link): skipped",
+        f"pipe.json: {folder / 'pipe.json'} is not a regular file (a FIFO): skipped",
+        f"zero.json: {folder / 'zero.json'} is not a regular file (a symbolic link): skipped",
+    ]
+    # a baseline named on the command line may be a link, but only to a regular file
+    found, problems = dashboard.read_baselines([folder / "link.json", folder / "zero.json", folder / "pipe.json"])
+    assert len(found) == 1 and problems == [
+        f"{folder / 'zero.json'} is not a regular file (a character device): skipped",
+        f"{folder / 'pipe.json'} is not a regular file (a FIFO): skipped",
     ]
 
 
@@ -286,7 +292,7 @@ def test_a_file_over_the_size_cap_is_skipped_unread(tmp_path, monkeypatch):
     with open(big, "wb") as fh:
         fh.truncate(history.MAX_RUN_FILE_BYTES + 1)  # sparse: no disk used
     runs, problems = load_history(folder)
-    assert len(runs) == 1 and problems == [f"big.json: larger than the {history.MAX_RUN_FILE_BYTES >> 20} MiB a run file may be: skipped unread"]
+    assert len(runs) == 1 and problems == [f"big.json: {big} is larger than the 64 MiB a run file may be: skipped unread"]
 
 
 # -- 5. file names and modes ----------------------------------------------------------------------

@@ -309,7 +309,7 @@ def read_baselines(paths: Sequence[str | Path]) -> tuple[dict[tuple[str, str], d
     found, problems = {}, []
     for path in paths:
         try:
-            rf = read_results_file(path)  # a regular file, under the size cap, not nested too deeply
+            rf = read_results_file(path, follow_symlinks=True)  # named by the user; a regular file under the cap
         except ResultsFileError as exc:
             problems.append(str(exc))
             continue

@@ -8,6 +8,11 @@ is the order of the runs:
     20250102T030405.123456Z-rtx3050-1a2b3c4d-5f6e7d.json
     (time)                  (device) (commit) (random)
 
+The folder is read as untrusted: only regular files of at most 64 MiB are read (no link is
+followed, no FIFO opened), every field must have its record's type, and `--prune-keep` deletes only
+files with the name and fields append_run gives a run (plus temporary files of writes interrupted
+over an hour ago); anything else is listed and left alone.
+
 Several runners may write into one folder (a shared disk, a data branch): the random part makes
 names unique, and the file is published with `files.write_atomic(exclusive=True)`, which fails
 instead of replacing a file that exists, so no run can clobber another's.
@@ -232,44 +237,47 @@ def _not_regular(mode: int) -> str:
     return next((name for test, name in _KIND_OF_MODE if test(mode)), "not a regular file")
 
 
-def read_regular(path: str | Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
+def read_regular(path: str | Path, limit: int = MAX_RUN_FILE_BYTES, follow_symlinks: bool = False) -> bytes:
     """The bytes of a regular file of at most `limit` bytes (64 MiB); ResultsFileError otherwise.
 
     A folder on a shared disk may hold anything under a .json name: a symbolic link is not followed
     (to /dev/zero it would be read until memory ran out), a FIFO is not opened for a blocking read
-    (it would wait for a writer forever), and a larger file is not read at all."""
+    (it would wait for a writer forever), and a larger file is not read at all. follow_symlinks: for
+    a file the user named (a baseline), whose link is theirs; what it points to must still be a
+    regular file under the cap."""
     path = Path(path)
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow_symlinks else os.lstat(path)
     except FileNotFoundError:
         raise results.ResultsFileError(f"{path} does not exist") from None
     except OSError as exc:
         raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise results.ResultsFileError(f"not a regular file ({_not_regular(st.st_mode)}): skipped")
+        raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
     if st.st_size > limit:
-        raise results.ResultsFileError(f"larger than the {limit >> 20} MiB a run file may be: skipped unread")
+        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
     try:
         # O_NOFOLLOW and O_NONBLOCK: the entry may have been swapped for a link or a FIFO since lstat
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise results.ResultsFileError(f"not a regular file ({_not_regular(st.st_mode)}): skipped")
+            raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
         data = fh.read(limit + 1)  # the file may have grown since lstat
     if len(data) > limit:
-        raise results.ResultsFileError(f"larger than the {limit >> 20} MiB a run file may be: skipped unread")
+        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
     return data
 
 
-def read_results_file(path: str | Path) -> results.ResultsFile:
+def read_results_file(path: str | Path, follow_symlinks: bool = False) -> results.ResultsFile:
     """A results, baseline or history file read like `results.load`, but only from a regular file of
     at most 64 MiB (`read_regular`) and with a JSON nesting too deep for the parser named in one line
     (json raises RecursionError at about a thousand levels; no results file has ten)."""
     source = str(path)
-    raw = read_regular(path)
+    raw = read_regular(path, follow_symlinks=follow_symlinks)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
