@@ -295,3 +295,48 @@ def test_the_browser_check_catches_a_broken_page(site, browser, tmp_path):
     box = out.stdout.split('id="e3p-errors"')[1].split("</div>")[0]
     assert "console.error: boom" in box and "Uncaught ReferenceError: no_such_function" in box and "failed to load" in box
     assert any("boom" in line for line in page_errors(out.stderr)) and any("Uncaught" in line for line in page_errors(out.stderr))
+
+
+# Runs before anything else on the page: an alert() from injected markup marks the page instead of
+# blocking (headless Chromium would dismiss it unseen).
+ALERT_SPY = "<script>window.alert = function (m) { document.documentElement.setAttribute('data-alerted', String(m)); };</script>"
+
+
+def test_hostile_strings_in_every_field_run_no_script_in_the_browser(browser, tmp_path):
+    from test_untrusted_outputs import HOSTILE, hostile_history
+
+    site = write_dashboard(hostile_history(tmp_path / "h"), tmp_path / "site")
+    assert site.problems == [] and len(site.series) == len(HOSTILE)
+    page = site.index.read_text()
+    spied = tmp_path / "site" / "spied.html"
+    spied.write_text(page.replace("<head>", "<head>" + ALERT_SPY, 1))
+    control = tmp_path / "site" / "control.html"  # the spy works: a real alert is caught
+    control.write_text(page.replace("<head>", "<head>" + ALERT_SPY, 1).replace("</body>", "<script>alert('control')</script></body>"))
+    out = headless(browser, spied.as_uri(), tmp_path / "profile", "--dump-dom")
+    dom = out.stdout
+    assert page_errors(out.stderr) == []  # no failed <img src=x>, no script error
+    assert "<title>pytest-e3p energy dashboard</title>" in dom  # document.title unchanged
+    assert 'data-alerted="' not in dom  # no alert() ran
+    assert 'data-e3p-status="ready"' in dom and dom.count('class="case-row"') == len(HOSTILE)
+    charts = re.findall(r'<div class="chart" data-chart-for="[^"]+" data-rendered="(\w+)"', dom)
+    assert charts == ["yes"] * len(HOSTILE)
+    assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom  # shown as text
+    out = headless(browser, control.as_uri(), tmp_path / "profile2", "--dump-dom")
+    assert 'data-alerted="control"' in out.stdout
+
+
+def test_charts_are_drawn_for_the_most_relevant_cases_up_to_the_cap(tmp_path, capsys):
+    hist = scripted_history(tmp_path / "h")
+    site = write_dashboard(hist, tmp_path / "site", max_charts=2)
+    page = site.index.read_text()
+    drawn = re.findall(r'data-chart-for="([^"]+)"', page)
+    # the two regressed series (the energy step, the top-1 drop) get the two charts
+    assert len(drawn) == 2 and all(k.startswith(("case-deit_tiny_patch16_224-rtx3050", "case-levit_128s-rtx3050-cifar10")) for k in drawn)
+    assert len(site.undrawn) == 3 and "3 case(s) without a chart" in page
+    for s in site.undrawn:  # every summary link still lands somewhere
+        assert f'<tr class="undrawn-row" id="{s.key}"' in page
+    parser = __import__("argparse").ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["dashboard", str(hist), "--out", str(tmp_path / "s2"), "--max-charts", "1"])
+    assert args.run(args) == 0
+    assert "charts drawn for 1 case(s); 4 more listed without a chart (--max-charts)" in capsys.readouterr().out

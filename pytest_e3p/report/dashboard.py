@@ -42,9 +42,10 @@ from typing import Any
 
 from ..gate import DEFAULT_ENERGY_TOLERANCE, Verdict
 from ..hardware.sensors.base import EnergyKind
-from ..storage.history import Run, load_history
-from ..storage.results import ResultsFileError, Status, Top1Source, load, write_atomic
-from ..text import slug
+from ..storage.history import Run, load_history, read_results_file
+from ..storage.results import ResultsFileError, Status, Top1Source, write_atomic
+from ..text import slug, terminal_safe
+from .figures import PLAIN_TEXT
 
 # -- change points ---------------------------------------------------------------------------
 
@@ -308,7 +309,7 @@ def read_baselines(paths: Sequence[str | Path]) -> tuple[dict[tuple[str, str], d
     found, problems = {}, []
     for path in paths:
         try:
-            rf = load(path)
+            rf = read_results_file(path, follow_symlinks=True)  # named by the user; a regular file under the cap
         except ResultsFileError as exc:
             problems.append(str(exc))
             continue
@@ -319,6 +320,28 @@ def read_baselines(paths: Sequence[str | Path]) -> tuple[dict[tuple[str, str], d
 
 # -- charts ----------------------------------------------------------------------------------
 
+DEFAULT_MAX_CHARTS = 500  # about 35 s of drawing at ~70 ms a chart
+
+
+def _regressed(s: Series) -> bool:
+    return s.latest.case.get("verdict") == Verdict.REGRESSED or any(st.regression for st in s.steps)
+
+
+def by_relevance(series: list[Series]) -> list[Series]:
+    """The series in the order their charts are worth drawing: regressed (the gate's latest verdict
+    or a step for the worse) first, then any other step, then a latest verdict other than unchanged,
+    then the rest; the page's order within each."""
+
+    def rank(s: Series) -> int:
+        if _regressed(s):
+            return 0
+        if s.steps:
+            return 1
+        return 2 if s.latest.case.get("verdict") not in (Verdict.UNCHANGED, "", None) else 3
+
+    return sorted(series, key=rank)  # stable: the page's order within a rank
+
+
 COLORS = {"energy_measured": "#1f77b4", "energy_estimate": "#d97706", "latency": "#6d28d9", "top1": "#047857"}
 
 
@@ -326,12 +349,18 @@ def chart_svg(series: Series, ref: Reference) -> str | None:
     """The trend chart of a series as an SVG element, one row per metric it has; "" without any,
     None without matplotlib."""
     try:
-        import matplotlib  # noqa: F401  (only whether it is there: the steps import what they draw with)
+        import matplotlib
     except ImportError:
         return None
     rows = [m for m in METRICS if series.values(m)]
     if not rows:
         return ""
+    # every label is a recorded string (commit ticks): plain text, so "$x^{2$" is not a mathtext error
+    with matplotlib.rc_context(PLAIN_TEXT):
+        return _draw_chart(series, ref, rows)
+
+
+def _draw_chart(series: Series, ref: Reference, rows: list[Metric]) -> str:
     fig, axes = _chart_figure(len(rows))
     for ax, metric in zip(axes, rows):
         vals = series.values(metric)
@@ -341,8 +370,24 @@ def chart_svg(series: Series, ref: Reference) -> str | None:
         _mark_steps(ax, series, metric, vals)
         _style_row(ax, metric)
     _commit_axis(axes[-1], series)
-    fig.subplots_adjust(left=0.08, right=0.84, top=0.97, bottom=0.7 / fig.get_figheight(), hspace=0.12)
+    _legend_below(fig, axes)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=LEGEND_AND_TICKS_IN / fig.get_figheight(), hspace=0.12)
     return _svg_element(fig, series.key)
+
+
+LEGEND_AND_TICKS_IN = 1.0  # inches under the axes: rotated commit ticks, the axis label, one legend row
+
+
+def _legend_below(fig: Any, axes: list[Any]) -> None:
+    """One legend for the whole chart, in a row under the axes: a legend beside the axes was cut at
+    the figure's right edge, and one inside a row covered the step annotations. The run value's
+    colour differs per row; its entry shows the first row's."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=len(entries), fontsize=7, frameon=False)
 
 
 def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
@@ -350,7 +395,7 @@ def _chart_figure(rows: int) -> tuple[Any, list[Any]]:
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11.0, 1.6 * rows + 0.9), dpi=100)
+    fig = Figure(figsize=(11.0, 1.6 * rows + 0.2 + LEGEND_AND_TICKS_IN), dpi=100)
     FigureCanvasSVG(fig)
     return fig, list(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
 
@@ -417,7 +462,6 @@ def _style_row(ax: Any, metric: Metric) -> None:
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     ax.margins(x=0.03, y=0.15)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _commit_axis(ax: Any, series: Series) -> None:
@@ -529,7 +573,7 @@ def _step_row(st: Step, newest_time: dict[str, str]) -> str:
 
 
 def _case_article(s: Series, ref: Reference, svg: str | None) -> str:
-    regressed = s.latest.case.get("verdict") == Verdict.REGRESSED or any(st.regression for st in s.steps)
+    regressed = _regressed(s)
     if svg is None:
         chart = "<p class=\"note\">No chart: matplotlib is not installed (<code>pip install 'pytest-e3p[report]'</code>).</p>"
     elif not svg:
@@ -545,6 +589,23 @@ def _case_article(s: Series, ref: Reference, svg: str | None) -> str:
         f'<article class="case" id="{_esc(s.key)}" {_data_attrs(s, regressed)}>'
         f'<h3>{_esc(s.model)} <span class="dim">on</span> {_esc(s.device)} <span class="dim">/</span> {_esc(s.dataset)}</h3>'
         f'<p class="meta"><code>{_esc(s.case_id)}</code> &middot; {meta}</p>{chart}' + (f'<ul class="steps">{steps}</ul>' if steps else "") + "</article>"
+    )
+
+
+def _undrawn_table(series: list[Series], svgs: dict[str, str | None]) -> str:
+    """The series over the chart cap, one row each: the summary's links land here."""
+    rows = "".join(
+        f'<tr class="undrawn-row" id="{_esc(s.key)}" {_data_attrs(s, _regressed(s))}><td><code>{_esc(s.case_id)}</code></td><td>{_esc(s.device)}</td>'
+        f'<td class="cond">{_esc(s.conditions)}</td><td class="num">{len(s.points)}</td></tr>'
+        for s in series
+        if s.key not in svgs
+    )
+    if not rows:
+        return ""
+    return (
+        f'<h3 id="undrawn">{len(series) - len(svgs)} case(s) without a chart</h3><p class="note">Charts are drawn for the {len(svgs)} most relevant '
+        "series (regressed or stepped first): each takes about 70 ms to draw. <code>dashboard --max-charts N</code> draws more.</p>"
+        f'<table class="undrawn"><thead><tr><th>case</th><th>device</th><th>conditions</th><th>runs</th></tr></thead><tbody>{rows}</tbody></table>'
     )
 
 
@@ -564,7 +625,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
     )
     devices = sorted({s.device for s in series})
     commits = [r.commit for r in runs]
-    span = f"{commits[0].label()} &rarr; {commits[-1].label()}" if commits else "no runs yet"
+    span = f"{_esc(commits[0].label())} &rarr; {_esc(commits[-1].label())}" if commits else "no runs yet"
     head_note = (
         f"{len(runs)} run(s), {len(series)} case(s) on {len(devices)} device(s); commits {span}"
         if runs
@@ -595,7 +656,8 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 </section>
 <section id="cases"><h2>Trends</h2>
 <p class="note">Per run, the run's value (the median of its passes, each the median of its rounds); the dashed line is the baseline the run was compared with and the grey band its tolerance; &times; marks a run the gate failed; a dotted line marks a step found over the whole history (the change and the commit are listed under the chart).</p>
-{"".join(_case_article(s, ref, svgs.get(s.key)) for s in series)}
+{"".join(_case_article(s, ref, svgs[s.key]) for s in series if s.key in svgs)}
+{_undrawn_table(series, svgs)}
 </section>
 {f'<section id="skipped"><h2>Files skipped</h2><ul>{skipped}</ul></section>' if skipped else ""}
 </main>
@@ -724,6 +786,7 @@ class Site:
     runs: list[Run]
     series: list[Series]
     problems: list[str]  # files skipped, one line each
+    undrawn: list[Series] = field(default_factory=list)  # listed without a chart: over max_charts
 
     @property
     def regressions(self) -> list[Step]:
@@ -731,9 +794,17 @@ class Site:
 
 
 def write_dashboard(
-    history_dir: str | Path, out_dir: str | Path, baselines: Sequence[str | Path] = (), tolerance: str = "", title: str = "pytest-e3p energy dashboard"
+    history_dir: str | Path,
+    out_dir: str | Path,
+    baselines: Sequence[str | Path] = (),
+    tolerance: str = "",
+    title: str = "pytest-e3p energy dashboard",
+    max_charts: int = DEFAULT_MAX_CHARTS,
 ) -> Site:
-    """Write out_dir/index.html and out_dir/assets/ from a history folder."""
+    """Write out_dir/index.html and out_dir/assets/ from a history folder.
+
+    A chart costs about 70 ms to draw (matplotlib), so 10^5 cases would take two hours: only the
+    `max_charts` most relevant series (`by_relevance`) get one; the rest are listed in a table."""
     from ..gate.baseline import parse_tolerances
 
     runs, problems = load_history(history_dir)
@@ -749,14 +820,15 @@ def write_dashboard(
         # the minimum step is the gate's tolerance: a step is a change the gate would care about
         min_steps = {TOLERANCE_OF[m.key]: ref.tolerance(m, s.latest.run) or DEFAULT_MIN_STEP[TOLERANCE_OF[m.key]] for m in METRICS}
         find_steps(s, min_steps)
-    svgs = {s.key: chart_svg(s, ref) for s in series}
+    drawn = {s.key for s in by_relevance(series)[: max(0, max_charts)]}
+    svgs = {s.key: chart_svg(s, ref) for s in series if s.key in drawn}
     out = Path(out_dir)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     write_atomic(out / "assets" / "dashboard.css", DASHBOARD_CSS)
     write_atomic(out / "assets" / "dashboard.js", DASHBOARD_JS)
     index = out / "index.html"
     write_atomic(index, render_page(runs, series, ref, svgs, problems, title))
-    return Site(index, runs, series, problems)
+    return Site(index, runs, series, problems, [s for s in series if s.key not in drawn])
 
 
 def _dashboard_command(args: argparse.Namespace) -> int:
@@ -769,15 +841,17 @@ def _dashboard_command(args: argparse.Namespace) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        site = write_dashboard(args.folder, args.out, args.baseline, args.tolerance, args.title)
+        site = write_dashboard(args.folder, args.out, args.baseline, args.tolerance, args.title, args.max_charts)
     except ToleranceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for p in site.problems:
-        print(f"skipped: {p}", file=sys.stderr)  # listed on the page too; one bad file does not stop the site
+        print(f"skipped: {terminal_safe(p)}", file=sys.stderr)  # listed on the page too; one bad file does not stop the site
     print(f"dashboard written to {site.index} in {time.perf_counter() - t0:.1f} s: {len(site.runs)} run(s), {len(site.series)} case(s)")
-    for st in site.regressions:  # also what CI puts in the job summary
-        print(f"STEP {st.series.case_id} ({st.series.conditions}): {st.describe()} at {st.run.commit.label()}")
+    if site.undrawn:
+        print(f"charts drawn for {len(site.series) - len(site.undrawn)} case(s); {len(site.undrawn)} more listed without a chart (--max-charts)")
+    for st in site.regressions:  # also what CI puts in the job summary: recorded strings, shown not obeyed
+        print(terminal_safe(f"STEP {st.series.case_id} ({st.series.conditions}): {st.describe()} at {st.run.commit.label()}"))
     return 0
 
 
@@ -793,4 +867,11 @@ def add_cli(subparsers: Any) -> None:
         help=f"bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy {DEFAULT_ENERGY_TOLERANCE:.0%}%)",
     )
     p.add_argument("--title", default="pytest-e3p energy dashboard")
+    p.add_argument(
+        "--max-charts",
+        type=int,
+        default=DEFAULT_MAX_CHARTS,
+        metavar="N",
+        help=f"draw the charts of the N most relevant cases, regressed first (default {DEFAULT_MAX_CHARTS}; each takes about 70 ms); the rest are listed",
+    )
     p.set_defaults(run=_dashboard_command)

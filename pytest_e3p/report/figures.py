@@ -1,4 +1,7 @@
-"""matplotlib for the report's PNG plots: optional (the `report` extra), headless, written atomically."""
+"""matplotlib for the report's PNG plots: optional (the `report` extra), headless, written atomically.
+
+Every label of a plot is a recorded string (a model, a device, a dataset) drawn as plain text:
+mathtext and TeX are off (`PLAIN_TEXT`), so a "$" in a name is a dollar sign, never a parse error."""
 
 from __future__ import annotations
 
@@ -8,9 +11,13 @@ from typing import Any
 
 from ..storage.results import write_atomic
 
+# text.parse_math (matplotlib >= 3.5): Text objects read it when they are made
+PLAIN_TEXT: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
+
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the headless Agg backend, or None where matplotlib is not installed."""
+    """matplotlib.pyplot on the headless Agg backend, with labels as plain text (`PLAIN_TEXT`: the
+    report draws no formula), or None where matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -18,6 +25,7 @@ def pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    matplotlib.rcParams.update(PLAIN_TEXT)
     return plt
 
 

@@ -8,9 +8,13 @@ the Markdown is still written and says how to get the plots.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -18,6 +22,7 @@ from ..config import DEFAULTS
 from ..hardware.sensors.base import EnergyKind
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
 from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write_atomic
+from ..text import markdown_cell as _md
 from ..text import slug as _slug
 from .figures import pyplot, save_png
 from .sections import Section, SectionKind, by_kind, case_sections
@@ -44,7 +49,8 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     xs = [_energy(c) for c in cases]
     ys = [_top1(c) for c in cases]
-    xerr = [2 * (c.energy_spread or 0.0) * _energy(c) for c in cases]  # 2 sd of the passes
+    bars = [energy_error_bars(c) for c in cases]
+    xerr = [[x - lo for x, (lo, _) in zip(xs, bars)], [hi - x for x, (_, hi) in zip(xs, bars)]]
     ax.errorbar(xs, ys, xerr=xerr, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
     _label_points(ax, fig, cases)
     pts = sorted((xs[i], ys[i]) for i in front)
@@ -57,10 +63,30 @@ def _plot(cases: list[CaseResult], front: list[int], title: str, path: Path) -> 
     ax.set_ylabel(f"top-1 accuracy (%){ref}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.text(0.01, 0.01, "error bars: 2 sd of the pass values", transform=ax.transAxes, fontsize=7, color="tab:gray")
+    ax.text(0.01, 0.01, "error bars: x/\u00f7 exp(2 sd of the log pass values)", transform=ax.transAxes, fontsize=7, color="tab:gray")
     fig.tight_layout()
     save_png(fig, path)
     return True
+
+
+def energy_error_bars(c: CaseResult) -> tuple[float, float]:
+    """The (low, high) ends of a case's energy error bar: its energy x/÷ exp(2 sd of the logs of its
+    pass values). Multiplicative like the gate's noise (energy spreads in ratios, not in mJ), so a
+    noisy case's bar never reaches zero, as 2 sd of the linear values did. Fewer than two pass
+    values: no spread is claimed, the bar is the point."""
+    x = _energy(c)
+    logs = [math.log(v) for v in c.energy_mj_per_image_passes if isinstance(v, (int, float)) and v > 0]
+    if len(logs) < 2:
+        return x, x
+    factor = math.exp(2 * statistics.stdev(logs))
+    return x / factor, x * factor
+
+
+def _escaped(c: CaseResult) -> CaseResult:
+    """The case with every recorded string made safe for a Markdown table cell (`markdown_cell`),
+    for the tables other modules render from it; plots get the raw case (text there is not markup)."""
+    strings: dict[str, Any] = {f.name: _md(getattr(c, f.name)) for f in dataclasses.fields(c) if isinstance(getattr(c, f.name), str)}
+    return dataclasses.replace(c, **strings)
 
 
 def _label_points(ax, fig, cases: list[CaseResult]) -> None:
@@ -112,7 +138,7 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
     lines = ["# E3P-ViT energy-efficiency report", ""]
     plots_missing = False
     for dataset, dcases in sorted(by_dataset.items()):
-        lines += [f"## Dataset: {dataset}", ""]
+        lines += [f"## Dataset: {_md(dataset)}", ""]
         lines += _stage1_section(dcases, files)
         winners = {}
         for (device, _, source), group in ranked_groups(dcases).items():
@@ -140,8 +166,8 @@ class _DeviceSection:
 def _device_section(group: list[CaseResult], device: str, dataset: str, source: str, out: Path, reference_model: str, table_set: bool) -> _DeviceSection:
     """One device x dataset x energy source: the report sections of its cases, laid out between
     the plots, the Pareto front, theory against device and the savings."""
-    parts = by_kind(case_sections(group, fmt="github", table3_set=table_set))
-    lines = [f"### {device}: stage 2 ranking by SAM (energy {source})", ""]
+    parts = by_kind(case_sections([_escaped(c) for c in group], fmt="github", table3_set=table_set))
+    lines = [f"### {_md(device)}: stage 2 ranking by SAM (energy {_md(source)})", ""]
     lines += [s.table for s in parts[SectionKind.RANKING]] + [""]
     lines += [f"- {note}" for s in parts[SectionKind.FOOTNOTES] for note in s.notes] + [""]
     for s in parts[SectionKind.RAILS] + parts[SectionKind.EVAL_PASS] + parts[SectionKind.PROFILE]:
@@ -153,10 +179,10 @@ def _device_section(group: list[CaseResult], device: str, dataset: str, source: 
         front = pareto_front([(_top1(c), _energy(c)) for c in usable], [True, False])
         png = f"accuracy_energy_{_slug(device)}_{_slug(dataset)}.png"
         if _plot(usable, front, f"Top-1 vs energy per image: {device} / {dataset}", out / png):
-            lines += [f"![Top-1 vs energy on {device} / {dataset}]({png})", ""]
+            lines += [f"![Top-1 vs energy on {_md(device)} / {_md(dataset)}]({png})", ""]
         else:
             plot_missing = True
-        lines += ["Pareto front (accuracy up, energy down): " + ", ".join(short_name(usable[i]) for i in front), ""]
+        lines += ["Pareto front (accuracy up, energy down): " + ", ".join(_md(short_name(usable[i])) for i in front), ""]
         lines += _theory_vs_device(usable, device)
         lines += _savings(usable, device, reference_model)
     for s in parts[SectionKind.VARIANTS]:
@@ -164,7 +190,7 @@ def _device_section(group: list[CaseResult], device: str, dataset: str, source: 
     if parts[SectionKind.VARIANTS]:
         png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
         if plot_variants(group, out / png):
-            lines += [f"![Energy saved against accuracy lost per variant on {device} / {dataset}]({png})", ""]
+            lines += [f"![Energy saved against accuracy lost per variant on {_md(device)} / {_md(dataset)}]({png})", ""]
     if parts[SectionKind.TABLE3]:
         edgevit = [c for c in group if c.protocol == EDGEVIT]
         lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is
@@ -177,7 +203,9 @@ def _across_devices(winners: dict[str, CaseResult]) -> list[str]:
         return []
     lines = ["### Across devices", ""]
     lines += [
-        f"- on **{d}** the best is **{short_name(c)}** (SAM {c.sam:.3f})" if c.sam is not None else f"- on **{d}** the lowest energy is **{short_name(c)}**"
+        f"- on **{_md(d)}** the best is **{_md(short_name(c))}** (SAM {c.sam:.3f})"
+        if c.sam is not None
+        else f"- on **{_md(d)}** the lowest energy is **{_md(short_name(c))}**"
         for d, c in sorted(winners.items())
     ]
     if len({c.model for c in winners.values()}) > 1:
@@ -187,14 +215,14 @@ def _across_devices(winners: dict[str, CaseResult]) -> list[str]:
 
 def _table3_section(parts: dict[SectionKind, list[Section]], cases: list[CaseResult], device: str, dataset: str, out: Path) -> list[str]:
     """The EdgeViT paper's Table 3 and Fig. 5 for the edgevit-protocol cases (table3.py)."""
-    lines = [f"#### EdgeViT Table 3 on {device}", ""]
+    lines = [f"#### EdgeViT Table 3 on {_md(device)}", ""]
     for s in parts[SectionKind.TABLE3]:
         lines += [s.table, ""] + [f"- {n}" for n in s.notes] + [""]
     for s in parts[SectionKind.TABLE3_UNAVAILABLE][:1]:  # the same lines after each table: once here
         lines += [f"- {line}" for line in s.notes] + [""]
     png = f"fig5_{_slug(device)}_{_slug(dataset)}.png"
     if plot_fig5(cases, f"Top-1 vs latency and energy per inference: {device} / {dataset}", out / png):
-        lines += [f"![Top-1 vs latency and energy per inference on {device} / {dataset}]({png})", ""]
+        lines += [f"![Top-1 vs latency and energy per inference on {_md(device)} / {_md(dataset)}]({png})", ""]
     return lines
 
 
@@ -206,10 +234,10 @@ def _stage1_section(cases: list[CaseResult], files: list[ResultsFile]) -> list[s
     rows = []
     for model, c in sorted(seen.items(), key=lambda kv: -(kv[1].netscore or -1e9)):
         screening = kept.get(model)
-        status = "-" if screening is None else ("kept" if screening["kept"] else f"dropped ({screening['why']})")
+        status = "-" if screening is None else ("kept" if screening["kept"] else f"dropped ({_md(screening['why'])})")
         rows.append(
             [
-                model,
+                _md(model),
                 f"{c.params_m:.2f}" if c.params_m else "-",
                 f"{c.gmacs:.3f}" if c.gmacs else "-",
                 f"{c.top1_ref:.2f}" if c.top1_ref else "-",
@@ -239,11 +267,11 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
     rows = []
     for i in sorted(range(len(with_ns)), key=lambda i: ns_rank[i]):  # by NetScore rank
         c = with_ns[i]
-        rows.append([short_name(c), ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
+        rows.append([_md(short_name(c)), ns_rank[i], sam_rank[i] if sam_rank else "-", energy_rank[i], f"{device_rank[i] - ns_rank[i]:+d}"])
     tau_sam = kendall_tau(ns_rank, sam_rank) if sam_rank else None
     tau_energy = kendall_tau(ns_rank, energy_rank)
     movers = sorted(range(len(with_ns)), key=lambda i: -abs(device_rank[i] - ns_rank[i]))[:3]
-    lines = [f"#### Theory against device ({device})", ""]
+    lines = [f"#### Theory against device ({_md(device)})", ""]
     lines += [tabulate(rows, headers=["model", "NetScore rank", "SAM rank", "energy rank", "move"], tablefmt="github"), ""]
     taus = []
     if tau_sam is not None:
@@ -254,13 +282,13 @@ def _theory_vs_device(cases: list[CaseResult], device: str) -> list[str]:
         lines.append("Kendall's tau, " + "; ".join(taus) + ".")
     if len(set(device_rank)) < len(device_rank):
         lines.append("Models whose device figures are within their measured spread share a rank: no order between them is claimed.")
-    moved = [f"{short_name(with_ns[i])} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
+    moved = [f"{_md(short_name(with_ns[i]))} ({ns_rank[i]} -> {device_rank[i]})" for i in movers if device_rank[i] != ns_rank[i]]
     if moved:
         lines.append("Rank moves most from NetScore to the device: " + ", ".join(moved) + ".")
     best_theory = with_ns[ns_rank.index(1)]
     best_device = with_ns[device_rank.index(1)]
     if device_rank[ns_rank.index(1)] != 1:
-        lines.append(f"The best NetScore model ({short_name(best_theory)}) is not the best on {device} ({short_name(best_device)}).")
+        lines.append(f"The best NetScore model ({_md(short_name(best_theory))}) is not the best on {_md(device)} ({_md(short_name(best_device))}).")
     return lines + [""]
 
 
@@ -291,30 +319,35 @@ def savings_line(cases: list[CaseResult], device: str, reference_model: str) -> 
 def _savings(cases: list[CaseResult], device: str, reference_model: str) -> list[str]:
     line = savings_line(cases, device, reference_model)
     if line is None:
-        return [f"_No savings line: the reference model {reference_model} was not measured on {device}._", ""]
+        return [f"_No savings line: the reference model {_md(reference_model)} was not measured on {_md(device)}._", ""]
     est = " (estimated energy)" if cases[0].energy_kind == EnergyKind.ESTIMATE else ""
-    return [f"**Savings:** {line}{est}.", ""]
+    return [f"**Savings:** {_md(line)}{est}.", ""]
 
 
 def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
     lines = ["## Conditions", ""]
     for f in files:
         d, p, e = f.device, f.protocol, f.environment
-        ident = ", ".join(f"{k}: {v}" for k, v in d.get("identity", {}).items())
-        lines.append(f"- **{d.get('name')}** ({ident})")
+        identity = d.get("identity")
+        ident = ", ".join(f"{k}: {v}" for k, v in identity.items()) if isinstance(identity, dict) else str(identity or "")
+        lines.append(f"- **{_md(d.get('name'))}** ({_md(ident)})")
+        variants = p.get("variants") or [p.get("precision", "?")]
         lines.append(
-            f"  - energy: {p.get('energy_kind', '?')} by {p.get('energy_source', '?')} ({p.get('boundary', '?')}); "
-            f"{p.get('protocol', 'e3p')} protocol, variants {', '.join(p.get('variants') or [p.get('precision', '?')])}, batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
+            _md(
+                f"  - energy: {p.get('energy_kind', '?')} by {p.get('energy_source', '?')} ({p.get('boundary', '?')}); "
+                f"{p.get('protocol', 'e3p')} protocol, variants {', '.join(map(str, variants)) if isinstance(variants, list) else variants}, "
+                f"batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
+            )
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
-        lines.append(f"  - {versions or 'versions unknown'}; from {f.source or 'this run'}")
+        lines.append("  - " + _md(f"{versions or 'versions unknown'}; from {f.source or 'this run'}"))
     if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases):
         lines.append("- Energy figures marked est. are ESTIMATES (no power sensor), never compared with measurements.")
     if any(c.top1_source == Top1Source.REFERENCE for c in cases):
         lines.append("- top-1 'reference' is timm's published ImageNet-1k accuracy, not measured in this run.")
     subsets = {c.eval_subset for c in cases if c.eval_subset}
     for s in sorted(subsets):
-        lines.append(f"- accuracy on a subset: {s}")
+        lines.append(f"- accuracy on a subset: {_md(s)}")
     weights = {c.weights for c in cases}
-    lines.append(f"- weights: {', '.join(sorted(weights))}")
+    lines.append(f"- weights: {_md(', '.join(sorted(weights)))}")
     return lines

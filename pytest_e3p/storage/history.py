@@ -8,6 +8,11 @@ is the order of the runs:
     20250102T030405.123456Z-rtx3050-1a2b3c4d-5f6e7d.json
     (time)                  (device) (commit) (random)
 
+The folder is read as untrusted: only regular files of at most 64 MiB are read (no link is
+followed, no FIFO opened), every field must have its record's type, and `--prune-keep` deletes only
+files with the name and fields append_run gives a run (plus temporary files of writes interrupted
+over an hour ago); anything else is listed and left alone.
+
 Several runners may write into one folder (a shared disk, a data branch): the random part makes
 names unique, and the file is published with `files.write_atomic(exclusive=True)`, which fails
 instead of replacing a file that exists, so no run can clobber another's.
@@ -17,20 +22,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
+import re
 import secrets
 import socket
+import stat
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..text import slug
-from . import files, results
+from ..text import slug, terminal_safe
+from . import files, results, schema
 
 # CI variables tried in order when git cannot answer (no git, no .git, a tarball checkout).
 # (sha variable, branch variables...) per CI system.
@@ -131,8 +140,9 @@ def collect_machine_info() -> dict[str, Any]:
     return info
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    return slug(text, "_.-").strip("_.")[:limit] or "device"
+def _slug(text: str, limit: int = 40, empty: str = "device") -> str:
+    # "." is kept inside a name ("jetson-orin.nx") but never leads it: no hidden file, no ".."
+    return slug(text, "_.-").strip("_.")[:limit] or empty
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -164,9 +174,11 @@ def append_run(
         appended=when.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
     )
     text = files.encode(data)
+    # every recorded string in the name is slugged: a CI sha or a device name may hold "/" or ".."
     device = _slug(str(results_file.device.get("name", "device")))
+    sha = slug(commit.sha[:8], "-") or "nocommit"
     for _ in range(20):
-        path = folder / f"{_stamp(when)}-{device}-{commit.sha[:8] or 'nocommit'}-{secrets.token_hex(3)}.json"
+        path = folder / f"{_stamp(when)}-{device}-{sha}-{secrets.token_hex(3)}.json"
         try:
             files.write_atomic(path, text, exclusive=True)
             return path
@@ -202,9 +214,151 @@ class Run:
         return Counter(str(c.get("verdict") or "not compared") for c in self.cases.values())
 
 
+MAX_RUN_FILE_BYTES = 64 << 20  # 64 MiB: a run of 10^4 cases is a few MiB; more is not a run file
+
+# What an interrupted files.write_atomic leaves: mkstemp(prefix=".<name>.", suffix=".tmp") of a history
+# file. Older than STALE_TMP_S it is no write under way (a write takes well under a second).
+TMP_NAME = re.compile(r"\.\d{8}T\d{6}\.\d{6}Z-.+\.json\.[A-Za-z0-9_]+\.tmp")
+STALE_TMP_S = 3600.0
+# The name append_run gives a run: time, device, commit, random part.
+RUN_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z-.+-[0-9a-f]{6}\.json")
+
+_KIND_OF_MODE = [
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+]
+
+
+def _not_regular(mode: int) -> str:
+    return next((name for test, name in _KIND_OF_MODE if test(mode)), "not a regular file")
+
+
+def read_regular(path: str | Path, limit: int = MAX_RUN_FILE_BYTES, follow_symlinks: bool = False) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (64 MiB); ResultsFileError otherwise.
+
+    A folder on a shared disk may hold anything under a .json name: a symbolic link is not followed
+    (to /dev/zero it would be read until memory ran out), a FIFO is not opened for a blocking read
+    (it would wait for a writer forever), and a larger file is not read at all. follow_symlinks: for
+    a file the user named (a baseline), whose link is theirs; what it points to must still be a
+    regular file under the cap."""
+    path = Path(path)
+    try:
+        st = os.stat(path) if follow_symlinks else os.lstat(path)
+    except FileNotFoundError:
+        raise results.ResultsFileError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
+    if st.st_size > limit:
+        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
+    try:
+        # O_NOFOLLOW and O_NONBLOCK: the entry may have been swapped for a link or a FIFO since lstat
+        nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
+        data = fh.read(limit + 1)  # the file may have grown since lstat
+    if len(data) > limit:
+        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
+    return data
+
+
+def read_results_file(path: str | Path, follow_symlinks: bool = False) -> results.ResultsFile:
+    """A results, baseline or history file read like `results.load`, but only from a regular file of
+    at most 64 MiB (`read_regular`) and with a JSON nesting too deep for the parser named in one line
+    (json raises RecursionError at about a thousand levels; no results file has ten)."""
+    source = str(path)
+    raw = read_regular(path, follow_symlinks=follow_symlinks)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise results.ResultsFileError(
+            f"{source} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise results.ResultsFileError(
+            f"{source} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
+        ) from None
+    except RecursionError:
+        raise results.ResultsFileError(f"{source} is not a results file (JSON nested too deeply)") from None
+    version = schema.upgrade(data, source)
+    problem = _wrong_type(data)
+    if problem:
+        raise results.ResultsFileError(f"{source} is a results file with a malformed entry: {problem}; restore it from version control or save a new one")
+    return results.from_data(files.ResultsData(data, source, version))
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a record field's annotation ("float | None", "list[int]", ...);
+    an annotation naming a record class (checked where it is read) passes anything."""
+    annotation = annotation.strip()
+    if "|" in annotation and "[" not in annotation.split("|")[0]:
+        return any(_type_ok(value, part) for part in annotation.split("|"))
+    if annotation == "None":
+        return value is None
+    if annotation in ("str", "Status", "Top1Source"):
+        return isinstance(value, str)
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation.startswith("list["):
+        inner = annotation[5:-1]
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if annotation.startswith("dict["):
+        inner = annotation[5:-1].split(",", 1)[1]
+        return isinstance(value, dict) and all(_type_ok(v, inner) for v in value.values())
+    return True
+
+
+_COMMIT_TYPES = {"sha": "str", "branch": "str", "dirty": "bool | None", "time": "str", "subject": "str", "source": "str"}
+
+
+def _wrong_type(data: dict[str, Any]) -> str | None:
+    """The first field of a run (or results) file whose JSON type is not its record's, or None.
+    `schema.malformed` checks what the gate needs; the history readers (the dashboard, `history`)
+    print and draw every field, where a list branch or a string batch size would be a traceback."""
+    commit = data.get("commit", {})
+    if not isinstance(commit, dict):
+        return '"commit" must be an object'
+    for key, annotation in _COMMIT_TYPES.items():
+        if key in commit and not _type_ok(commit[key], annotation):
+            return f"commit {key!r} must be of type {annotation}"
+    for key in ("appended", "created"):
+        if key in data and not isinstance(data[key], str):
+            return f"{key!r} must be a string"
+    if not isinstance(data.get("machine", {}), dict):
+        return '"machine" must be an object'
+    identity = data["device"].get("identity", {})
+    if not isinstance(identity, dict) or not isinstance(identity.get("name", ""), str):
+        return 'device "identity" must be an object with a string "name"'
+    annotations = {f.name: str(f.type) for f in fields(results.CaseResult)}  # the case's schema
+    for cid, case in data["cases"].items():
+        for key, value in case.items():
+            if key in annotations and not _type_ok(value, annotations[key]):
+                return f"case {cid!r}: {key!r} must be of type {annotations[key]}, not {type(value).__name__}"
+            if key == "image_size" and len(value) != 3:
+                return f"case {cid!r}: 'image_size' must be [C, H, W]"
+    return None
+
+
 def read_run(path: Path) -> Run:
-    """One history file, upgraded to the current schema version; results.ResultsFileError when it is not one."""
-    rf = results.load(path)
+    """One history file, upgraded to the current schema version; results.ResultsFileError when it is
+    not one (also when it is not a regular file, is over 64 MiB, or a field has the wrong type)."""
+    rf = read_results_file(path)
     return Run(
         path=Path(path),
         time=str(rf.extra.get("appended") or rf.created),  # a plain results file copied in has no append time
@@ -229,21 +383,68 @@ def load_history(folder: str | Path) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
-def prune(folder: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
-    """Delete all but the newest `keep` runs of each device; returns the files removed."""
+def is_run_file(run: Run) -> bool:
+    """Whether a file is one that append_run wrote: its name has append_run's pattern and it holds the
+    run's own fields (the append time and the commit). Only those are pruned: a results.json or a
+    baseline copied into the folder is somebody else's file."""
+    data_ok = bool(re.fullmatch(r"\d{4}-\d\d-\d\dT.+", run.time)) and run.path.name.startswith(_stamp_prefix(run.time))
+    return bool(RUN_NAME.fullmatch(run.path.name)) and data_ok
+
+
+def _stamp_prefix(appended: str) -> str:
+    try:
+        return _stamp(dt.datetime.fromisoformat(appended))
+    except ValueError:
+        return "\0"  # matches no name
+
+
+@dataclass
+class Pruned:
+    """What `prune` removed (or would, dry_run) and what it left alone."""
+
+    runs: list[Path]
+    stale_tmp: list[Path]  # temporary files of interrupted writes, older than STALE_TMP_S
+    not_runs: list[Path]  # readable results files that append_run did not write
+
+
+def prune(folder: str | Path, keep: int, dry_run: bool = False, now: float | None = None) -> list[Path]:
+    """Delete all but the newest `keep` runs of each device; returns the run files removed.
+    `prune_folder` says also what was left alone and removes stale temporary files."""
+    return prune_folder(folder, keep, dry_run, now).runs
+
+
+def prune_folder(folder: str | Path, keep: int, dry_run: bool = False, now: float | None = None) -> Pruned:
+    """Delete all but the newest `keep` runs of each device, only files append_run wrote
+    (`is_run_file`), and the temporary files an interrupted write left (older than an hour)."""
     if keep < 1:
         raise ValueError("--prune-keep must be at least 1")
+    folder = Path(folder)
     runs, _ = load_history(folder)
     by_device: dict[str, list[Run]] = defaultdict(list)
+    not_runs = []
     for run in runs:
-        by_device[run.device_key].append(run)
+        if is_run_file(run):
+            by_device[run.device_key].append(run)
+        else:
+            not_runs.append(run.path)
     removed = []
     for device_runs in by_device.values():
         for run in device_runs[:-keep]:  # oldest first
             if not dry_run:
                 run.path.unlink(missing_ok=True)  # another pruner may have been first
             removed.append(run.path)
-    return removed
+    stale = []
+    now = time.time() if now is None else now
+    for path in sorted(folder.glob(".*.tmp")):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue  # its write finished (renamed) meanwhile
+        if TMP_NAME.fullmatch(path.name) and stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TMP_S:
+            if not dry_run:
+                path.unlink(missing_ok=True)
+            stale.append(path)
+    return Pruned(removed, stale, not_runs)
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -259,35 +460,40 @@ def history_table(runs: list[Run]) -> str:
     from tabulate import tabulate
 
     rows = [[r.time[:19].replace("T", " "), r.commit.label(), r.device_key, len(r.cases), _verdict_text(r.verdicts()), r.path.name] for r in runs]
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]  # recorded strings: shown, never obeyed
     return tabulate(rows, headers=["time (UTC)", "commit", "device", "cases", "verdicts", "file"], tablefmt="simple", disable_numparse=True)
 
 
 def _history_command(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
-        print(f"error: {folder} is not a folder", file=sys.stderr)
+        print(f"error: {terminal_safe(folder)} is not a folder", file=sys.stderr)
         return 2
     if args.prune_keep is not None:
         try:
-            removed = prune(folder, args.prune_keep, dry_run=args.dry_run)
+            pruned = prune_folder(folder, args.prune_keep, dry_run=args.dry_run)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         verb = "would remove" if args.dry_run else "removed"
-        print(f"{verb} {len(removed)} run(s), keeping the newest {args.prune_keep} per device")
-        for path in removed:
-            print(f"  {path.name}")
+        print(f"{verb} {len(pruned.runs)} run(s), keeping the newest {args.prune_keep} per device")
+        for path in pruned.runs:
+            print(f"  {terminal_safe(path.name)}")
+        if pruned.stale_tmp:
+            print(f"{verb} {len(pruned.stale_tmp)} stale temporary file(s) older than 1 hour (left by interrupted writes)")
+        for path in pruned.not_runs:
+            print(f"  {terminal_safe(path.name)}: not a run file (left alone)")
     runs, problems = load_history(folder)
     if args.device:
         runs = [r for r in runs if args.device in (r.device.get("name"), r.device_key)]
     for p in problems:
-        print(f"skipped: {p}", file=sys.stderr)
+        print(f"skipped: {terminal_safe(p)}", file=sys.stderr)
     upgraded = sum(r.written_version != results.SCHEMA_VERSION for r in runs)
     if upgraded:
         print(
             f"note: {upgraded} run(s) written in an older schema version, read as version {results.SCHEMA_VERSION} (the files are unchanged)", file=sys.stderr
         )
-    print(history_table(runs) if runs else f"no runs in {folder}")
+    print(history_table(runs) if runs else f"no runs in {terminal_safe(folder)}")
     return 0
 
 
@@ -296,6 +502,12 @@ def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("history", help="list the runs of a history folder (--e3p-history); prune old ones")
     p.add_argument("folder", metavar="DIR")
     p.add_argument("--device", default="", help="only this device (profile name)")
-    p.add_argument("--prune-keep", type=int, default=None, metavar="N", help="delete all but the newest N runs of each device")
+    p.add_argument(
+        "--prune-keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="delete all but the newest N runs of each device (only files --e3p-history wrote), and temporary files of interrupted writes older than 1 hour",
+    )
     p.add_argument("--dry-run", action="store_true", help="with --prune-keep: say what would be deleted, delete nothing")
     p.set_defaults(run=_history_command)
