@@ -19,7 +19,7 @@ from fakes.results import case_result, results_file
 
 from pytest_e3p.report import dashboard
 from pytest_e3p.report.markdown import energy_error_bars, write_report
-from pytest_e3p.storage import history, results
+from pytest_e3p.storage import files, history, results
 from pytest_e3p.storage.history import CommitInfo, append_run, load_history, prune
 from pytest_e3p.text import terminal_safe
 
@@ -272,16 +272,16 @@ def test_a_fifo_and_a_symlink_to_dev_zero_are_skipped_not_read(tmp_path):
     lines = _load_in_a_child(folder)
     assert lines[0] == "1"
     assert sorted(lines[1:]) == [
-        f"dir.json: {folder / 'dir.json'} is not a regular file (a directory): skipped",
-        f"link.json: {folder / 'link.json'} is not a regular file (a symbolic link): skipped",
-        f"pipe.json: {folder / 'pipe.json'} is not a regular file (a FIFO): skipped",
-        f"zero.json: {folder / 'zero.json'} is not a regular file (a symbolic link): skipped",
+        f"dir.json: {folder / 'dir.json'} is not a regular file (a directory): not a results file",
+        f"link.json: {folder / 'link.json'} is not a regular file (a symbolic link): not a results file",
+        f"pipe.json: {folder / 'pipe.json'} is not a regular file (a FIFO): not a results file",
+        f"zero.json: {folder / 'zero.json'} is not a regular file (a symbolic link): not a results file",
     ]
     # a baseline named on the command line may be a link, but only to a regular file
     found, problems = dashboard.read_baselines([folder / "link.json", folder / "zero.json", folder / "pipe.json"])
     assert len(found) == 1 and problems == [
-        f"{folder / 'zero.json'} is not a regular file (a character device): skipped",
-        f"{folder / 'pipe.json'} is not a regular file (a FIFO): skipped",
+        f"{folder / 'zero.json'} is not a regular file (a character device): not a results file",
+        f"{folder / 'pipe.json'} is not a regular file (a FIFO): not a results file",
     ]
 
 
@@ -290,9 +290,9 @@ def test_a_file_over_the_size_cap_is_skipped_unread(tmp_path, monkeypatch):
     _good_run(folder)
     big = folder / "big.json"
     with open(big, "wb") as fh:
-        fh.truncate(history.MAX_RUN_FILE_BYTES + 1)  # sparse: no disk used
+        fh.truncate(files.MAX_RESULTS_BYTES + 1)  # sparse: no disk used
     runs, problems = load_history(folder)
-    assert len(runs) == 1 and problems == [f"big.json: {big} is larger than the 64 MiB a run file may be: skipped unread"]
+    assert len(runs) == 1 and problems == [f"big.json: {big} is larger than the 256 MiB a results file may be: not read"]
 
 
 # -- 5. file names and modes ----------------------------------------------------------------------

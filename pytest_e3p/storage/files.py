@@ -39,50 +39,80 @@ class ResultsData:
     written_version: int
 
 
-# The largest results file read: about 60,000 cases of a full run. A bigger file, a device (a link to
-# /dev/zero) or a FIFO would exhaust memory or block the reader, so they are refused before reading.
+# The largest results file read: about 50,000 cases (a case is 4-5 KiB). A results, baseline or history
+# file is refused unread above it, so a huge or endless file cannot exhaust memory.
 MAX_RESULTS_BYTES = 256 * 2**20
 
+_KIND_OF_MODE = [
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+]
 
-def _check_readable_file(path: Path) -> None:
-    """ResultsFileError unless `path` (links followed) is a regular file of at most MAX_RESULTS_BYTES."""
+
+def _not_regular(mode: int) -> str:
+    return next((name for test, name in _KIND_OF_MODE if test(mode)), "not a regular file")
+
+
+def read_regular(path: str | Path, limit: int = MAX_RESULTS_BYTES, follow_symlinks: bool = True) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (256 MiB); ResultsFileError otherwise.
+
+    A file may be anything under a .json name: a device (a link to /dev/zero would be read until memory
+    ran out), a FIFO (a blocking read would wait for a writer forever), or too large to be a results
+    file; none of them is read. follow_symlinks: True for a file the user named (a baseline, whose link
+    is theirs: what it points to must still be a regular file under the cap); False for the entries of a
+    folder on a shared disk (the history), where a link is not followed at all."""
+    path = Path(path)
     try:
-        st = path.stat()
+        st = os.stat(path) if follow_symlinks else os.lstat(path)
     except FileNotFoundError:
         raise ResultsFileError(f"{path} does not exist") from None
     except OSError as exc:  # a symlink loop (ELOOP), a permission denied on a parent folder...
         raise ResultsFileError(f"{path} cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ResultsFileError(f"{path} is not a regular file (a device, FIFO or folder): not a results file")
-    if st.st_size > MAX_RESULTS_BYTES:
-        raise ResultsFileError(f"{path} is {st.st_size / 2**20:.0f} MiB, over the {MAX_RESULTS_BYTES // 2**20} MiB a results file may have: not a results file")
-
-
-def read_results(path: str | Path) -> ResultsData:
-    """Parse, upgrade and check a results, baseline or history file; ResultsFileError says in one
-    line what is wrong with it."""
-    path = Path(path)
-    _check_readable_file(path)
+        raise ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): not a results file")
+    if st.st_size > limit:
+        raise ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a results file may be: not read")
     try:
-        text = path.read_bytes().decode("utf-8")
+        # O_NOFOLLOW and O_NONBLOCK: the entry may have been swapped for a link or a FIFO since the stat
+        nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ResultsFileError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): not a results file")
+        data = fh.read(limit + 1)  # the file may have grown since the stat
+    if len(data) > limit:
+        raise ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a results file may be: not read")
+    return data
+
+
+def read_results(path: str | Path, follow_symlinks: bool = True) -> ResultsData:
+    """Parse, upgrade and check a results, baseline or history file (read_regular: a regular file
+    under the size cap); ResultsFileError says in one line what is wrong with it."""
+    source = str(path)
+    raw = read_regular(path, follow_symlinks=follow_symlinks)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ResultsFileError(
-            f"{path} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
+            f"{source} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
         ) from None
-    except FileNotFoundError:
-        raise ResultsFileError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise ResultsFileError(f"{path} cannot be read: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsFileError(
-            f"{path} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
+            f"{source} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
         ) from None
-    except RecursionError:  # JSON nested thousands deep: Python's parser recurses per level
-        raise ResultsFileError(f"{path} is JSON nested too deeply to be a results file") from None
-    version = upgrade(data, str(path))
-    return ResultsData(data, str(path), version)
+    except RecursionError:  # JSON nested about a thousand deep: the parser recurses per level; no results file has ten
+        raise ResultsFileError(f"{source} is not a results file (JSON nested too deeply)") from None
+    version = upgrade(data, source)
+    return ResultsData(data, source, version)
 
 
 def encode(data: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ is the order of the runs:
     20250102T030405.123456Z-rtx3050-1a2b3c4d-5f6e7d.json
     (time)                  (device) (commit) (random)
 
-The folder is read as untrusted: only regular files of at most 64 MiB are read (no link is
+The folder is read as untrusted: only regular files of at most 256 MiB (files.MAX_RESULTS_BYTES) are read (no link is
 followed, no FIFO opened), every field must have its record's type, and `--prune-keep` deletes only
 files with the name and fields append_run gives a run (plus temporary files of writes interrupted
 over an hour ago); anything else is listed and left alone.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..text import slug, terminal_safe
-from . import files, results, schema
+from . import files, results
 
 # CI variables tried in order when git cannot answer (no git, no .git, a tarball checkout).
 # (sha variable, branch variables...) per CI system.
@@ -214,8 +213,6 @@ class Run:
         return Counter(str(c.get("verdict") or "not compared") for c in self.cases.values())
 
 
-MAX_RUN_FILE_BYTES = 64 << 20  # 64 MiB: a run of 10^4 cases is a few MiB; more is not a run file
-
 # What an interrupted files.write_atomic leaves: mkstemp(prefix=".<name>.", suffix=".tmp") of a history
 # file. Older than STALE_TMP_S it is no write under way (a write takes well under a second).
 TMP_NAME = re.compile(r"\.\d{8}T\d{6}\.\d{6}Z-.+\.json\.[A-Za-z0-9_]+\.tmp")
@@ -223,80 +220,15 @@ STALE_TMP_S = 3600.0
 # The name append_run gives a run: time, device, commit, random part.
 RUN_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z-.+-[0-9a-f]{6}\.json")
 
-_KIND_OF_MODE = [
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-]
-
-
-def _not_regular(mode: int) -> str:
-    return next((name for test, name in _KIND_OF_MODE if test(mode)), "not a regular file")
-
-
-def read_regular(path: str | Path, limit: int = MAX_RUN_FILE_BYTES, follow_symlinks: bool = False) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes (64 MiB); ResultsFileError otherwise.
-
-    A folder on a shared disk may hold anything under a .json name: a symbolic link is not followed
-    (to /dev/zero it would be read until memory ran out), a FIFO is not opened for a blocking read
-    (it would wait for a writer forever), and a larger file is not read at all. follow_symlinks: for
-    a file the user named (a baseline), whose link is theirs; what it points to must still be a
-    regular file under the cap."""
-    path = Path(path)
-    try:
-        st = os.stat(path) if follow_symlinks else os.lstat(path)
-    except FileNotFoundError:
-        raise results.ResultsFileError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
-    if st.st_size > limit:
-        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
-    try:
-        # O_NOFOLLOW and O_NONBLOCK: the entry may have been swapped for a link or a FIFO since lstat
-        nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise results.ResultsFileError(f"{path} cannot be read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise results.ResultsFileError(f"{path} is not a regular file ({_not_regular(st.st_mode)}): skipped")
-        data = fh.read(limit + 1)  # the file may have grown since lstat
-    if len(data) > limit:
-        raise results.ResultsFileError(f"{path} is larger than the {limit >> 20} MiB a run file may be: skipped unread")
-    return data
-
 
 def read_results_file(path: str | Path, follow_symlinks: bool = False) -> results.ResultsFile:
-    """A results, baseline or history file read like `results.load`, but only from a regular file of
-    at most 64 MiB (`read_regular`) and with a JSON nesting too deep for the parser named in one line
-    (json raises RecursionError at about a thousand levels; no results file has ten)."""
-    source = str(path)
-    raw = read_regular(path, follow_symlinks=follow_symlinks)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise results.ResultsFileError(
-            f"{source} is not UTF-8 text (byte {exc.start}): not a results file, or corrupt; restore it from version control or save a new one"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise results.ResultsFileError(
-            f"{source} is not valid JSON (corrupt or truncated at line {exc.lineno}): restore it from version control or save a new one"
-        ) from None
-    except RecursionError:
-        raise results.ResultsFileError(f"{source} is not a results file (JSON nested too deeply)") from None
-    version = schema.upgrade(data, source)
-    problem = _wrong_type(data)
+    """A results, baseline or history file read like `results.load` (a regular file under the size
+    cap, see files.read_regular), with every field's type checked: a malformed entry is one line."""
+    rd = files.read_results(path, follow_symlinks=follow_symlinks)
+    problem = _wrong_type(rd.data)
     if problem:
-        raise results.ResultsFileError(f"{source} is a results file with a malformed entry: {problem}; restore it from version control or save a new one")
-    return results.from_data(files.ResultsData(data, source, version))
+        raise results.ResultsFileError(f"{rd.source} is a results file with a malformed entry: {problem}; restore it from version control or save a new one")
+    return results.from_data(rd)
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
@@ -357,7 +289,7 @@ def _wrong_type(data: dict[str, Any]) -> str | None:
 
 def read_run(path: Path) -> Run:
     """One history file, upgraded to the current schema version; results.ResultsFileError when it is
-    not one (also when it is not a regular file, is over 64 MiB, or a field has the wrong type)."""
+    not one (also when it is not a regular file, is over 256 MiB, or a field has the wrong type)."""
     rf = read_results_file(path)
     return Run(
         path=Path(path),
