@@ -62,9 +62,10 @@ def test_a_real_format_cifar_batch_still_loads(tmp_path, protocol):
 
 
 def test_a_batch_naming_numpy_1s_module_as_the_official_files_do_loads_without_warnings(tmp_path):
-    # The official batches were pickled by Python 2 with numpy 1.x: their array is rebuilt by the
-    # global "numpy.core.multiarray _reconstruct" (GLOBAL opcode: module and name, newline-ended);
-    # numpy 2 writes numpy._core. Same bytes otherwise.
+    # The official batches were pickled by Python 2's cPickle with numpy 1.x: their array is rebuilt
+    # by the global "numpy.core.multiarray _reconstruct" from "numpy ndarray" and "numpy dtype", as in
+    # the old Python 2 pickles numpy keeps in numpy/_core/tests/test_multiarray.py (GLOBAL opcode:
+    # module and name, newline-ended); numpy 2 writes numpy._core. Same bytes otherwise.
     written, labels = make.cifar_batch(tmp_path / "test_batch", n=4)
     raw = (tmp_path / "test_batch").read_bytes()
     assert b"cnumpy._core.multiarray\n_reconstruct\n" in raw
@@ -265,6 +266,8 @@ def test_a_size_timm_would_crop_unseen_is_one_line_before_anything_is_built(memi
     )
     with pytest.raises(ImageSizeError, match="^image size 8 is not a multiple of deit_tiny_patch16_224's patch size 16 .*; use 16 for"):
         build_model(parse_model("deit_tiny_patch16_224"), "random", image_size=8)
+    with pytest.raises(ImageSizeError, match=r"^image size -224 is not a number of pixels; use a positive --e3p-image-size$"):
+        build_model(parse_model("deit_tiny_patch16_224"), "random", image_size=-224)
     net, _ = build_model(parse_model("deit_tiny_patch16_224"), "random", image_size=240)
     assert net.patch_embed.grid_size == (15, 15)
     # test_vit's PatchEmbed is not strict: it asserts divisibility when run, the caller's check
