@@ -275,18 +275,21 @@ def test_a_size_timm_would_crop_unseen_is_one_line_before_anything_is_built(memi
     build_model(parse_model("test_vit"), "random", image_size=161)
 
 
-def test_a_size_whose_position_embedding_exceeds_the_hosts_memory_is_refused_before_it_is_allocated(meminfo):
-    # test_vit at 16000 px: (1000 x 1000 patches + 1 class token) x 64 dims x 4 bytes = 0.24 GiB of
-    # position embedding, against 128 MiB available
+def test_a_size_whose_weights_and_activations_exceed_the_hosts_memory_is_refused_before_they_are_allocated(meminfo):
+    # test_vit at 16000 px: 1000 x 1000 patches + 1 class token = 1,000,001 tokens of 64 dims, its
+    # MLP 192 wide: a position embedding of 1,000,001 x 64 x 4 bytes = 0.24 GiB, one block's input,
+    # output and MLP hidden layer 1,000,001 x (64 + 64 + 192) x 4 bytes = 1.19 GiB; 128 MiB available
     meminfo(128 * 1024)
     with pytest.raises(ImageSizeError) as info:
         build_model(parse_model("test_vit"), "random", image_size=16000)
     assert str(info.value) == (
-        "image size 16000 needs about 0.2 GiB for test_vit (parameters and buffers 0.2 GiB, an estimate) but the host has 0.1 GiB available; "
-        "use a smaller --e3p-image-size"
+        "image size 16000 needs about 1.4 GiB for test_vit (parameters and buffers 0.2 GiB, one block's activations for 1 image 1.2 GiB, "
+        "an estimate) but the host has 0.1 GiB available; use a smaller --e3p-image-size"
     )
     need = build.image_size_need(build._meta_model("test_vit", 16000))
-    assert (1000 * 1000 + 1) * 64 * 4 < need.weights_bytes < (1000 * 1000 + 1) * 64 * 4 * 1.01
+    tokens = 1000 * 1000 + 1
+    assert tokens * 64 * 4 < need.weights_bytes < tokens * 64 * 4 * 1.01
+    assert need.activation_bytes == tokens * (64 + 64 + 192) * 4 and need.attention_bytes == 0
 
 
 def test_a_gpu_without_room_for_the_attention_map_is_named(meminfo, monkeypatch):
@@ -294,13 +297,13 @@ def test_a_gpu_without_room_for_the_attention_map_is_named(meminfo, monkeypatch)
     # timm's Attention reads use_fused_attn() when built: unfused, it holds tokens^2 x heads scores
     monkeypatch.setattr(timm.layers.config, "_USE_FUSED_ATTN", 0)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * 1024**3, 80 * 1024**3))  # free, total
-    # 1600 px: 10,001 tokens; 10,001^2 x 2 heads x 8 images x 4 bytes = 5.96 GiB
+    # 1600 px: 10,001 tokens; 10,001^2 x 2 heads x 8 images x 4 bytes = 5.96 GiB of attention map,
+    # 10,001 x 320 x 8 x 4 bytes = 0.10 GiB of one block's activations
     with pytest.raises(ImageSizeError) as info:
         build.check_image_size("test_vit", 1600, "cuda:0", batch_size=8)
-    assert re.fullmatch(
-        r"image size 1600 needs about 6\.0 GiB for test_vit \(parameters and buffers 0\.0 GiB, one block's attention map for 8 images 6\.0 GiB, "
-        r"an estimate\) but the GPU cuda:0 has 1\.0 GiB available; use a smaller --e3p-image-size",
-        str(info.value),
+    assert str(info.value) == (
+        "image size 1600 needs about 6.1 GiB for test_vit (parameters and buffers 0.0 GiB, one block's activations for 8 images 0.1 GiB, "
+        "one block's attention map for 8 images 6.0 GiB, an estimate) but the GPU cuda:0 has 1.0 GiB available; use a smaller --e3p-image-size"
     )
     build.check_image_size("test_vit", 1600, "cpu", batch_size=8)  # the host has 64 GiB
     monkeypatch.setattr(timm.layers.config, "_USE_FUSED_ATTN", 1)

@@ -115,11 +115,17 @@ class SizeNeed:
     """What building and running a model at one image size needs, estimated on the meta device."""
 
     weights_bytes: int  # parameters and buffers at that size (position embeddings grow with it)
-    attention_bytes: int  # one block's attention map for the batch; 0 where none is held (see image_size_need)
+    activation_bytes: int = 0  # one ViT block's input, output and MLP hidden activations for the batch
+    attention_bytes: int = 0  # one block's attention map for the batch; 0 where none is held (see image_size_need)
+
+    @property
+    def run_bytes(self) -> int:
+        """What running it adds to its weights, on the device that runs it."""
+        return self.activation_bytes + self.attention_bytes
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.attention_bytes
+        return self.weights_bytes + self.run_bytes
 
 
 def _meta_model(arch: str, image_size: int | None) -> torch.nn.Module:
@@ -142,21 +148,27 @@ def _patch_size(net: torch.nn.Module) -> int | None:
 
 
 def image_size_need(net: torch.nn.Module, batch_size: int = 1) -> SizeNeed:
-    """Bytes a (meta) model needs at the size it was built for: its parameters and buffers (a ViT's
-    position embedding is tokens x embed_dim x 4 bytes, LeViT's attention-bias indices tokens^2 x
-    8), plus, for a ViT whose attention is not fused, one block's attention map (tokens^2 x heads x
-    batch x 4 bytes). Fused attention (torch's scaled_dot_product_attention, timm's default) holds no
-    such map: measured on the CPU, 16 MiB for 16,384 tokens where the map would take 3 GiB. An
-    estimate, a floor: activations besides the map are not counted."""
+    """Bytes a (meta) model needs at the size it was built for, in fp32: its parameters and buffers
+    (a ViT's position embedding is tokens x embed_dim x 4 bytes, LeViT's attention-bias indices
+    tokens^2 x 8) and, for a model with a patch embedding (tokens of embed_dim), one block's
+    activations: its input and output (tokens x embed_dim each) and, for a ViT's `blocks`, its
+    MLP's hidden layer (tokens x hidden), x batch x 4 bytes; plus, where a ViT's attention is not
+    fused, the attention map (tokens^2 x heads x batch x 4 bytes). Fused attention (torch's scaled_dot_product_attention,
+    timm's default) holds no such map: measured on the CPU, 16 MiB for 16,384 tokens where the map
+    would take 3 GiB. An estimate, and a floor: the other activations alive at once are not counted."""
     weights = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
     blocks = getattr(net, "blocks", None)
-    attn = getattr(blocks[0], "attn", None) if isinstance(blocks, torch.nn.Sequential) and len(blocks) else None
-    heads, patches = getattr(attn, "num_heads", None), getattr(getattr(net, "patch_embed", None), "num_patches", None)
-    attention = 0
-    if heads and patches and getattr(attn, "fused_attn", True) is False:
-        tokens = int(patches) + int(getattr(net, "num_prefix_tokens", 0))
-        attention = tokens * tokens * int(heads) * batch_size * 4
-    return SizeNeed(weights, attention)
+    block = blocks[0] if isinstance(blocks, torch.nn.Sequential) and len(blocks) else None
+    patches = getattr(getattr(net, "patch_embed", None), "num_patches", None)
+    attn, fc1 = getattr(block, "attn", None), getattr(getattr(block, "mlp", None), "fc1", None)
+    embed_dim, heads = getattr(net, "embed_dim", None), getattr(attn, "num_heads", None)
+    if not (patches and isinstance(embed_dim, int)):
+        return SizeNeed(weights)
+    tokens = int(patches) + int(getattr(net, "num_prefix_tokens", 0))
+    hidden = int(getattr(fc1, "out_features", 0))
+    activations = tokens * (2 * embed_dim + hidden) * batch_size * 4
+    attention = tokens * tokens * int(heads) * batch_size * 4 if heads and getattr(attn, "fused_attn", True) is False else 0
+    return SizeNeed(weights, activations, attention)
 
 
 def available_memory(device: str = "cpu") -> list[tuple[str, int]]:
@@ -189,9 +201,10 @@ def check_image_size(arch: str, image_size: int, device: str = "cpu", batch_size
     - the size is a positive number of pixels;
     - a model whose patch embedding is built for a fixed size takes a multiple of its patch size
       (timm builds it for any size, and its convolution drops the remaining pixels unseen);
-    - the model at that size fits in memory: image_size_need (parameters and buffers, and an unfused
-      attention map for the batch) against each of available_memory(device); on a CUDA device the
-      host holds the weights only, while the model is built.
+    - the model at that size fits in memory: image_size_need (parameters and buffers; for a ViT one
+      block's activations and unfused attention map for the batch) against each of
+      available_memory(device); on a CUDA device the host holds the weights only, while the model
+      is built.
     Whether the built model runs at that size is the caller's check (one image through it): a
     model that takes no img_size (a convolutional net) is built at its own size."""
     if image_size <= 0:
@@ -213,15 +226,18 @@ def check_image_size(arch: str, image_size: int, device: str = "cpu", batch_size
             f"{image_size % patch} pixel rows and columns unseen); use {fix} for --e3p-image-size"
         )
     need = image_size_need(net, batch_size)
+    images = f"{batch_size} image{'s' if batch_size != 1 else ''}"
     for where, free in available_memory(device):
         runs_here = not (where == "host" and device.startswith("cuda"))  # else the host only builds it
         needed = need.total_bytes if runs_here else need.weights_bytes
         if needed > free:
-            parts = f"parameters and buffers {need.weights_bytes / GIB:,.1f} GiB"
-            if need.attention_bytes and runs_here:
-                parts += f", one block's attention map for {batch_size} image{'s' if batch_size != 1 else ''} {need.attention_bytes / GIB:,.1f} GiB"
+            parts = [f"parameters and buffers {need.weights_bytes / GIB:,.1f} GiB"]
+            if runs_here and need.activation_bytes:
+                parts.append(f"one block's activations for {images} {need.activation_bytes / GIB:,.1f} GiB")
+            if runs_here and need.attention_bytes:
+                parts.append(f"one block's attention map for {images} {need.attention_bytes / GIB:,.1f} GiB")
             raise ImageSizeError(
-                f"image size {image_size} needs about {needed / GIB:,.1f} GiB for {arch} ({parts}, an estimate) but the {where} has "
+                f"image size {image_size} needs about {needed / GIB:,.1f} GiB for {arch} ({', '.join(parts)}, an estimate) but the {where} has "
                 f"{free / GIB:,.1f} GiB available; use a smaller --e3p-image-size"
             )
 
