@@ -288,16 +288,16 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _CIFAR_GLOBALS:
             raise _RefusedGlobal(f"{module}.{name}")
-        if module.startswith("numpy.core.") and _numpy_has_private_core():
+        if module.startswith("numpy.core.") and _numpy_major() >= 2:
             module = "numpy._core." + module.removeprefix("numpy.core.")  # numpy 2's name, without its deprecation warning
         return super().find_class(module, name)
 
 
 @functools.cache
-def _numpy_has_private_core() -> bool:
-    import importlib.util
+def _numpy_major() -> int:
+    import numpy as np
 
-    return importlib.util.find_spec("numpy._core") is not None
+    return int(np.__version__.split(".")[0])
 
 
 def read_cifar_batch(path: Path) -> tuple[Any, list[int]]:
@@ -314,7 +314,7 @@ def read_cifar_batch(path: Path) -> tuple[Any, list[int]]:
         ) from None
     except FileNotFoundError:
         raise DatasetError(f"cifar10: {path} does not exist (expected the official {CIFAR_DIR}/ folder)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, ImportError, AttributeError) as exc:  # ImportError: numpy 2's names in numpy 1.25
         raise DatasetError(f"cifar10: {path} is truncated or not a CIFAR batch ({exc.__class__.__name__}: {exc}); download it again") from None
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
