@@ -12,16 +12,30 @@
 `--e3p-limit N` evaluates N images evenly spaced over the set (indices floor(i * len / N)): the same
 images every run, spread over all classes, so a quick run is a fair sample.
 
-Class folders are listed with torchvision's ImageFolder functions (its sorted classes, extensions and
-walk). timm's `create_dataset` is not used: its `ImageDataset` answers an image it cannot decode with
-the next image (a logged warning), which changes top-1 silently, and its folder reader orders classes
-by natural sort and drops empty class folders, which shifts class indices; its CIFAR-10 is
-torchvision's. Why torchvision's ImageNet and CIFAR10 classes are not used is said where ours are.
+Class folders are listed as torchvision's ImageFolder lists them (its sorted classes and extensions,
+its walk re-done with a loop check). timm's `create_dataset` is not used: its `ImageDataset` answers
+an image it cannot decode with the next image (a logged warning), which changes top-1 silently, and
+its folder reader orders classes by natural sort and drops empty class folders, which shifts class
+indices; its CIFAR-10 is torchvision's. Why torchvision's ImageNet and CIFAR10 classes are not used
+is said where ours are.
+
+Datasets are untrusted input, and each limit is one line naming the file:
+- a CIFAR-10 batch is unpickled with only the globals a real batch references (numpy's array
+  reconstruction, `numpy.ndarray`, `numpy.dtype`, `_codecs.encode`); any other global is refused
+  before it is called, so a batch cannot run code.
+- an image above PIL's decompression-bomb limit (more than 2 x `PIL.Image.MAX_IMAGE_PIXELS`, about
+  179 million pixels by default) is refused; one between 1x and 2x the limit is decoded with PIL's
+  warning, and refused like the larger ones where warnings are errors.
+- folders are walked following directory links, as ImageFolder walks them, but a link back to a
+  folder above it (a loop, which made the walk endless) and an image name that is a looping or
+  broken link are refused.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import pickle
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
@@ -31,7 +45,7 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset, Subset
 
-from ..text import error_line
+from ..text import error_line, first_line
 
 SYNTHETIC, IMAGENET, CIFAR10, FOLDER = "synthetic", "imagenet", "cifar10", "folder"
 KINDS = (SYNTHETIC, IMAGENET, CIFAR10, FOLDER)
@@ -99,7 +113,11 @@ class LabelledImages(Dataset):
 
     Ours rather than ImageFolder's pil_loader: an image that cannot be decoded is one line naming the
     file (CorruptImage, which the session finds even in a loader process's traceback), where
-    pil_loader raises PIL's error as it comes; and an RGB image is not copied by a convert()."""
+    pil_loader raises PIL's error as it comes; and an RGB image is not copied by a convert().
+    An image above PIL's decompression-bomb limit is such an image too: PIL raises
+    DecompressionBombError beyond 2 x Image.MAX_IMAGE_PIXELS, which is no OSError. Between 1x and 2x
+    PIL only warns, and the image is decoded (PIL's own judgement, and it names no file); where
+    warnings are errors that warning is raised, and refused in the same line."""
 
     def __init__(self, items: list[tuple[Path, int]], transform=None):
         self.items, self.transform = items, transform
@@ -116,6 +134,11 @@ class LabelledImages(Dataset):
             with Image.open(path) as img:
                 img.load()  # decode now, while the file is open; no copy when it is RGB already
                 img = img if img.mode == "RGB" else img.convert("RGB")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise CorruptImage(
+                f"{path} cannot be decoded within PIL's decompression-bomb limit ({first_line(exc, 160)}); "
+                "remove it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+            ) from None
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for truncated or foreign files
             raise CorruptImage(f"{path} cannot be decoded ({error_line(exc, 120)}); remove or replace it") from None
         return (self.transform(img) if self.transform else img), label
@@ -166,25 +189,132 @@ def _class_folders(root: Path) -> list[str]:
         return []
 
 
-def _class_folder_items(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(image, index of its class in `classes`) under root/<class>/, as ImageFolder lists them
-    (files sorted, sub-folders walked); a class folder may be empty."""
-    from torchvision.datasets.folder import make_dataset
+def _stat_key(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
-    items = make_dataset(str(root), {cls: idx for idx, cls in enumerate(classes)}, extensions=_image_extensions(), allow_empty=True)
-    return [(Path(path), idx) for path, idx in items]
+
+def _walk(top: str, above: dict[tuple[int, int], str], kind: str) -> list[tuple[str, list[str]]]:
+    """(folder, names of its non-folders) for `top` and every folder under it, directory links
+    followed as ImageFolder's os.walk(followlinks=True) follows them; an unreadable folder is
+    skipped, as os.walk skips it.
+
+    os.walk has no loop check: a link to a folder above it is walked until the path grows too long
+    (each image listed 40 times over), two such links double the walk at each level (endless). Here
+    a folder met again on its own path (same st_dev, st_ino) is refused, naming the link; so is a
+    link with an image's name that cannot be resolved (a loop or a missing target): ImageFolder
+    lists it, and it would fail only when decoded."""
+    exts = _image_extensions()
+    listing: list[tuple[str, list[str]]] = []
+    stack = [(top, above)]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        names = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows links, as os.walk's does
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if entry.is_symlink() and entry.name.lower().endswith(exts) and not os.path.exists(entry.path):
+                    try:
+                        os.stat(entry.path)
+                    except OSError as exc:
+                        what = "a symlink loop" if exc.errno == errno.ELOOP else "a broken symlink"
+                        raise DatasetError(f"{kind}: {entry.path} is {what} ({exc.strerror}); remove it or point it at an image") from None
+                names.append(entry.name)
+                continue
+            key = _stat_key(entry.path)
+            if key in ancestors:
+                raise DatasetError(f"{kind}: {entry.path} is a symlink loop: it leads back to {ancestors[key]}, which holds it; remove the link")
+            stack.append((entry.path, {**ancestors, key: entry.path}))
+        listing.append((folder, names))
+    return listing
+
+
+def _class_folder_items(root: Path, classes: list[str], kind: str = FOLDER) -> list[tuple[Path, int]]:
+    """(image, index of its class in `classes`) under root/<class>/, as ImageFolder lists them
+    (torchvision's make_dataset: classes in sorted order, folders walked and sorted by path, files
+    sorted, ImageFolder's extensions); a class folder may be empty. A symlink loop is a DatasetError
+    (see _walk)."""
+    exts = _image_extensions()
+    index = {cls: idx for idx, cls in enumerate(classes)}
+    root_key = _stat_key(str(root))
+    items = []
+    for cls in sorted(index):
+        target = os.path.join(str(root), cls)
+        if not os.path.isdir(target):
+            continue
+        key = _stat_key(target)
+        if key == root_key:
+            raise DatasetError(f"{kind}: {target} is a symlink loop: it leads back to {root}, which holds it; remove the link")
+        for folder, names in sorted(_walk(target, {root_key: str(root), key: target}, kind)):
+            items += [(Path(folder, name), index[cls]) for name in sorted(names) if name.lower().endswith(exts)]
+    return items
+
+
+# The globals a CIFAR-10 python batch references. The official batches are protocol-2 pickles that
+# Python 2's cPickle wrote of a dict (b'batch_label', b'labels': list of ints, b'data': a 10000 x 3072
+# uint8 numpy array, b'filenames'); the array is rebuilt by numpy.core.multiarray._reconstruct from
+# numpy.ndarray and numpy.dtype. The same batch written by Python 3 also references _codecs.encode
+# (bytes at protocol 2, a pure conversion), numpy 2 names numpy._core.multiarray, and protocol 5
+# rebuilds the array with _frombuffer. None of these runs anything but a constructor.
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class _RefusedGlobal(Exception):
+    """A global outside _CIFAR_GLOBALS; its message is the global's dotted name."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """pickle's Unpickler that resolves only _CIFAR_GLOBALS: pickle.load calls whatever global a
+    file names (a batch reducing to os.system ran the command), so anything else is refused before
+    it is imported."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        if module.startswith("numpy.core.") and _numpy_major() >= 2:
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # numpy 2's name, without its deprecation warning
+        return super().find_class(module, name)
+
+
+@functools.cache
+def _numpy_major() -> int:
+    import numpy as np
+
+    return int(np.__version__.split(".")[0])
 
 
 def read_cifar_batch(path: Path) -> tuple[Any, list[int]]:
-    """One official CIFAR-10 batch file -> (N x 32 x 32 x 3 uint8 array, labels)."""
+    """One official CIFAR-10 batch file -> (N x 32 x 32 x 3 uint8 array, labels). Unpickled with
+    _CifarUnpickler: a file referencing any other global is refused, naming it."""
     import numpy as np
 
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            batch = _CifarUnpickler(fh, encoding="bytes").load()
+    except _RefusedGlobal as exc:
+        raise DatasetError(
+            f"cifar10: refused to load {path}: it references {exc}, which a CIFAR-10 batch never holds; replace it with the official download"
+        ) from None
     except FileNotFoundError:
         raise DatasetError(f"cifar10: {path} does not exist (expected the official {CIFAR_DIR}/ folder)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, ImportError, AttributeError) as exc:  # ImportError: numpy 2's names in numpy 1.25
         raise DatasetError(f"cifar10: {path} is truncated or not a CIFAR batch ({exc.__class__.__name__}: {exc}); download it again") from None
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -277,7 +407,7 @@ def open_imagenet(path: Path, transform=None) -> LabelledImages:
                 f"imagenet: {path} has {len(folders)} synset folders, expected 1000; missing {len(missing)} "
                 f"(first: {', '.join(missing[:3])}). Class indices would shift: restore them (empty folders are fine)"
             )
-        return LabelledImages(_class_folder_items(path, synsets), transform)
+        return LabelledImages(_class_folder_items(path, synsets, IMAGENET), transform)
     devkit = _devkit_dir(path)
     if devkit is not None and _images_in(path):
         return LabelledImages(_imagenet_flat_items(path, devkit), transform)

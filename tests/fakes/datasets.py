@@ -23,14 +23,37 @@ def image_folder(root, per_class=6, classes=2):
     return root
 
 
-def cifar_batch(path, n=20, seed=0, labels=None):
+def cifar_batch(path, n=20, seed=0, labels=None, protocol=2):
+    """A batch as the official ones are: a protocol-2 pickle of a dict holding a uint8 numpy array
+    (cs.toronto.edu/~kriz/cifar.html: "a 10000x3072 numpy array of uint8s", read with pickle.load)."""
     rng = np.random.default_rng(seed)
     labels = labels if labels is not None else [i % 10 for i in range(n)]
     data = rng.integers(0, 255, (len(labels), 3072)).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
-        pickle.dump({b"batch_label": b"test", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}, fh)
+        pickle.dump({b"batch_label": b"test", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}, fh, protocol=protocol)
     return data, labels
+
+
+class _Call:
+    """Pickles as a call of `fn(*args)`: what a hostile pickle's REDUCE opcode does on loading."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def hostile_cifar_batch(path, fn, *args, n=20):
+    """A batch that looks right (every entry there) but whose b'batch_label' is the result of
+    calling fn(*args) when unpickled."""
+    labels = [i % 10 for i in range(n)]
+    data = np.zeros((n, 3072), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump({b"batch_label": _Call(fn, *args), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}, fh, protocol=2)
+    return path
 
 
 def cifar_tree(root, n_test=20, n_train=10):
