@@ -68,6 +68,15 @@ def test_a_size_the_model_cannot_take_is_a_skipped_case_saying_why(bench):
     result.stdout.fnmatch_lines(["*SKIPPED*test_vit.r160_in1k cannot take 100 x 100 input: *divisible by patch size*"])
 
 
+def test_a_size_the_memory_cannot_hold_is_a_skipped_case_before_anything_is_allocated(bench):
+    """Issue 25: --e3p-image-size 100000 allocated a 10 GB position embedding, then failed with a
+    traceback. The size is checked against the host's memory before the model is built."""
+    result = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-image-size=96,100000", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*image size 100000 needs about * GiB for test_vit*but the host has * GiB available*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_a_peak_over_the_memory_budget_fails_that_case_as_a_test(bench):
     result = bench.runpytest(*FAST, "--e3p-models=test_vit", "--e3p-max-memory-mb=1", "--e3p-results=r.json")
     result.assert_outcomes(failed=1)

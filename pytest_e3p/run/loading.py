@@ -14,7 +14,7 @@ import torch
 
 from ..hardware.devices import Device
 from ..models import datasets as data
-from ..models.build import RANDOM, Weights, build_model, checkpoint_path
+from ..models.build import RANDOM, ImageSizeError, Weights, build_model, checkpoint_path
 from ..models.complexity import Complexity, count_gmacs, count_params_m, model_input_size
 from ..models.screening import complexity_of
 from ..models.zoo import ModelName
@@ -109,7 +109,12 @@ class ModelLoader:
         torch.manual_seed(zlib.crc32(case.model.full.encode()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the weights fallback is reported once, by us
-            net, weights = build_model(case.model, self.weights, ckpt, classes if classes != 1000 else None, case.image_size)
+            try:
+                net, weights = build_model(
+                    case.model, self.weights, ckpt, classes if classes != 1000 else None, case.image_size, self.device.torch_device, case.batch_size
+                )
+            except ImageSizeError as exc:  # a size the model or the memory cannot take: a skipped case, as below
+                raise CaseSkipped(str(exc)) from None
         if weights.source == RANDOM and self.weights != RANDOM and not self._weights_warned:
             self._weights_warned = True  # one warning per run, not one per model
             self.progress(f"[e3p] {weights.detail}; using random weights: energy and latency stay valid, top-1 is the reference figure")
