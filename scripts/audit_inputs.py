@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import stat
@@ -93,11 +94,17 @@ def command(folder: Path, *args: str, timeout_s: float = 120) -> Outcome:
 
 
 def _said(out: Outcome) -> str:
-    """The most telling line: an error, refusal or warning line if there is one, else the last line."""
-    lines = [line.strip() for line in out.output.splitlines() if line.strip()]
-    keys = ("error", "refused", "refuse", "not written", "warning", "skipped", "not a ", "cannot", "usage")
+    """The most telling line: pytest's error detail or a refusal, skip or warning line if there is
+    one (never a separator line of _ = -), else the last line."""
+    progress = re.compile(r"^[.EFsxX]+\s*\[\s*\d+%\]$")  # pytest -q's dots: "E   [100%]" is no error detail
+    lines = [ln.strip() for ln in out.output.splitlines() if ln.strip() and not ln.strip().startswith(("_", "=", "-")) and not progress.match(ln.strip())]
+    for starts in (("ERROR:", "error:", "E "), ("SKIPPED", "[e3p]", "warning")):
+        for line in lines:
+            if line.startswith(starts):
+                return line.removeprefix("E ").strip()
+    keys = ("refuse", "not written", "skipped", "not a ", "cannot")
     for line in lines:
-        if any(k in line.lower() for k in keys) and not line.startswith(("=", "-")):
+        if any(k in line.lower() for k in keys):
             return line
     return lines[-1] if lines else ""
 
@@ -184,6 +191,31 @@ def _custom_class_checkpoint(folder: Path) -> Outcome:
     (folder / "test_b.py").write_text(BENCH)
     options = [o for o in SHORT if o != "--e3p-weights=random"]
     return _run([PY, "-m", "pytest", "test_b.py", "-q", *options, "--e3p-checkpoints=ckpts"], folder)
+
+
+class _CallsFunction:
+    """A checkpoint object that reduces to a function call (harmless here: os.getpid), the form torch's
+    weights-only loader refuses as a blocked module global, with its own advice to load unsafely."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def _function_checkpoint(folder: Path) -> Outcome:
+    import torch
+
+    ckpts = folder / "ckpts"
+    ckpts.mkdir()
+    torch.save({"state_dict": {}, "x": _CallsFunction()}, ckpts / "levit_128s_synthetic.pth")
+    (folder / "test_b.py").write_text(BENCH)
+    options = [o for o in SHORT if o != "--e3p-weights=random"]
+    return _run([PY, "-m", "pytest", "test_b.py", "-q", *options, "--e3p-checkpoints=ckpts"], folder)
+
+
+def _check_function_checkpoint(folder: Path, out: Outcome) -> str:
+    unsafe = "advises loading unsafely" if "weights_only set to False" in out.output or "likely succeed" in out.output else ""
+    named = "" if "getpid" in out.output else "the blocked global (posix.getpid) is not named"
+    return both(clean(out), unsafe, named)
 
 
 def _check_checkpoint(folder: Path, out: Outcome) -> str:
@@ -440,6 +472,7 @@ CASES = [
     Case("folder-png-bomb", "a 20000 x 20000 PNG in a folder= dataset", _png_bomb, _check_names("huge.png")),
     Case("folder-link-loops", "two self-linking symlinks and a link to the parent in a folder= dataset", _folder_link_loop, _check_names("loop")),
     Case("checkpoint-blocked-global", "a checkpoint holding an argparse.Namespace", _custom_class_checkpoint, _check_checkpoint),
+    Case("checkpoint-blocked-function", "a checkpoint whose pickle calls os.getpid", _function_checkpoint, _check_function_checkpoint),
     Case("image-size-100000", "--e3p-image-size 100000", _usage("--e3p-image-size=100000", "-rs"), _check_names("image size 100000 needs about")),
     Case("batch-size-empty-item", "--e3p-batch-size 1,,2", _usage("--e3p-batch-size=1,,2"), _check_usage("1,,2")),
     Case("threads-1000", "--e3p-threads 1000 on a machine with fewer CPUs", _usage("--e3p-threads=1000", "--e3p-passes=1"), _check_threads_warning),
