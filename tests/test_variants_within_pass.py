@@ -123,6 +123,18 @@ def test_each_variant_follows_its_own_fp32_case_in_every_pass_and_in_the_tests(b
         assert vs["reference_case_id"] == f"test_vit-cpu-synthetic-bs{batch}" and vs["energy_ratio"] == pytest.approx(0.8, abs=1e-6)
 
 
+def test_a_plugin_that_reorders_the_tests_does_not_separate_a_variant_from_its_reference(pytester):
+    # the conftest's hook stands for pytest-randomly or a user's reordering: it runs before ours
+    pytester.makeconftest("import json\n" + DRIFT_CONFTEST + "\n\ndef pytest_collection_modifyitems(items):\n    items.reverse()\n")
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest(*RUN, "--e3p-variants=fp32,bf16", "--e3p-batch-size=2,4", "-v")
+    result.assert_outcomes(passed=4)
+    # reversed, the b4 cases come first; within each, fp32 before its variant again
+    ids = ["test_vit-cpu-synthetic-bs4", "test_vit-cpu-synthetic-bf16-bs4", "test_vit-cpu-synthetic-bs2", "test_vit-cpu-synthetic-bf16-bs2"]
+    assert measured_order(result) == [[k, cid] for k in (1, 2, 3) for cid in ids]
+    result.stdout.fnmatch_lines([f"*test_energy?{cid}? PASSED*" for cid in ids])
+
+
 def record(case_id, variant, energy, latency, status=results.OK):
     return results.CaseResult(
         case_id,
