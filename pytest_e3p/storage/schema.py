@@ -19,7 +19,7 @@ What each version holds, with the commit that first wrote it:
               threads, the verdict; later, within version 2: top1_ref_source and top-level keys of
               the pytest_e3p_update_json hook (28e43f3), variants, the edgevit protocol, thermal
               state, peak memory, sustained runs (a1d269f)
-  3  run29    the status "skipped" (a requested case that did not run, with its reason and no
+  3  feb1c46  the status "skipped" (a requested case that did not run, with its reason and no
               figures) and `vs_reference` per case (a variant against its fp32 reference, pass by
               pass); a reader of version 2 would take a skipped case for a failed measurement
 """
