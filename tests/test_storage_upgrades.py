@@ -114,7 +114,7 @@ def test_the_upgrade_does_not_rewrite_the_file_it_read(tmp_path):
 @pytest.mark.parametrize(
     "version, message",
     [
-        (3, r"schema version 3, newer than this pytest-e3p reads \(up to 2\): upgrade pytest-e3p"),
+        (4, r"schema version 4, newer than this pytest-e3p reads \(up to 3\): upgrade pytest-e3p"),
         (0, "schema version 0, which no pytest-e3p writes"),
         ("2", "schema version '2', which no pytest-e3p writes"),
         (True, "schema version True, which no pytest-e3p writes"),  # a bool is no version, though True == 1

@@ -6,7 +6,8 @@ upgraded on reading, `ResultsFile.upgrade_note` then says so; newer ones refused
 atomically (`save`, `write_atomic`; `history.append_run` never replaces a file).
 
     results   the records (CaseResult, ResultsFile), load and save
-    records   the typed parts of a case (EarlierRun, MemoryPeak, SustainedRecord), filled by measure
+    records   the typed parts of a case (EarlierRun, MemoryPeak, SustainedRecord, VsReference), filled by
+              measure and run
     schema    the versions, the upgrade from each to the next, the checks a file must pass
     files     reading (parse, upgrade, check) and atomic writing
     history   the run history folder and the `history` command

@@ -1,4 +1,5 @@
-"""The typed parts of a case's record: its earlier runs, its peak memory, its sustained run.
+"""The typed parts of a case's record: its earlier runs, its peak memory, its sustained run, a
+variant's change against its fp32 reference.
 
 Each is a frozen dataclass with from_dict/to_dict, units in the field names, and writes exactly the
 keys the results file has always held for it. The measurement layer fills them (storage is below it):
@@ -153,3 +154,33 @@ class SustainedRecord:
         known["notes"] = list(data.get("notes") or [])
         known["windows"] = [WindowRecord.from_dict(w) for w in data.get("windows") or []]
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class VsReference:
+    """A variant against its fp32 reference (same model, device, dataset, batch and image size),
+    compared within each pass: pass k of the variant ran right after pass k of its reference, so a
+    drift of the machine between passes cancels in the per-pass ratio variant / fp32.
+
+    energy_ratio: the median over the passes of the per-pass ratio of energy per image (None: energy
+    unavailable); energy_ratio_low/high: the smallest and largest per-pass ratio. latency_ratio and
+    its low/high likewise for latency per image. within_noise: the interval [low, high] (of energy,
+    or of latency where energy is unavailable) contains 1.0, or fewer than 2 passes were compared:
+    the run cannot tell the variant from fp32, so no saving (or cost) may be claimed on it."""
+
+    reference_case_id: str
+    passes: int  # the passes where both were measured
+    energy_ratio: float | None
+    energy_ratio_low: float | None
+    energy_ratio_high: float | None
+    latency_ratio: float | None
+    latency_ratio_low: float | None
+    latency_ratio_high: float | None
+    within_noise: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VsReference:
+        return cls(**_known(cls, data))

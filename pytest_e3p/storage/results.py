@@ -18,16 +18,19 @@ from typing import Any
 
 from ..strenum import StrEnum
 from .files import ResultsData, encode, read_results, write_atomic
-from .records import EarlierRun, MemoryPeak, SustainedRecord
+from .records import EarlierRun, MemoryPeak, SustainedRecord, VsReference
 from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
 
 class Status(StrEnum):
-    """How a case ended: measured (ok), measured by a broken setup (invalid), or not measured (failed)."""
+    """How a case ended: measured (ok), measured by a broken setup (invalid), not measured (failed),
+    or requested but not run here (skipped: a variant, size or provider this machine or model cannot
+    take; the reason says which). A skipped case holds no figures and is never compared."""
 
     OK = "ok"
     INVALID = "invalid"
     FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 class Top1Source(StrEnum):
@@ -39,7 +42,7 @@ class Top1Source(StrEnum):
 
 
 # The names the run layer sets statuses and sources with (many call sites).
-OK, INVALID, FAILED = Status.OK, Status.INVALID, Status.FAILED
+OK, INVALID, FAILED, SKIPPED = Status.OK, Status.INVALID, Status.FAILED, Status.SKIPPED
 MEASURED_TOP1, REFERENCE_TOP1, NO_TOP1 = Top1Source.MEASURED, Top1Source.REFERENCE, Top1Source.UNAVAILABLE
 
 
@@ -126,6 +129,8 @@ class CaseResult:
     memory: MemoryPeak | None = None  # the largest pass's; {} in a file where none was measured
     # --e3p-sustained-s: windows, drift between the first and last minute; {} in a file where none ran
     sustained: SustainedRecord | None = None
+    # a variant against its fp32 reference, pass by pass (None: fp32 itself, or no reference measured)
+    vs_reference: VsReference | None = None
     # accuracy
     top1: float | None = None  # percent
     top5: float | None = None
@@ -153,6 +158,7 @@ class CaseResult:
                 "earlier_runs": [r.to_dict() for r in self.earlier_runs],
                 "memory": self.memory.to_dict() if self.memory is not None else {},
                 "sustained": self.sustained.to_dict() if self.sustained is not None else {},
+                "vs_reference": self.vs_reference.to_dict() if self.vs_reference is not None else None,
             }
         )
 
@@ -175,6 +181,7 @@ class CaseResult:
         known["earlier_runs"] = [EarlierRun.from_dict(r) for r in known.get("earlier_runs") or []]
         known["memory"] = MemoryPeak.from_dict(known["memory"]) if known.get("memory") else None
         known["sustained"] = SustainedRecord.from_dict(known["sustained"]) if known.get("sustained") else None
+        known["vs_reference"] = VsReference.from_dict(known["vs_reference"]) if known.get("vs_reference") else None
         return cls(**known)
 
 

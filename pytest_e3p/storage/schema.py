@@ -10,7 +10,7 @@ code knows is refused with the fix (upgrade pytest-e3p), never half read.
 Fields added to a version after it was first written, such as the variant of a case, get the value a
 file without them means in `complete`, which runs on every file after the upgrades: readers index the
 upgraded dict instead of guessing a default with `.get`. A new field with such a default needs no new
-version; a field whose old value must be computed, or a changed meaning, does (add `_upgrade_2_to_3`,
+version; a field whose old value must be computed, or a changed meaning, does (add `_upgrade_3_to_4`,
 raise SCHEMA_VERSION, add an example file under tests/data/).
 
 What each version holds, with the commit that first wrote it:
@@ -19,6 +19,9 @@ What each version holds, with the commit that first wrote it:
               threads, the verdict; later, within version 2: top1_ref_source and top-level keys of
               the pytest_e3p_update_json hook (28e43f3), variants, the edgevit protocol, thermal
               state, peak memory, sustained runs (a1d269f)
+  3  run29    the status "skipped" (a requested case that did not run, with its reason and no
+              figures) and `vs_reference` per case (a variant against its fp32 reference, pass by
+              pass); a reader of version 2 would take a skipped case for a failed measurement
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 SCHEMA = "pytest-e3p/results"
-SCHEMA_VERSION = 2  # 2: passes, pass values and the earlier runs a baseline holds
+SCHEMA_VERSION = 3  # 3: skipped cases, variants against fp32 within each pass
 KNOWN_KEYS = {"schema", "schema_version", "created", "device", "environment", "protocol", "screening", "cases"}
 SAMPLE_KEYS = ("energy_mj_per_image_samples", "latency_ms_per_image_samples", "energy_mj_per_image_passes", "latency_ms_per_image_passes")
 PASS_KEYS = SAMPLE_KEYS[2:]
@@ -76,8 +79,17 @@ def _upgrade_1_to_2(data: dict[str, Any]) -> None:
             case.setdefault(key, default)
 
 
+def _upgrade_2_to_3(data: dict[str, Any]) -> None:
+    """Version 2 had no skipped cases (a skipped case was left out of the file) and compared no
+    variant with its fp32 reference pass by pass: every case keeps its status, and `vs_reference`
+    is None (not compared), never a ratio worked out now from passes that may not have run back to
+    back. The version moves on because a reader of version 2 cannot know the status "skipped"."""
+    for case in _cases(data):
+        case.setdefault("vs_reference", None)
+
+
 # UPGRADES[n] turns a file of version n into version n + 1, in place.
-UPGRADES: dict[int, Callable[[dict[str, Any]], None]] = {1: _upgrade_1_to_2}
+UPGRADES: dict[int, Callable[[dict[str, Any]], None]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 # Case fields added to version 2 after it was first written, with what a file without them means.
 # Frozen here on purpose: a later change of CaseResult's defaults must not change what old files say.
