@@ -29,8 +29,6 @@ from ..storage.results import CaseResult, Status, Top1Source
 from ..text import markdown_cell
 from .labels import FP32, case_labels, change_within_noise
 
-SKIPPED = "skipped"  # storage.results.Status.SKIPPED once the results schema 3 holds it
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -92,10 +90,10 @@ def _names(labels: dict[str, str], cases: Sequence[CaseResult]) -> str:
 def _fp32_ties(winner: CaseResult, cases: Sequence[CaseResult]) -> CaseResult | None:
     """The winner's fp32 case when the winner is a variant whose energy change against it is
     within the noise of the passes they were measured in together (vs_reference)."""
-    vs = getattr(winner, "vs_reference", None)
+    vs = winner.vs_reference
     if winner.variant == FP32 or vs is None or change_within_noise(vs, "energy") is not True:
         return None
-    return next((c for c in cases if c.case_id == getattr(vs, "reference_case_id", None)), None)
+    return next((c for c in cases if c.case_id == vs.reference_case_id), None)
 
 
 def _group_lines(device: str, dataset: str, kind: str, source: str, cases: list[CaseResult], budget_mj: float | None) -> list[str]:
