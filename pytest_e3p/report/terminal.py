@@ -77,9 +77,15 @@ def ranked_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], lis
             groups[(r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}")].append(r)
     for r in not_run:
         # a case that did not run (skipped, failed) is listed with the cases it was requested beside
-        key = next((k for k in sorted(groups) if k[:2] == (r.device, r.dataset)), (r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}"))
+        key = next((k for k in sorted(groups, key=_group_order) if k[:2] == (r.device, r.dataset)), (r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}"))
         groups[key].append(r)
-    return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
+    return {k: sorted(groups[k], key=rank_key) for k in sorted(groups, key=_group_order)}
+
+
+def _group_order(key: tuple[str, str, str]) -> tuple:
+    """Device, dataset, then measured energy before an estimate (the figures a reader trusts first)."""
+    device, dataset, source = key
+    return (device, dataset, source.startswith(f"{EnergyKind.ESTIMATE}/"), source)
 
 
 def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[int | str]]]:
@@ -113,7 +119,7 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
             _num(r.gmacs, ".3f"),
             _num(r.netscore, ".1f"),
             _num(r.top1, ".2f"),
-            r.top1_source,
+            "-" if r.status != Status.OK and r.top1 is None else r.top1_source,
             _num(r.latency_ms_per_image, ".3g"),
             energy_cell(r),
             spread_cell(r),
