@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,8 +27,7 @@ from ..metrics import sam
 from ..storage.results import CaseResult, Status, Top1Source
 from ..text import markdown_cell
 from .labels import FP32, case_labels, change_within_noise
-
-SKIPPED = "skipped"  # storage.results.Status.SKIPPED once the results schema 3 holds it
+from .terminal import ranked_groups
 
 
 @dataclass(frozen=True)
@@ -73,14 +71,6 @@ def sam_interval(c: CaseResult) -> Interval | None:
     return Interval(c.sam, c.sam if at_high is None else min(at_high, c.sam), math.inf if at_low is None else max(at_low, c.sam))
 
 
-def _groups(cases: Sequence[CaseResult]) -> dict[tuple[str, str], dict[str, list[CaseResult]]]:
-    """device x dataset -> energy kind/source -> cases (estimates apart from measurements)."""
-    out: dict[tuple[str, str], dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
-    for c in cases:
-        out[(c.device, c.dataset)][f"{c.energy_kind}/{c.energy_source}"].append(c)
-    return {k: dict(v) for k, v in sorted(out.items())}
-
-
 def _ran(c: CaseResult) -> bool:
     return c.status == Status.OK and c.energy_mj_per_image is not None
 
@@ -92,10 +82,10 @@ def _names(labels: dict[str, str], cases: Sequence[CaseResult]) -> str:
 def _fp32_ties(winner: CaseResult, cases: Sequence[CaseResult]) -> CaseResult | None:
     """The winner's fp32 case when the winner is a variant whose energy change against it is
     within the noise of the passes they were measured in together (vs_reference)."""
-    vs = getattr(winner, "vs_reference", None)
+    vs = winner.vs_reference
     if winner.variant == FP32 or vs is None or change_within_noise(vs, "energy") is not True:
         return None
-    return next((c for c in cases if c.case_id == getattr(vs, "reference_case_id", None)), None)
+    return next((c for c in cases if c.case_id == vs.reference_case_id), None)
 
 
 def _group_lines(device: str, dataset: str, kind: str, source: str, cases: list[CaseResult], budget_mj: float | None) -> list[str]:
@@ -131,13 +121,13 @@ def _group_lines(device: str, dataset: str, kind: str, source: str, cases: list[
         lines.append(
             f"{lead}the most energy-efficient by SAM is {labels[by_sam.case_id]} (SAM {by_sam.sam:.3f}, top-1 {by_sam.top1:.1f} %"
             f"{' published' if by_sam.top1_source == Top1Source.REFERENCE else ''}, {by_sam.energy_mj_per_image:.4g} mJ/img"
-            f"{' estimated' if estimate else ''})"
+            f"{' estimated' if estimate else ''}{', unstable' if by_sam.unstable else ''})"
             + (f"; tied with it within noise: {_names(labels, s_tied)}" if s_tied else "; no other case is within its noise")
             + "."
         )
         lead = "  "
     lines.append(
-        f"{lead}the least energy per image: {labels[by_energy.case_id]} ({by_energy.energy_mj_per_image:.4g} mJ/img{' estimated' if estimate else ''})"
+        f"{lead}the least energy per image is {labels[by_energy.case_id]} ({by_energy.energy_mj_per_image:.4g} mJ/img{' estimated' if estimate else ''}{', unstable' if by_energy.unstable else ''})"
         + (f"; tied with it within noise: {_names(labels, e_tied)}" if e_tied else "; no other case is within its noise")
         + "."
     )
@@ -206,10 +196,10 @@ def _not_run(cases: list[CaseResult], labels: dict[str, str]) -> list[str]:
 def answer_lines(cases: Sequence[CaseResult], budget_mj: float | None = None) -> list[str]:
     """The plain-language answer, per device x dataset (x energy source), in plain lines."""
     out: list[str] = []
-    for (device, dataset), by_source in _groups(cases).items():
-        for key, group in sorted(by_source.items()):
-            kind, _, source = key.partition("/")
-            out += _group_lines(device, dataset, kind, source, group, budget_mj)
+    # the tables' groups: an estimate apart from a measurement, a case that did not run beside its device's
+    for (device, dataset, key), group in ranked_groups(cases).items():
+        kind, _, source = key.partition("/")
+        out += _group_lines(device, dataset, kind, source, group, budget_mj)
     return out
 
 

@@ -12,10 +12,10 @@ is written "~", never as a saving a ranking could rest on.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
+from ..storage.records import VsReference
 from ..storage.results import CaseResult
 
 FP32 = "fp32"
@@ -44,52 +44,51 @@ AXES: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
 )
 
 
+def case_axes(cases: Sequence[CaseResult]) -> dict[str, list[str]]:
+    """case_id -> the values of the axes (variant, batch "b64", size "384px", dataset, device) on
+    which the given cases of the same model differ, in that order; [] for a model shown once."""
+    by_model: dict[str, list[CaseResult]] = defaultdict(list)
+    for c in cases:
+        by_model[short_name(c)].append(c)
+    axes: dict[str, list[str]] = {}
+    for group in by_model.values():
+        differing = [fmt for _axis, fmt in AXES if len({fmt(c) for c in group}) > 1]
+        for c in group:
+            axes[c.case_id] = [fmt(c) for fmt in differing]
+    return axes
+
+
 def case_labels(cases: Sequence[CaseResult]) -> dict[str, str]:
     """case_id -> the shortest label that tells the given cases apart: the model's short name, plus
     each axis (variant, batch "b64", size "384px", dataset, device) on which the cases of that model
     differ. Cases that still share a label (the same case in two results files) keep their ids."""
-    by_model: dict[str, list[CaseResult]] = defaultdict(list)
-    for c in cases:
-        by_model[short_name(c)].append(c)
-    labels: dict[str, str] = {}
-    for name, group in by_model.items():
-        differing = [fmt for _axis, fmt in AXES if len({fmt(c) for c in group}) > 1]
-        for c in group:
-            labels[c.case_id] = " ".join([name, *(fmt(c) for fmt in differing)])
-    counts: dict[str, int] = defaultdict(int)
-    for label in labels.values():
-        counts[label] += 1
+    by_id = {c.case_id: c for c in cases}
+    labels = {cid: " ".join([short_name(by_id[cid]), *values]) for cid, values in case_axes(cases).items()}
+    counts = Counter(labels.values())
     return {cid: (cid if counts[label] > 1 else label) for cid, label in labels.items()}
 
 
-class ReferenceRatios(Protocol):
-    """What format_change reads of a case's `vs_reference` (storage.records.VsReference)."""
-
-    passes: int
-    within_noise: bool
-
-
-def _ratios(vs: object, metric: str) -> tuple[float | None, float | None, float | None]:
+def _ratios(vs: VsReference, metric: str) -> tuple[float | None, float | None, float | None]:
     """(median, low, high) of the per-pass ratios variant / fp32 of "energy" or "latency"."""
-    return (
-        getattr(vs, f"{metric}_ratio", None),
-        getattr(vs, f"{metric}_ratio_low", None),
-        getattr(vs, f"{metric}_ratio_high", None),
-    )
+    if metric == "energy":
+        return vs.energy_ratio, vs.energy_ratio_low, vs.energy_ratio_high
+    if metric == "latency":
+        return vs.latency_ratio, vs.latency_ratio_low, vs.latency_ratio_high
+    raise ValueError(f"format_change compares 'energy' or 'latency', not {metric!r}")
 
 
-def change_within_noise(vs: object, metric: str) -> bool | None:
+def change_within_noise(vs: VsReference, metric: str) -> bool | None:
     """Whether the per-pass interval of `metric`'s ratio holds 1.0 (or fewer than 2 passes gave
     one); None when the ratio was not measured."""
     ratio, low, high = _ratios(vs, metric)
     if ratio is None:
         return None
-    if getattr(vs, "passes", 0) < 2 or low is None or high is None:
+    if vs.passes < 2 or low is None or high is None:
         return True
     return low <= 1.0 <= high
 
 
-def format_change(vs: ReferenceRatios | None, metric: str) -> str:
+def format_change(vs: VsReference | None, metric: str) -> str:
     """A variant's change against fp32 from its per-pass ratios ("energy" or "latency"):
     "-10.2% [-12.0%, -8.1%]" (median of the per-pass changes, then their min and max), "~ [...]"
     when that interval holds no change (within the noise: no saving is claimed), "~ (1 pass)" when
@@ -100,7 +99,7 @@ def format_change(vs: ReferenceRatios | None, metric: str) -> str:
     within = change_within_noise(vs, metric)
     if ratio is None or within is None:
         return "-"
-    if getattr(vs, "passes", 0) < 2 or low is None or high is None:
+    if vs.passes < 2 or low is None or high is None:
         return "~ (1 pass)"
     interval = f"[{low - 1.0:+.1%}, {high - 1.0:+.1%}]"
     return f"~ {interval}" if within else f"{ratio - 1.0:+.1%} {interval}"
