@@ -1,4 +1,4 @@
-"""The typed records a case holds (earlier runs, peak memory, a sustained run): they round-trip through
+"""The typed records a case holds (earlier runs, peak memory, a sustained run, a variant against fp32): they round-trip through
 the results file unchanged, and a file that holds them as plain objects loads into them."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 from fakes.results import case_result
 
 from pytest_e3p.storage import results
-from pytest_e3p.storage.records import Drift, EarlierRun, MemoryPeak, SustainedRecord, WindowRecord
+from pytest_e3p.storage.records import Drift, EarlierRun, MemoryPeak, SustainedRecord, VsReference, WindowRecord
 
 MEMORY = MemoryPeak(peak_mb=512.5, start_mb=400.0, growth_mb=112.5, method="VmHWM after clear_refs", end_mb=450.0, note="a note")
 WINDOWS = [
@@ -33,8 +33,11 @@ DATA = Path(__file__).parent / "data"
 EARLIER = [EarlierRun("2025-11-01T10:00:00+00:00", [40.5, 41.0, 41.2], [12.1, 12.2, 12.3]), EarlierRun("2025-11-02T10:00:00+00:00", [40.0], [12.0])]
 
 
+VS_FP32 = VsReference("m-cpu-synthetic", 3, 0.8, 0.79, 0.81, 0.9, 0.85, 0.95, within_noise=False)
+
+
 def test_a_case_with_every_record_round_trips_through_its_dict_and_the_file(tmp_path):
-    case = case_result(energy_mj_per_image_passes=[39.5, 39.9], earlier_runs=EARLIER, memory=MEMORY, sustained=SUSTAINED)
+    case = case_result(energy_mj_per_image_passes=[39.5, 39.9], earlier_runs=EARLIER, memory=MEMORY, sustained=SUSTAINED, vs_reference=VS_FP32)
     data = case.to_dict()
     assert data["memory"]["peak_mb"] == 512.5 and data["sustained"]["drift"]["power_w"] == {
         "first": 0.2,
@@ -51,6 +54,17 @@ def test_a_case_with_every_record_round_trips_through_its_dict_and_the_file(tmp_
     back = results.CaseResult.from_dict(json.loads(json.dumps(data)))
     assert back == case and back.to_dict() == data
     assert back.runs("energy") == [[40.5, 41.0, 41.2], [40.0], [39.5, 39.9]]
+    assert data["vs_reference"] == {
+        "reference_case_id": "m-cpu-synthetic",
+        "passes": 3,
+        "energy_ratio": 0.8,
+        "energy_ratio_low": 0.79,
+        "energy_ratio_high": 0.81,
+        "latency_ratio": 0.9,
+        "latency_ratio_low": 0.85,
+        "latency_ratio_high": 0.95,
+        "within_noise": False,
+    }
     # through a file: written twice, the same bytes
     path, again = tmp_path / "r.json", tmp_path / "again.json"
     results.save(results.ResultsFile(device={"name": "cpu"}, environment={}, protocol={}, cases={case.case_id: case}), path)
@@ -62,9 +76,11 @@ def test_a_case_with_every_record_round_trips_through_its_dict_and_the_file(tmp_
 
 def test_a_case_without_records_writes_empty_objects_and_reads_them_as_none():
     data = case_result().to_dict()
-    assert (data["earlier_runs"], data["memory"], data["sustained"]) == ([], {}, {})
+    assert (data["earlier_runs"], data["memory"], data["sustained"], data["vs_reference"]) == ([], {}, {}, None)
     back = results.CaseResult.from_dict(data)
-    assert (back.earlier_runs, back.memory, back.sustained) == ([], None, None)
+    assert (back.earlier_runs, back.memory, back.sustained, back.vs_reference) == ([], None, None, None)
+    del data["vs_reference"]  # a file written before version 3
+    assert results.CaseResult.from_dict(data).vs_reference is None
 
 
 def test_an_old_file_of_plain_objects_loads_into_records(tmp_path):

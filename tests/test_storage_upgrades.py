@@ -22,6 +22,7 @@ DATA = Path(__file__).parent / "data"
 DEIT = "deit_tiny_patch16_224.fb_in1k-cpu-synthetic"
 LEVIT = "levit_128s.fb_in1k-cpu-synthetic"
 VIT = "vit_small_patch16_224.augreg_in21k_ft_in1k-cpu-synthetic"
+SKIPPED = "deit_tiny_patch16_224.fb_in1k-cpu-synthetic-prune-heads-25"  # in version 3 on
 # (file, the schema version it was written in)
 FILES = [
     ("results-v1-350b7f9.json", 1),
@@ -31,8 +32,10 @@ FILES = [
     ("results-v2-e5938bc.json", 2),
     ("history-v2-fcfc3c8.json", 2),
     ("history-v2-e5938bc.json", 2),
+    ("results-v3-feb1c46.json", 3),
+    ("history-v3-feb1c46.json", 3),
 ]
-NEWEST = "results-v2-e5938bc.json"
+NEWEST = "results-v3-feb1c46.json"
 
 
 def test_there_is_an_example_file_of_every_version_and_only_these():
@@ -48,7 +51,13 @@ def test_every_format_loads_upgraded_with_the_same_figures(name, version):
     assert rf.written_version == version
     assert rf.device["identity"]["name"].startswith("Intel(R) Core(TM) i7-8700")
     assert rf.created == "2025-11-02T10:00:00+00:00" and rf.environment["torch"] == "2.1.0"
-    assert set(rf.cases) == {DEIT, LEVIT, VIT}
+    # version 3 keeps a requested case that did not run, with its reason and no figures
+    assert set(rf.cases) == ({DEIT, LEVIT, VIT, SKIPPED} if version >= 3 else {DEIT, LEVIT, VIT})
+    if version >= 3:
+        skipped = rf.cases[SKIPPED]
+        assert (skipped.status, skipped.variant, skipped.passes) == ("skipped", "prune-heads-25", 0) and "needs P >= 34" in skipped.reason
+        assert skipped.energy_mj_per_image is skipped.latency_ms_per_image is skipped.top1 is skipped.sam is None
+        assert skipped.runs("energy") == [] and skipped.vs_reference is None
     deit, levit, vit = rf.cases[DEIT], rf.cases[LEVIT], rf.cases[VIT]
     assert (deit.energy_mj_per_image, deit.latency_ms_per_image, deit.power_w) == (41.5, 12.25, 3.388)
     assert (deit.params_m, deit.gmacs, deit.top1_ref, deit.top1, deit.top5, deit.sam) == (5.717, 1.258, 72.2, 72.1, 91.1, 0.512)
@@ -62,11 +71,13 @@ def test_every_format_loads_upgraded_with_the_same_figures(name, version):
         assert (deit.passes, deit.pass_values("energy"), deit.pass_values("latency")) == (1, [41.5], [12.25])
         assert deit.energy_mj_per_image_samples == [41.0, 41.5, 42.0] and levit.pass_values("energy") == [20.0]
         assert deit.runs("energy") == [[41.5]] and deit.threads is None and rf.protocol["passes"] == 1
-        assert "schema version 1 read as version 2" in rf.upgrade_note and name in rf.upgrade_note and "\n" not in rf.upgrade_note
+        assert f"schema version 1 read as version {SCHEMA_VERSION}" in rf.upgrade_note and name in rf.upgrade_note and "\n" not in rf.upgrade_note
     else:
         assert (deit.passes, deit.pass_values("energy"), deit.pass_values("latency")) == (3, [41.0, 41.5, 42.0], [12.0, 12.25, 12.5])
         assert deit.runs("energy") == [[40.5, 41.0, 41.2], [41.0, 41.5, 42.0]] and deit.threads == 4
-        assert rf.upgrade_note == ""
+        assert (rf.upgrade_note == "") == (version == SCHEMA_VERSION)
+        # no file before version 3 compared a variant with fp32 pass by pass: none reads as compared
+        assert deit.vs_reference is None
     assert deit.versions == ({} if "350b7f9" in name else {"torch": "2.1.0", "timm": "0.9.12", "pytest_e3p": "0.1.0", "python": "3.11.6"})
     assert deit.top1_ref_source == ("" if version == 1 or "fcfc3c8" in name else "timm results-imagenet.csv")
 
@@ -90,6 +101,7 @@ def test_an_old_baseline_still_gates(name):
     slower = compare_files(base, scaled(1.3), Tolerances())
     assert [c.verdict for c in slower.checks[DEIT]] == ["regressed"] and DEIT in slower.regressions
     assert VIT not in slower.checks and not slower.new and not slower.missing  # the failed case is not compared
+    assert SKIPPED not in slower.checks  # nor the skipped one
 
 
 def test_an_upgraded_file_saves_as_the_current_version_with_the_same_figures(tmp_path):
@@ -164,27 +176,29 @@ def test_the_fields_added_in_version_2_are_the_defaults_of_the_record_and_every_
     assert {f.name for f in fields} - set(upgraded) == set()
 
 
-@pytest.mark.parametrize("name", ["history-v2-fcfc3c8.json", "history-v2-e5938bc.json"])
-def test_history_files_read_with_every_field_of_their_cases(name, tmp_path, capsys):
+@pytest.mark.parametrize("name, version", [(n, v) for n, v in FILES if n.startswith("history-")])
+def test_history_files_read_with_every_field_of_their_cases(name, version, tmp_path, capsys):
     run = read_run(DATA / name)
     assert run.time == "2025-11-02T10:05:00.000000+00:00" and run.commit.label() == "1a2b3c4d (main)" and run.machine["hostname"] == "runner-1"
-    assert run.device_key == "cpu (Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz)" and run.written_version == 2
+    assert run.device_key == "cpu (Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz)" and run.written_version == version
     case = run.cases[DEIT]
     assert set(case) >= {f.name for f in dataclasses.fields(CaseResult)}  # readers index, no .get defaults
     assert (case["energy_mj_per_image"], case["variant"], case["verdict"], case["memory"]) == (41.5, "fp32", "", {})
-    assert run.verdicts() == {"not compared": 3}
+    assert run.verdicts() == {"not compared": 4 if version >= 3 else 3}
+    if version >= 3:
+        assert (run.cases[SKIPPED]["status"], run.cases[SKIPPED]["energy_mj_per_image"]) == ("skipped", None)
 
 
 def test_the_history_command_says_once_that_old_runs_were_read_upgraded(tmp_path, capsys):
     folder = tmp_path / "h"
     folder.mkdir()
-    (folder / "20251102T100500.000000Z-cpu-1a2b3c4d-aaaaaa.json").write_bytes((DATA / "history-v2-fcfc3c8.json").read_bytes())
+    (folder / "20251102T100500.000000Z-cpu-1a2b3c4d-aaaaaa.json").write_bytes((DATA / "history-v3-feb1c46.json").read_bytes())
     for name in ("results-v1-350b7f9.json", "results-v1-47b609a.json"):  # results files copied in: read as runs
         (folder / name).write_bytes((DATA / name).read_bytes())
     assert main(["history", str(folder)]) == 0
     out, err = capsys.readouterr()
     assert out.count("cpu (Intel") == 3
-    assert err.count("\n") == 1 and "note: 2 run(s) written in an older schema version, read as version 2" in err
+    assert err.count("\n") == 1 and f"note: 2 run(s) written in an older schema version, read as version {SCHEMA_VERSION}" in err
 
 
 def test_compare_reads_an_old_baseline_with_one_note(tmp_path, capsys):
@@ -194,9 +208,9 @@ def test_compare_reads_an_old_baseline_with_one_note(tmp_path, capsys):
     save(run, current)
     assert main(["compare", str(DATA / "results-v1-47b609a.json"), str(current)]) == 0
     out, err = capsys.readouterr()
-    assert err.count("\n") == 1 and err.startswith("note: ") and "results-v1-47b609a.json: schema version 1 read as version 2" in err
+    assert err.count("\n") == 1 and err.startswith("note: ") and f"results-v1-47b609a.json: schema version 1 read as version {SCHEMA_VERSION}" in err
     assert DEIT in out
-    assert main(["compare", str(DATA / "results-v2-e5938bc.json"), str(DATA / NEWEST)]) == 0
+    assert main(["compare", str(DATA / NEWEST), str(DATA / NEWEST)]) == 0
     assert capsys.readouterr().err == ""  # a current file: nothing said
 
 
@@ -246,7 +260,7 @@ ADDED_IN_2 = ["passes", "energy_mj_per_image_passes", "latency_ms_per_image_pass
 ADDED_IN_2 += ["verdict", "change_vs_baseline", "noise_vs_baseline", *CASE_FIELDS_ADDED_IN_2]
 
 
-def test_a_run_against_a_version_1_baseline_says_so_once_and_saves_it_as_version_2(pytester):
+def test_a_run_against_a_version_1_baseline_says_so_once_and_saves_it_as_the_current_version(pytester):
     pytester.makepyfile(test_bench=BENCH)
     assert pytester.runpytest(*SHORT, "--e3p-save-baseline=base.json").ret == 0
     path = pytester.path / "base.json"
@@ -259,11 +273,11 @@ def test_a_run_against_a_version_1_baseline_says_so_once_and_saves_it_as_version
     # no energy gate: a busy machine must not decide this test
     result = pytester.runpytest(*SHORT, "--e3p-baseline=base.json", "--e3p-save-baseline=base.json", "--e3p-tolerance=energy=off")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["?e3p? --e3p-baseline base.json: schema version 1 read as version 2*"])
-    result.stdout.fnmatch_lines(["*baseline: previous base.json: schema version 1 read as version 2*"])
-    assert result.stdout.str().count("schema version 1 read as version 2") == 2
+    result.stdout.fnmatch_lines(["?e3p? --e3p-baseline base.json: schema version 1 read as version 3*"])
+    result.stdout.fnmatch_lines(["*baseline: previous base.json: schema version 1 read as version 3*"])
+    assert result.stdout.str().count("schema version 1 read as version 3") == 2
     saved = json.loads(path.read_text())
     case = saved["cases"]["test_vit-cpu-synthetic"]
-    assert saved["schema_version"] == 2 and case["earlier_runs"][0]["energy_mj_per_image_passes"] == [
+    assert saved["schema_version"] == SCHEMA_VERSION and case["earlier_runs"][0]["energy_mj_per_image_passes"] == [
         data["cases"]["test_vit-cpu-synthetic"]["energy_mj_per_image"]
     ]

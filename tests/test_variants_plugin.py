@@ -50,9 +50,17 @@ def test_variants_that_cannot_run_here_are_skipped_naming_the_fix(bench, monkeyp
     import sys
 
     monkeypatch.setitem(sys.modules, "torchao", None)  # an import of it fails, as where it is not installed
-    result = bench.runpytest(*FAST, "--e3p-variants=fp32,tensorrt,int8", "-rs")
+    result = bench.runpytest(*FAST, "--e3p-variants=fp32,tensorrt,int8", "-rs", "--e3p-results=r.json")
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*SKIPPED*tensorrt needs an NVIDIA GPU*", "*SKIPPED*torchao is not installed: pip install ?pytest-e3p?quant??*"])
+    # every case asked for is in the results, a skipped one with the reason the skip gave (issue 29)
+    cases = json.loads((bench.path / "r.json").read_text())["cases"]
+    assert {cid: c["status"] for cid, c in cases.items()} == {
+        "test_vit-cpu-synthetic": "ok",
+        "test_vit-cpu-synthetic-tensorrt": "skipped",
+        "test_vit-cpu-synthetic-int8": "skipped",
+    }
+    assert "torchao is not installed" in cases["test_vit-cpu-synthetic-int8"]["reason"]
 
 
 BROKEN_CONFTEST = """

@@ -64,8 +64,12 @@ class E3PPlugin:
         if cases:
             self.session.run_early_passes(cases)
 
+    @pytest.hookimpl(trylast=True)  # after any plugin that reorders (pytest-randomly): the grouping must hold
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list) -> None:
-        """Markers are checked before anything is measured; feasibility of the gate is said once."""
+        """Each fp32 case's test is followed by its variants' (the last pass runs in the tests'
+        bodies, so this is what puts a variant right after its reference there, as the earlier passes
+        do); markers are checked before anything is measured; feasibility of the gate is said once."""
+        items[:] = variants_after_reference(items)
         e3p = self.session
         for item in items:
             if "e3p_case" in getattr(item, "fixturenames", ()):
@@ -77,13 +81,26 @@ class E3PPlugin:
             write(f"[e3p] --e3p-slowdown {e3p.options.slowdown:g}: every measured forward pass does extra work (for testing the gate only)")
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """A case whose test is skipped, in its setup (a variant, size or provider this machine or
+        model cannot take) or in its body, is kept in the results with its reason: every case the
+        run asked for is accounted for, without -rs."""
+        report = yield
+        case = case_of(item) if "e3p" in getattr(item, "fixturenames", ()) else None  # a benchmark's, as cases_of
+        if case is not None and report.skipped and call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
+            result = self.session.record_skipped(case, str(getattr(call.excinfo.value, "msg", "") or call.excinfo.value))
+            if result is not None:
+                item.config.hook.pytest_e3p_case_result(config=item.config, result=result)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):
         """After a benchmark's body: finish its result, record it, and fail the test on a regression."""
         runner = item.stash.get(RUNNER_KEY, None)
         try:
             outcome = yield
         except pytest.skip.Exception:
-            raise
+            raise  # recorded as a skipped case by pytest_runtest_makereport, with its reason
         except MeasurementError as exc:
             if runner is not None:
                 self._record(item, runner)
@@ -160,15 +177,37 @@ class E3PPlugin:
         write_terminal(terminalreporter, sections)
 
 
+def case_of(item: pytest.Item) -> Any:
+    """The e3p case (run.case.Case) an item is parametrized with, or None."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("e3p_case") if callspec is not None else None
+
+
 def cases_of(session: pytest.Session) -> list:
     """The cases the selected benchmarks will measure, in their order, each once."""
     seen: dict[str, Any] = {}
     for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "e3p" in getattr(item, "fixturenames", ()) and "e3p_case" in callspec.params:
-            case = callspec.params["e3p_case"]
+        case = case_of(item)
+        if case is not None and "e3p" in getattr(item, "fixturenames", ()):
             seen.setdefault(case.id, case)
     return list(seen.values())
+
+
+def variants_after_reference(items: list) -> list:
+    """`items` with each test of a variant moved right after the same test of its fp32 reference
+    (same function and other parameters; same model, device, dataset, batch and image size). Other
+    items keep their order."""
+    from ..run.within_pass import grouped, reference_key
+
+    keys, variants = {}, {}
+    for i, item in enumerate(items):
+        case = case_of(item)
+        if case is None:
+            continue
+        head, _, params = item.nodeid.partition("[")
+        keys[i] = (head, params.replace(case.id, "", 1), *reference_key(case))
+        variants[i] = case.variant
+    return grouped(items, keys, variants) if keys else items
 
 
 def live_writer(config: pytest.Config) -> Callable[[str], None]:

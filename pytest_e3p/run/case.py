@@ -52,16 +52,19 @@ def case_matrix(
     batch_sizes: Sequence[int],
     image_sizes: Sequence[int | None],
 ) -> list[Case]:
-    """Every case of the run, in test order: model, dataset, variant, batch, image size."""
+    """Every case of the run, in test order: model, dataset, batch, image size, variant. The variant
+    varies fastest, fp32 first, so each variant runs right after its fp32 reference in every pass
+    (run.within_pass: the machine's drift between two passes must not enter a variant's saving)."""
     out = []
+    variants = sorted(variants, key=lambda v: v != "fp32")  # stable: the others in the order given
     for m in models:
         own_size = zoo.default_image_size(m)
         # a size equal to the model's own is the model's own: one case, not two
         sizes = list(dict.fromkeys(None if size in (None, own_size) else size for size in image_sizes))
         for d in datasets:
-            for v in variants:
-                for b in batch_sizes:
-                    for px in sizes:
+            for b in batch_sizes:
+                for px in sizes:
+                    for v in variants:
                         # a size is named in the id where the option lists several, or where it is not the model's own
                         out.append(Case(m, device, d, v, b, px, len(batch_sizes) > 1, len(sizes) > 1 or px is not None))
     return out

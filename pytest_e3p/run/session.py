@@ -5,6 +5,7 @@ The plugin is thin glue around this; pytest-benchmark's BenchmarkSession plays t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -47,6 +48,7 @@ from .case import Case, CaseSkipped, case_matrix
 from .loading import LoadedModel, ModelLoader
 from .record import CaseSetup
 from .runner import RunnerContext
+from .within_pass import compare_variants, pass_order
 
 if TYPE_CHECKING:
     from ..measure.memory import PeakMemory
@@ -273,7 +275,8 @@ class E3PSession:
 
     def results_file(self) -> results.ResultsFile:
         protocol = self.protocol_record()
-        sources = sorted({f"{r.energy_kind} ({r.energy_source})" for r in self.results.values()})
+        # a skipped case measured nothing: it names no source
+        sources = sorted({f"{r.energy_kind} ({r.energy_source})" for r in self.results.values() if r.status != results.SKIPPED})
         if len(sources) > 1:
             # a sensor fault switched later cases to another source: the file says so, per case too
             protocol["energy_kind"] = "mixed"
@@ -310,12 +313,15 @@ class E3PSession:
         """Passes 1 .. P-1 over every case, before the benchmarks run the last pass in their own body.
 
         Pass k covers all cases before pass k+1 starts, so a drift of the machine shows up as
-        spread between passes instead of as a difference between the first and last cases."""
+        spread between passes instead of as a difference between the first and last cases; within
+        a pass each fp32 case is followed by its variants (the order of the tests, which the plugin
+        groups the same way), so a variant's ratio to fp32 is taken back to back in every pass."""
         if self.early_done:
             return
         self.early_done = True
         assert self.bench is not None, "the session is not started"
         total = self.protocol.passes
+        cases = pass_order(cases)
         for k in range(1, total):
             for case in cases:
                 if case.id in self.early_errors:
@@ -342,10 +348,43 @@ class E3PSession:
                 shown = "" if energy is None else f", {energy:.4g} mJ/img" + (" (est.)" if self.energy_kind == ESTIMATE else "")
                 self.progress(f"[e3p] pass {k}/{total} {case.id}: {steady.latency_ms_per_image:.4g} ms/img{shown}")
 
+    def skipped_result(self, case: Case, reason: str) -> results.CaseResult:
+        """The record of a requested case that did not run here: what was asked and why not, and no
+        figure (every measured field None or empty; no passes)."""
+        px = case.image_size or zoo.default_image_size(case.model)
+        return results.CaseResult(
+            case_id=case.id,
+            model=case.model.full,
+            device=self.device.name,
+            dataset=case.dataset.name,
+            batch_size=case.batch_size,
+            image_size=[3, px, px],
+            # the dtype a variant computes in is known only once it is prepared: only the eager ones say it
+            precision=case.variant if case.variant in ("fp32", "fp16", "bf16") else "",
+            variant=case.variant,
+            weights="",
+            passes=0,
+            protocol=self.protocol.name,
+            sam_alpha=self.options.sam_alpha,
+            status=results.SKIPPED,
+            reason=reason,
+        )
+
+    def record_skipped(self, case: Case, reason: str) -> results.CaseResult | None:
+        """Keep a case whose test was skipped, with its reason; None where the case already has a
+        record (another benchmark measured it: a measurement is never replaced by a skip)."""
+        if case.id in self.results:
+            return None
+        result = self.skipped_result(case, reason)
+        self.record(result)
+        return result
+
     def record(self, result: results.CaseResult, tolerances: Tolerances | None = None) -> list[Check]:
         """Keep a finished case; compare it with the baseline (with the run's tolerances unless a
-        benchmark's marker gives its own). Returns the checks."""
+        benchmark's marker gives its own), and a variant with its fp32 reference. Returns the checks.
+        A skipped case is kept and never compared."""
         self.results[result.case_id] = result
+        compare_variants(self.results)  # the reference ran first (the test order); finish() completes the rest
         tol = tolerances or self.tolerances
         if tol.energy is not None and result.energy_spread is not None and result.energy_spread > tol.energy:
             result.unstable = True  # its passes alone spread wider than the tolerance
@@ -381,6 +420,8 @@ class E3PSession:
             self.bench.close()
         if not self.results:
             return lines
+        compare_variants(self.results)  # variants whose reference was recorded after them
+        lines += self._skipped_baseline_lines()
         rf = self.results_file()
         if self.options.results is not None:
             lines.append(self._save(rf, self.options.results, "results", update_json))
@@ -394,14 +435,17 @@ class E3PSession:
                 lines.append(self.lost(f"history NOT written to {self.options.history}: {exc.strerror or exc}"))
         target = self.options.save_baseline
         if target is not None:
-            bad = [cid for cid, r in self.results.items() if r.status != results.OK]
+            # a skipped case is not a failure of the run, and never a measured run of a baseline
+            bad = [cid for cid, r in self.results.items() if r.status not in (results.OK, results.SKIPPED)]
             if not (run_passed and not bad):
                 why = f"{len(bad)} case(s) did not pass" if bad else "the run did not pass"
                 lines.append(f"baseline NOT written ({why}); {target} is unchanged")
                 return lines
             try:
+                measured = {cid: r for cid, r in rf.cases.items() if r.status != results.SKIPPED}
                 with locked(target):  # from reading the old baseline to replacing it: a concurrent run waits
-                    lines += self._save_baseline(rf, target, update_json)
+                    # a skipped case stays out: the baseline keeps its earlier record, as for a case not run
+                    lines += self._save_baseline(dataclasses.replace(rf, cases=measured), target, update_json)
             except OSError as exc:  # the lock file cannot be made
                 lines.append(self.lost(f"baseline NOT written to {target}: {exc.strerror or exc}"))
         return lines
@@ -418,6 +462,16 @@ class E3PSession:
         if old is not None and old.upgrade_note:
             notes.insert(0, f"previous {old.upgrade_note}")
         return [self._save(merged, target, "baseline", update_json), *(f"baseline: {n}" for n in notes)]
+
+    def _skipped_baseline_lines(self) -> list[str]:
+        """One line per baseline case that this run skipped: it was not compared, and why."""
+        if self.baseline is None:
+            return []
+        return [
+            f"{cid}: not compared: skipped ({r.reason})"
+            for cid, r in sorted(self.results.items())
+            if r.status == results.SKIPPED and cid in self.baseline.cases
+        ]
 
     def lost(self, line: str) -> str:
         """Note a requested output that could not be written; the line, for the terminal."""

@@ -14,6 +14,8 @@ Formats (schema_version, the commit that first wrote it):
   2  fcfc3c8  + pass values, earlier runs of a baseline, threads, verdict; history files
   2  28e43f3  + top1_ref_source, top-level keys added by pytest_e3p_update_json
   2  e5938bc  + variants, the edgevit protocol, thermal state, peak memory, sustained runs
+  3  feb1c46  + the status "skipped" (a fourth case, skipped with its reason), vs_reference per case;
+              the modules now live in pytest_e3p/storage/ (a package, with strenum and text beside it)
 """
 
 from __future__ import annotations
@@ -27,21 +29,37 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-COMMITS = ["350b7f9", "47b609a", "fcfc3c8", "28e43f3", "e5938bc"]
+COMMITS = ["350b7f9", "47b609a", "fcfc3c8", "28e43f3", "e5938bc", "feb1c46"]
+STORAGE_PACKAGE = {"feb1c46"}  # commits whose results and history modules are pytest_e3p/storage/
 VERSIONS = {"torch": "2.1.0", "timm": "0.9.12", "pytest_e3p": "0.1.0", "python": "3.11.6"}
 DEIT = "deit_tiny_patch16_224.fb_in1k-cpu-synthetic"
 LEVIT = "levit_128s.fb_in1k-cpu-synthetic"
 VIT = "vit_small_patch16_224.augreg_in21k_ft_in1k-cpu-synthetic"
+SKIPPED = "deit_tiny_patch16_224.fb_in1k-cpu-synthetic-prune-heads-25"
+
+
+def git_show(commit: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
 def old_package(commit: str, into: Path) -> object:
-    """That commit's results (and history) modules as a package `e3p_<commit>`."""
+    """That commit's results (and history) modules as a package `e3p_<commit>` (its storage
+    subpackage, for a commit where they live in pytest_e3p/storage/)."""
     pkg = into / f"e3p_{commit}"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
+    if commit in STORAGE_PACKAGE:  # storage imports only itself, strenum and text
+        (pkg / "storage").mkdir()
+        (pkg / "storage" / "__init__.py").write_text("")
+        for name in ("results", "history", "files", "records", "schema"):
+            (pkg / "storage" / f"{name}.py").write_text(git_show(commit, f"pytest_e3p/storage/{name}.py"))
+        for name in ("strenum", "text"):
+            (pkg / f"{name}.py").write_text(git_show(commit, f"pytest_e3p/{name}.py"))
+        importlib.import_module(pkg.name)
+        return importlib.import_module(f"{pkg.name}.storage")
     for name in ("results", "history"):
         try:
-            text = subprocess.run(["git", "show", f"{commit}:pytest_e3p/{name}.py"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            text = git_show(commit, f"pytest_e3p/{name}.py")
         except subprocess.CalledProcessError:
             continue  # history.py came with fcfc3c8
         (pkg / f"{name}.py").write_text(text)
@@ -59,6 +77,8 @@ def protocol(commit: str) -> dict:
         p.update(precision="fp32")
     else:
         p.update(protocol="e3p", model_set=None, inferences=None, energy_subtracts_background=False, image_size=None, variants=["fp32"])
+    if commit in STORAGE_PACKAGE:
+        p.update(variants=["fp32", "prune-heads-25"])
     p.update(energy_kind="measured", energy_source="RAPL package-0", boundary="CPU package", sensor_note="", limit=None)
     return p
 
@@ -71,7 +91,7 @@ def cases(results, commit: str) -> dict:
     extra: dict = {}
     if commit != "350b7f9":
         extra["versions"] = VERSIONS
-    if commit in ("28e43f3", "e5938bc"):
+    if commit not in ("350b7f9", "47b609a", "fcfc3c8"):
         extra["top1_ref_source"] = "timm results-imagenet.csv"
     deit = dict(
         case_id=DEIT,
@@ -116,7 +136,25 @@ def cases(results, commit: str) -> dict:
     out = {}
     for spec in (deit, levit, failed):
         kw = {**common, **({} if spec is failed else measured), **extra, **spec}
+        if commit in STORAGE_PACKAGE and "earlier_runs" in kw:  # typed records since storage/records.py
+            kw["earlier_runs"] = [results.EarlierRun.from_dict(r) for r in kw["earlier_runs"]]
         out[spec["case_id"]] = results.CaseResult(**kw)
+    if commit in STORAGE_PACKAGE:  # version 3: a requested case that did not run, with no figures
+        reason = "prune-heads-25 removes no head of 3 per block of deit_tiny_patch16_224.fb_in1k; it needs P >= 34"
+        out[SKIPPED] = results.CaseResult(
+            case_id=SKIPPED,
+            model="deit_tiny_patch16_224.fb_in1k",
+            device="cpu",
+            dataset="synthetic",
+            batch_size=16,
+            image_size=[3, 224, 224],
+            precision="fp32",
+            variant="prune-heads-25",
+            weights="",
+            passes=0,
+            status=results.SKIPPED,
+            reason=reason,
+        )
     return out
 
 
@@ -140,7 +178,7 @@ def main() -> None:
             else:
                 results.save(rf, path)
             print(path.name)
-            if commit in ("fcfc3c8", "e5938bc"):
+            if commit in ("fcfc3c8", "e5938bc", "feb1c46"):
                 history = importlib.import_module(f"{pkg.__name__}.history")
                 commit_info = history.CommitInfo(sha="1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", branch="main", dirty=False, source="git")
                 when = dt.datetime(2025, 11, 2, 10, 5, tzinfo=dt.timezone.utc)
