@@ -146,7 +146,9 @@ def test_labels_of_13_models_crowded_together_do_not_overlap():
     assert len(texts) == 13
     boxes = _extents(texts)
     frame = fig.axes[0].get_window_extent(fig.canvas.get_renderer())
+    legend = fig.axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
     for i, a in enumerate(boxes):
+        assert not a.overlaps(legend)
         assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
         for b in boxes[i + 1 :]:
             assert not a.overlaps(b)

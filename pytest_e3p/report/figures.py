@@ -91,6 +91,10 @@ def place_labels(ax: Any, points: Sequence[tuple[float, float, str]], fontsize: 
     for x, y, _ in points:
         mx, my = ax.transData.transform((x, y))
         placed.append((mx - marker, my - marker, mx + marker, my + marker))
+    legend = ax.get_legend()
+    if legend is not None:  # and the legend's box
+        b = legend.get_window_extent(renderer)
+        placed.append((b.x0, b.y0, b.x1, b.y1))
     texts: list[Any] = []
     key: list[str] = []
 
