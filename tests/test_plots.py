@@ -239,3 +239,23 @@ def test_a_sustained_plot_elsewhere_is_linked_where_it_is_or_said_where(tmp_path
     rf.source = ""
     text = write_report([rf], tmp_path / "rep2").read_text()
     assert "is not in this folder: the run writes it into its --e3p-report folder" in text
+
+
+def test_the_report_links_the_sustained_plot_the_session_wrote(tmp_path):
+    # run/session.py writes the sustained plots into the report folder before the report is
+    # written (run_plugin.pytest_sessionfinish): the report must find each under the same name
+    from types import SimpleNamespace
+
+    from pytest_e3p.hardware.sensors.base import SensorInfo
+    from pytest_e3p.run.session import E3PSession
+
+    c = _deit()
+    c.sustained = _sustained_record()
+    sensor = SensorInfo(name="nvml-counter", kind="measured", boundary="GPU board", unit="mJ", update_period_s=0.1)
+    run = SustainedRun(_windows([29.3] * 6, [17.7] * 6), 1.0, 6.0, sensor=sensor)
+    fake = SimpleNamespace(sustained_runs={c.case_id: run}, options=SimpleNamespace(report=tmp_path, results=None), lost=str)
+    (line,) = E3PSession._sustained_plots(fake)
+    assert line.startswith("sustained plots written: ")
+    text = write_report([results_file([c])], tmp_path).read_text()
+    assert f"![Sustained run of {c.case_id}]({sustained_plot_name(c)})" in text
+    assert {p.name for p in tmp_path.glob("sustained_*.png")} == {sustained_plot_name(c)}

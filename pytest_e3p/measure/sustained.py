@@ -26,9 +26,10 @@ from typing import Any
 
 from ..hardware.sensors import UNAVAILABLE, EnergyReading, SensorFault, SensorInfo, measures_energy, window
 from ..storage.records import Drift, SustainedRecord, WindowRecord
+from ..text import slug
 from .context import MeasureContext, ThermalMonitor, ThermalRound
 
-__all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "ValueAxis", "Window", "plot", "run_sustained", "value_axis"]
+__all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "ValueAxis", "Window", "plot", "plot_name", "run_sustained", "value_axis"]
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_SPAN_S = 60.0
@@ -318,6 +319,12 @@ def value_axis(values: Sequence[float | None], name: str, unit: str) -> ValueAxi
     if median > 0 and (max(finite) - min(finite)) / median < RELATIVE_BELOW:
         return ValueAxis(True, median, f"{name}: % from the median\n({median:.4g} {unit})")
     return ValueAxis(False, median, f"{name} ({unit})")
+
+
+def plot_name(case_id: str) -> str:
+    """The file name of a case's sustained-run plot: the session writes it (run/session.py), the
+    report links it (report/markdown.py)."""
+    return f"sustained_{slug(case_id, '-_.')}.png"
 
 
 def plot(run: SustainedRun, path: str | Path) -> None:

@@ -23,6 +23,7 @@ from tabulate import tabulate
 
 from ..config import DEFAULTS
 from ..hardware.sensors.base import EnergyKind
+from ..measure.sustained import plot_name
 from ..metrics import kendall_tau, noise_ranks, pareto_front, ranks, sam
 from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write_atomic
 from ..text import markdown_cell as _md
@@ -179,8 +180,8 @@ def _not_run_section(skipped: list[CaseResult], labels: dict[str, str]) -> list[
 
 
 def sustained_plot_name(c: CaseResult) -> str:
-    """The file name run/session.py gives a case's sustained-run plot."""
-    return f"sustained_{_slug(c.case_id, '-_.')}.png"
+    """The file name the session gives a case's sustained-run plot (measure.sustained.plot_name)."""
+    return plot_name(c.case_id)
 
 
 def _sustained_section(files: list[ResultsFile], out: Path) -> list[str]:
