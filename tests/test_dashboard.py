@@ -375,6 +375,7 @@ def test_a_skipped_case_is_on_the_dashboard_with_its_reason(tmp_path):
     row = next(r for r in page.split("<tr ") if "prune-heads-25" in r and "case-row" in r)
     # the reason in the row itself (not only a tooltip), escaped
     assert '<span class="badge warn">skipped</span><div class="cond reason">removes no head of 3 per block; it needs P &gt;= 34</div>' in row
+    assert '<td class="cond">prune-heads-25, fp32, batch 16, 224x224</td>' in row  # the form, apart from the fp32 row
 
 
 def test_the_answer_heads_the_dashboard_escaped(tmp_path):

@@ -264,7 +264,9 @@ def build_series(runs: list[Run]) -> list[Series]:
             key = (run.device_key, cid, precision, batch, size)
             if key not in by_key:
                 digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
-                conditions = ", ".join(t for t in (precision, f"batch {batch}" if batch != "" else "", size) if t)
+                # the variant too where it is not fp32: two forms of a model otherwise read the same
+                variant = str(case.get("variant") or "fp32")
+                conditions = ", ".join(t for t in (variant if variant != "fp32" else "", precision, f"batch {batch}" if batch != "" else "", size) if t)
                 by_key[key] = Series(f"case-{slug(cid)}-{digest}", cid, str(case.get("model", "")), run.device_key, str(case.get("dataset", "")), conditions)
             by_key[key].points.append(Point(run, case))
     return sorted(by_key.values(), key=lambda s: (s.device, s.dataset, s.model, s.case_id, s.conditions))
