@@ -1,6 +1,7 @@
 """The dashboard: change points on scripted series, the site's files, and the page in a real browser."""
 
 import datetime as dt
+import html
 import os
 import random
 import re
@@ -340,3 +341,92 @@ def test_charts_are_drawn_for_the_most_relevant_cases_up_to_the_cap(tmp_path, ca
     args = parser.parse_args(["dashboard", str(hist), "--out", str(tmp_path / "s2"), "--max-charts", "1"])
     assert args.run(args) == 0
     assert "charts drawn for 1 case(s); 4 more listed without a chart (--max-charts)" in capsys.readouterr().out
+
+
+# -- the answer, skipped cases, the legend (issue 29) ----------------------------------------
+
+
+def _skip_history(folder: Path) -> Path:
+    """One run of two cases on the rtx3050: deit_tiny measured, its prune-heads-25 skipped (the
+    README's example that removes no head), and a model name holding markup."""
+    ok = _case("deit_tiny_patch16_224-rtx3050-synthetic", "deit_tiny_patch16_224.fb_in1k", "rtx3050", "synthetic", 40.0, top1=72.0)
+    hostile = _case("<b>bold</b>-rtx3050-synthetic", "<b>bold</b>", "rtx3050", "synthetic", 80.0, top1=75.0)
+    skipped = case_result(
+        "deit_tiny_patch16_224-rtx3050-synthetic-prune-heads-25",
+        model="deit_tiny_patch16_224.fb_in1k",
+        device="rtx3050",
+        variant="prune-heads-25",
+        status="skipped",
+        reason="removes no head of 3 per block; it needs P >= 34",
+    )
+    rf = results.ResultsFile(
+        device={"name": "rtx3050", "kind": "cuda", "identity": {"name": "NVIDIA GeForce RTX 3050"}},
+        environment={},
+        protocol={},
+        cases={c.case_id: c for c in (ok, hostile, skipped)},
+    )
+    commit = CommitInfo(sha=SHAS[0], branch="main", dirty=False, subject="one run", source="git")
+    append_run(rf, folder, {"hostname": "runner"}, commit=commit, when=dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
+    return folder
+
+
+def test_a_skipped_case_is_on_the_dashboard_with_its_reason(tmp_path):
+    page = write_dashboard(_skip_history(tmp_path / "h"), tmp_path / "site").index.read_text()
+    row = next(r for r in page.split("<tr ") if "prune-heads-25" in r and "case-row" in r)
+    # the reason in the row itself (not only a tooltip), escaped
+    assert '<span class="badge warn">skipped</span><div class="cond reason">removes no head of 3 per block; it needs P &gt;= 34</div>' in row
+    assert '<td class="cond">prune-heads-25, fp32, batch 16, 224x224</td>' in row  # the form, apart from the fp32 row
+
+
+def test_the_answer_heads_the_dashboard_escaped(tmp_path):
+    from pytest_e3p.report.answer import answer_lines
+    from pytest_e3p.report.dashboard import latest_cases
+    from pytest_e3p.storage.history import load_history
+
+    hist = _skip_history(tmp_path / "h")
+    page = write_dashboard(hist, tmp_path / "site").index.read_text()
+    lines = answer_lines(latest_cases(load_history(hist)[0]))
+    assert lines and page.index('id="answer"') < page.index('id="summary"')
+    answer = page.split('id="answer"')[1].split("</section>")[0]
+    for line in lines:
+        assert f"<p>{html.escape(line, quote=True)}</p>" in answer
+    assert "<b>bold</b>" not in answer and "&lt;b&gt;bold&lt;/b&gt;" in answer
+
+
+def test_the_chart_legend_sits_inside_the_figure_below_the_ticks(tmp_path):
+    # the legend beside the axes was cut at the right edge (issue 29): it is under the axes, inside
+    # the frame, clear of the commit ticks and the axis label
+    from pytest_e3p.report.dashboard import METRICS, Reference, build_series, chart_figure
+    from pytest_e3p.storage.history import load_history
+
+    runs, _ = load_history(scripted_history(tmp_path / "h"))
+    series = next(s for s in build_series(runs) if s.case_id == "deit_tiny_patch16_224-rtx3050-synthetic")
+    ref = Reference({}, {})
+    fig = chart_figure(series, ref, [m for m in METRICS if series.values(m)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # the page's SVG has the same layout; Agg measures it
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box, frame = legend.get_window_extent(renderer), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    bottom = fig.axes[-1]
+    for label in [*bottom.get_xticklabels(), bottom.xaxis.label]:
+        assert not box.overlaps(label.get_window_extent(renderer))
+
+
+def test_a_flat_trend_is_not_drawn_as_a_cliff(tmp_path):
+    # energy 29.34-29.37 mJ over 6 runs: auto-scaled, the 0.1 % wobble filled the row
+    from pytest_e3p.report.dashboard import ENERGY_MEASURED, Reference, build_series, chart_figure
+    from pytest_e3p.storage.history import load_history
+
+    for i, energy in enumerate([29.34, 29.36, 29.37, 29.35, 29.34, 29.36]):
+        c = _case("m-cpu-synthetic", "m.tag", "cpu", "synthetic", energy)
+        rf = results.ResultsFile(device={"name": "cpu", "identity": {"name": "x"}}, environment={}, protocol={}, cases={c.case_id: c})
+        commit = CommitInfo(sha=SHAS[i], branch="main", dirty=False, subject="", source="git")
+        append_run(rf, tmp_path / "h", {"hostname": "r"}, commit=commit, when=dt.datetime(2025, 3, 1, i, tzinfo=dt.timezone.utc))
+    (series,) = build_series(load_history(tmp_path / "h")[0])
+    fig = chart_figure(series, Reference({}, {}), [ENERGY_MEASURED])
+    low, high = fig.axes[0].get_ylim()
+    assert high - low >= 0.1 * 29.355  # at least +/- 5 % of the median: the wobble is a flat line

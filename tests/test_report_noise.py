@@ -2,10 +2,11 @@
 
 import dataclasses
 
-from fakes.results import TX2, file_of
+from fakes.results import TX2, case_result, file_of
 
 from pytest_e3p.metrics import noise_ranks
-from pytest_e3p.report.markdown import write_report
+from pytest_e3p.report.answer import energy_interval
+from pytest_e3p.report.markdown import energy_error_bars, write_report
 from pytest_e3p.report.terminal import ranking_tables
 
 
@@ -30,3 +31,11 @@ def test_the_table_shows_each_cases_spread_and_marks_the_unstable():
     cases = [dataclasses.replace(TX2[0], energy_spread=0.012), dataclasses.replace(TX2[1], energy_spread=0.09, unstable=True)]
     ((_, table),) = ranking_tables(cases)
     assert "+/-1.2%" in table and "+/-9.0% unstable" in table
+
+
+def test_the_answer_ties_by_the_same_band_the_reports_error_bars_draw():
+    # one noise band for a case everywhere: the answer's tie and the plot's error bar must agree
+    for passes in ([100.0, 100.0, 100.0], [80.0, 100.0, 125.0], [10.0, 100.0, 1000.0]):
+        c = case_result(energy_mj_per_image=100.0, energy_mj_per_image_passes=passes, top1=70.0)
+        band = energy_interval(c)
+        assert band is not None and (band.low, band.high) == energy_error_bars(c)

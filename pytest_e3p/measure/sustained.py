@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..hardware.sensors import UNAVAILABLE, EnergyReading, SensorFault, SensorInfo, measures_energy, window
 from ..storage.records import Drift, SustainedRecord, WindowRecord
+from ..text import slug
 from .context import MeasureContext, ThermalMonitor, ThermalRound
 
-__all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "Window", "plot", "run_sustained"]
+__all__ = ["Drift", "SustainedRun", "ThermalMonitor", "ThermalRound", "ValueAxis", "Window", "plot", "plot_name", "run_sustained", "value_axis"]
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_SPAN_S = 60.0
@@ -279,33 +281,91 @@ def _window_of(index: int, start_s: float, duration_s: float, images: int, energ
 REPORT_EXTRA = 'pip install "pytest-e3p[report]"'
 
 
+# -- the plot ------------------------------------------------------------------------------
+
+# Values spanning less than this share of their median are drawn as percent from the median: on an
+# auto-scaled axis 29.34-29.37 W fills the panel and a 0.1 % wobble looks like a cliff.
+RELATIVE_BELOW = 0.10
+MIN_RELATIVE_HALF_RANGE_PCT = 1.0  # a relative axis shows at least +/- 1 %, so 0.1 % stays small
+
+
+@dataclass(frozen=True)
+class ValueAxis:
+    """How a positive quantity is drawn: from zero in its unit, or as percent from its median (the
+    median stated in the label) where its values span a small relative range."""
+
+    relative: bool
+    median: float
+    label: str
+
+    def __call__(self, value: float) -> float:
+        return 100.0 * (value / self.median - 1.0) if self.relative else value
+
+    def limits(self, drawn: Sequence[float]) -> tuple[float, float]:
+        """The axis limits for the drawn (already converted) values, intervals included."""
+        finite = [v for v in drawn if math.isfinite(v)]
+        top = max(finite, default=1.0)
+        if not self.relative:
+            return 0.0, top * 1.08 if top > 0 else 1.0
+        half = max(MIN_RELATIVE_HALF_RANGE_PCT, *(abs(v) for v in finite)) * 1.15
+        return -half, half
+
+
+def value_axis(values: Sequence[float | None], name: str, unit: str) -> ValueAxis:
+    """The axis for these values: from zero ("name (unit)"), or relative ("name: % from the
+    median, 29.35 W") when they span less than RELATIVE_BELOW of their median."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    median = statistics.median(finite) if finite else 0.0
+    if median > 0 and (max(finite) - min(finite)) / median < RELATIVE_BELOW:
+        return ValueAxis(True, median, f"{name}: % from the median\n({median:.4g} {unit})")
+    return ValueAxis(False, median, f"{name} ({unit})")
+
+
+def plot_name(case_id: str) -> str:
+    """The file name of a case's sustained-run plot: the session writes it (run/session.py), the
+    report links it (report/markdown.py)."""
+    return f"sustained_{slug(case_id, '-_.')}.png"
+
+
 def plot(run: SustainedRun, path: str | Path) -> None:
-    """A PNG of the run over time, 4 stacked panels: power (W), temperature (C), clock ratio, latency
-    (ms/img); throttled windows shaded. Written atomically (temporary file, then os.replace), so a
-    reader never sees half a PNG. Needs matplotlib (the `report` extra)."""
+    """A PNG of the run over time (`figure`), written atomically (temporary file, then os.replace),
+    so a reader never sees half a PNG. Needs matplotlib (the `report` extra)."""
+    from ..storage.results import write_atomic
+
+    fig = figure(run)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
+
+
+def figure(run: SustainedRun) -> Any:
+    """The run over time, 4 stacked panels: power (W), temperature (C), clock ratio, latency
+    (ms/img); throttled windows shaded."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(f"matplotlib is not installed, and the sustained-run plot needs it: {REPORT_EXTRA}") from None
-    from ..storage.results import write_atomic
 
     if not run.windows:
         raise ValueError("a run without windows has nothing to plot")
     edges = [w.start_s for w in run.windows] + [run.windows[-1].end_s]
     estimate = " (ESTIMATE)" if run.sensor is not None and run.sensor.kind == "estimate" else ""
+    # (attribute, name, unit, what a missing panel says, colour); power and latency are drawn from
+    # zero or, spanning a small range, as percent from their median (value_axis): on an
+    # auto-scaled axis 29.34-29.37 W filled the panel and read as a cliff
     panels = [
-        ("power_w", f"power (W){estimate}", "no energy sensor", "tab:red"),
-        ("temperature_c", "temperature (C)", "no thermal monitor", "tab:orange"),
-        ("clock_ratio", "clock ratio", "no thermal monitor", "tab:green"),
-        ("latency_ms_per_image", "latency (ms/img)", "", "tab:blue"),
+        ("power_w", f"power{estimate}", "W", "no energy sensor", "tab:red"),
+        ("temperature_c", "temperature", "C", "no thermal monitor", "tab:orange"),
+        ("clock_ratio", "clock ratio", "", "no thermal monitor", "tab:green"),
+        ("latency_ms_per_image", "latency", "ms/img", "", "tab:blue"),
     ]
     fig = Figure(figsize=(9.0, 8.0), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, sharex=True)
-    for ax, (attr, label, missing, color) in zip(axes, panels):
+    for ax, (attr, name, unit, missing, color) in zip(axes, panels):
         values = [getattr(w, attr) for w in run.windows]
-        ax.set_ylabel(label)
+        ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=8)
         ax.grid(True, alpha=0.3)
         for w in run.windows:
             if w.throttled:
@@ -313,13 +373,24 @@ def plot(run: SustainedRun, path: str | Path) -> None:
         if all(v is None for v in values):
             ax.text(0.5, 0.5, missing, transform=ax.transAxes, ha="center", va="center", color="gray")
             continue
+        known = [float(v) for v in values if v is not None]
+        scale = None
+        if attr in ("power_w", "latency_ms_per_image"):
+            scale = value_axis(known, name, unit)
+            ax.set_ylabel(scale.label, fontsize=8)
         # A window the monitor could not read is a gap, not a zero.
-        ax.stairs([math.nan if v is None else float(v) for v in values], edges, color=color, linewidth=1.5, baseline=None)
+        drawn = [math.nan if v is None else (scale(float(v)) if scale else float(v)) for v in values]
+        ax.stairs(drawn, edges, color=color, linewidth=1.5, baseline=None)
+        if scale is not None:
+            ax.set_ylim(*scale.limits(drawn))
+        elif attr == "clock_ratio":
+            ax.set_ylim(0.0, 1.05)  # a ratio to the maximum clock: its whole range
+        else:  # temperature: at least 10 C tall, so half a degree is not the panel's height
+            mid, half = (max(known) + min(known)) / 2, max(5.0, (max(known) - min(known)) * 0.6)
+            ax.set_ylim(mid - half, mid + half)
     axes[-1].set_xlabel("time since start (s)")
     sensor = f"{run.sensor.name}, {run.sensor.kind}" if run.sensor and run.measured_energy else "no energy sensor"
     throttled = f", {run.throttled_windows} throttled window(s) shaded" if run.throttled_windows else ""
     fig.suptitle(f"sustained run: {run.duration_s:.0f} s in {len(run.windows)} windows of {run.window_s:g} s ({sensor}{throttled})", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_atomic(path, buf.getvalue())
+    return fig

@@ -1,4 +1,4 @@
-"""Reporting: the sections of a run (sections.py) printed as pytest's terminal summary and written
+"""Reporting: the sections of a run (sections.py), led by the answer in words (answer.py), printed as pytest's terminal summary and written
 as report.md with its plots (markdown.py); the comparison table of `compare`; the dashboard of a
 history folder (dashboard.py). The tables themselves are in terminal.py, variants.py, table3.py and
 deployment.py.
@@ -13,12 +13,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .answer import answer_lines, answer_markdown
     from .dashboard import write_dashboard
+    from .labels import case_labels, format_change
     from .markdown import ReportError, write_report
     from .sections import Section, SectionKind, case_sections, summary_sections, write_terminal
     from .terminal import comparison_table, ranking_tables, stage1_table
 
 _HOME = {
+    "answer_lines": "answer",
+    "answer_markdown": "answer",
+    "case_labels": "labels",
+    "format_change": "labels",
     "write_dashboard": "dashboard",
     "ReportError": "markdown",
     "write_report": "markdown",
@@ -36,8 +42,12 @@ __all__ = [
     "ReportError",
     "Section",
     "SectionKind",
+    "answer_lines",
+    "answer_markdown",
+    "case_labels",
     "case_sections",
     "comparison_table",
+    "format_change",
     "ranking_tables",
     "stage1_table",
     "summary_sections",

@@ -43,8 +43,9 @@ from typing import Any
 from ..gate import DEFAULT_ENERGY_TOLERANCE, Verdict
 from ..hardware.sensors.base import EnergyKind
 from ..storage.history import Run, load_history, read_results_file
-from ..storage.results import ResultsFileError, Status, Top1Source, write_atomic
+from ..storage.results import CaseResult, ResultsFileError, Status, Top1Source, write_atomic
 from ..text import slug, terminal_safe
+from .answer import answer_lines
 from .figures import PLAIN_TEXT
 
 # -- change points ---------------------------------------------------------------------------
@@ -263,7 +264,9 @@ def build_series(runs: list[Run]) -> list[Series]:
             key = (run.device_key, cid, precision, batch, size)
             if key not in by_key:
                 digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
-                conditions = ", ".join(t for t in (precision, f"batch {batch}" if batch != "" else "", size) if t)
+                # the variant too where it is not fp32: two forms of a model otherwise read the same
+                variant = str(case.get("variant") or "fp32")
+                conditions = ", ".join(t for t in (variant if variant != "fp32" else "", precision, f"batch {batch}" if batch != "" else "", size) if t)
                 by_key[key] = Series(f"case-{slug(cid)}-{digest}", cid, str(case.get("model", "")), run.device_key, str(case.get("dataset", "")), conditions)
             by_key[key].points.append(Point(run, case))
     return sorted(by_key.values(), key=lambda s: (s.device, s.dataset, s.model, s.case_id, s.conditions))
@@ -361,6 +364,11 @@ def chart_svg(series: Series, ref: Reference) -> str | None:
 
 
 def _draw_chart(series: Series, ref: Reference, rows: list[Metric]) -> str:
+    return _svg_element(chart_figure(series, ref, rows), series.key)
+
+
+def chart_figure(series: Series, ref: Reference, rows: list[Metric]) -> Any:
+    """The trend chart's matplotlib figure (one row per metric), legend and ticks inside it."""
     fig, axes = _chart_figure(len(rows))
     for ax, metric in zip(axes, rows):
         vals = series.values(metric)
@@ -369,10 +377,11 @@ def _draw_chart(series: Series, ref: Reference, rows: list[Metric]) -> str:
         _mark_gate_regressions(ax, series, metric, vals)
         _mark_steps(ax, series, metric, vals)
         _style_row(ax, metric)
+        _min_span(ax, metric, [v for _, v in vals])
     _commit_axis(axes[-1], series)
     _legend_below(fig, axes)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=LEGEND_AND_TICKS_IN / fig.get_figheight(), hspace=0.12)
-    return _svg_element(fig, series.key)
+    return fig
 
 
 LEGEND_AND_TICKS_IN = 1.0  # inches under the axes: rotated commit ticks, the axis label, one legend row
@@ -464,6 +473,21 @@ def _style_row(ax: Any, metric: Metric) -> None:
     ax.margins(x=0.03, y=0.15)
 
 
+MIN_SPAN = {"energy": 0.10, "latency": 0.10, "top1": 2.0}  # of the median (relative), or points
+
+
+def _min_span(ax: Any, metric: Metric, values: list[float]) -> None:
+    """Widen a row to at least +/- 5 % of the series' median (2 points of top-1) around its values:
+    auto-scaled, a flat series' 0.1 % wobble filled the row and read as a cliff."""
+    if not values:
+        return
+    mid = statistics.median(values)
+    span = 1.05 * MIN_SPAN[TOLERANCE_OF[metric.key]] * (abs(mid) if metric.relative else 1.0)  # a margin above the minimum
+    low, high = ax.get_ylim()
+    if high - low < span:
+        ax.set_ylim(min(low, mid - span / 2), max(high, mid + span / 2))
+
+
 def _commit_axis(ax: Any, series: Series) -> None:
     """The shared run axis, labelled with the runs' commits (at most ~24 labels)."""
     n = len(series.points)
@@ -545,7 +569,11 @@ def _summary_row(s: Series, ref: Reference) -> str:
         sam = f'<span title="{_esc(c["sam_note"])}">{sam}*</span>'
     verdict = str(c.get("verdict") or "")
     if c.get("status", Status.OK) != Status.OK:
-        verdict_html = f'<span class="badge bad" title="{_esc(c.get("reason", ""))}">{_esc(c.get("status"))}</span>'
+        # the reason in the row itself, not only in a tooltip: a skipped case says why it did not run
+        badge = "warn" if c.get("status") == Status.SKIPPED else "bad"
+        verdict_html = (
+            f'<span class="badge {badge}">{_esc(c.get("status"))}</span><div class="cond reason">{_esc(c.get("reason") or "no reason recorded")}</div>'
+        )
     else:
         verdict_html = f'<span class="badge {VERDICT_CLASS.get(verdict, "none")}">{_esc(verdict or "not compared")}</span>'
     steps = [st for st in s.steps if st.regression]
@@ -614,6 +642,36 @@ def _select(axis: str, label: str, values: list[str]) -> str:
     return f'<label>{label} <select id="f-{axis}" data-axis="{axis}"><option value="">all</option>{options}</select></label>'
 
 
+def latest_cases(runs: list[Run]) -> list[CaseResult]:
+    """The cases of each device's newest run, the ones the answer speaks of. The history is read as
+    untrusted: a case dict that does not make a CaseResult is left out of the answer (its row and
+    chart still show what it holds)."""
+    newest: dict[str, Run] = {}
+    for run in runs:  # oldest first: the last one of a device wins
+        newest[run.device_key] = run
+    cases = []
+    for run in newest.values():
+        for case in run.cases.values():
+            try:
+                cases.append(CaseResult.from_dict(case))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue
+    return cases
+
+
+def _answer_html(runs: list[Run]) -> str:
+    """The answer's plain lines (answer.answer_lines), escaped: every name in them is recorded."""
+    cases = latest_cases(runs)
+    try:
+        lines = answer_lines(cases) if cases else []
+    except (TypeError, ValueError, ZeroDivisionError):
+        lines = ["No answer: the newest runs hold a value of the wrong type (the tables below show every case)."]
+    if not lines:
+        return ""
+    body = "".join(f"<p>{_esc(line)}</p>" for line in lines)
+    return f'<section id="answer"><h2>The answer: the newest run of each device</h2><div class="answer">{body}</div></section>'
+
+
 def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dict[str, str | None], problems: list[str], title: str) -> str:
     steps = sorted((st for s in series for st in s.steps), key=lambda st: (st.run.time, st.series.case_id), reverse=True)
     newest = {s.key: s.latest.run.time for s in series}
@@ -645,6 +703,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 <nav class="filters">{_select("device", "Device", devices)}{_select("model", "Model", sorted({s.model for s in series}))}{_select("dataset", "Dataset", sorted({s.dataset for s in series}))}
 <label><input type="checkbox" id="f-regressed"> regressions only</label> <span id="f-count"></span></nav>
 <main>
+{_answer_html(runs)}
 <section id="summary"><h2>Summary: latest run of each case</h2>
 <table class="summary"><thead><tr><th>model</th><th>device</th><th>dataset</th><th>conditions</th><th>runs</th><th>energy/img (mJ)</th><th>latency/img (ms)</th><th>top-1 (%)</th><th>SAM</th><th>energy vs baseline</th><th>energy vs previous run</th><th>verdict</th><th>steps (regressions)</th></tr></thead>
 <tbody>{"".join(_summary_row(s, ref) for s in series)}</tbody></table>
@@ -771,6 +830,8 @@ article.case[data-regressed="yes"] { border-left: 4px solid var(--bad); }
 article.case h3 { margin: 0; font-size: 15px; }
 .meta { margin: 2px 0 6px; font-size: 12px; }
 .chart svg { width: 100%; height: auto; display: block; }
+#answer .answer { background: #fff; border: 1px solid var(--line); border-left: 4px solid #1d4ed8; border-radius: 6px; padding: 6px 14px; }
+#answer .answer p { margin: 4px 0; white-space: pre-wrap; }
 ul.steps { margin: 4px 0 0; padding-left: 20px; font-size: 13px; }
 p.none { color: var(--good); }
 [hidden] { display: none !important; }

@@ -17,6 +17,7 @@ from typing import Protocol
 from ..gate import Check
 from ..models.screening import Stage1Row
 from ..storage.results import CaseResult
+from .answer import answer_lines
 from .deployment import profile_tables
 from .table3 import table3_tables, unavailable_lines
 from .terminal import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_tables, stage1_table
@@ -35,6 +36,7 @@ class SectionKind(Enum):
     TABLE3_UNAVAILABLE = "Table 3 models not available"
     MISSING = "baseline cases not run"
     FOOTNOTES = "footnotes"
+    ANSWER = "the answer"  # in words, after the tables: which model and form is most efficient (answer.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Section:
 
 
 STAGE1_TITLE = "E3P stage 1: NetScore screening (device-agnostic)"
+ANSWER_TITLE = "E3P answer: the most energy-efficient model on each device"
 
 
 def _captioned(kind: SectionKind, text: str | None) -> list[Section]:
@@ -95,15 +98,18 @@ def summary_sections(
     closing: Sequence[str] = (),
     table3_set: bool = False,
     baseline_ids: Iterable[str] | None = None,
+    budget_mj: float | None = None,
 ) -> list[Section]:
     """The end-of-run summary: the screening, then (where cases ran) `lead` lines, the cases'
-    sections and `closing` lines (what the run wrote)."""
+    sections, the answer in words (with the most accurate case within `budget_mj` mJ/img when
+    set) and `closing` lines (what the run wrote)."""
     out = [Section(SectionKind.STAGE1, STAGE1_TITLE, stage1_table(list(stage1)))] if stage1 else []
     cases = list(cases)
     if not cases:
         return out
     out.append(Section(SectionKind.LINES, notes=tuple(lead)))
     out += case_sections(cases, checks, table3_set=table3_set, baseline_ids=baseline_ids)
+    out.append(Section(SectionKind.ANSWER, ANSWER_TITLE, notes=tuple(answer_lines(cases, budget_mj))))
     out.append(Section(SectionKind.LINES, notes=tuple(closing)))
     return out
 
@@ -117,7 +123,7 @@ class TerminalWriter(Protocol):
 
 
 # Sections under a separator line of their own; other tables print their caption above them.
-TERMINAL_SEPARATOR = {SectionKind.STAGE1: "=", SectionKind.RANKING: "=", SectionKind.TABLE3: "=", SectionKind.VARIANTS: "-"}
+TERMINAL_SEPARATOR = {SectionKind.STAGE1: "=", SectionKind.RANKING: "=", SectionKind.TABLE3: "=", SectionKind.VARIANTS: "-", SectionKind.ANSWER: "="}
 
 
 def write_terminal(tr: TerminalWriter, sections: Iterable[Section]) -> None:
@@ -125,7 +131,8 @@ def write_terminal(tr: TerminalWriter, sections: Iterable[Section]) -> None:
     for s in sections:
         if s.kind in TERMINAL_SEPARATOR:
             tr.write_sep(TERMINAL_SEPARATOR[s.kind], s.title)
-            tr.write_line(s.table)
+            if s.table:
+                tr.write_line(s.table)
         elif s.table:
             tr.write_line(f"{s.title}\n{s.table}")
         for line in s.notes:

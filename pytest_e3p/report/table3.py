@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -121,6 +122,30 @@ def footnotes(cases: list[CaseResult]) -> list[str]:
         notes.append("top-1 'reference': published accuracy, not measured in this run: efficiency and Pareto marks use it")
     notes += [f"{c.model}: {c.resolution_note}" for c in cases if c.resolution_note]
     return notes
+
+
+def protocol_conditions(protocol: dict[str, Any]) -> str:
+    """How a run measured, in words, from its results file's protocol record: the edgevit protocol's
+    own steps (background, warm-up, N timed inferences of one image), not the e3p rounds it has none of."""
+    p = protocol
+    passes = p.get("passes", "?")
+    warmup = f"{p.get('warmup_s', '?')} s warm-up"
+    idle_s = p.get("idle_s")
+    if p.get("protocol") == EDGEVIT:
+        background = (
+            "no background measured (idle 0 s): energy is not net of it"
+            if idle_s == 0
+            else f"background power measured idle for {idle_s if idle_s is not None else '?'} s"
+        )
+        return (
+            f"edgevit protocol (Pan et al. 2022, Sec. 4), batch 1: per pass, {background}, {warmup}, then {p.get('inferences', '?')} timed inferences "
+            f"of one image, each read at both edges; {passes} passes"
+        )
+    idle = "no idle power measured" if idle_s == 0 else f"idle power over {idle_s if idle_s is not None else '?'} s"
+    return (
+        f"e3p protocol, batch {p.get('batch_size', '?')}: {idle}, {warmup}, then {passes} passes x {p.get('rounds', '?')} rounds "
+        f"of at least {p.get('min_round_s', '?')} s"
+    )
 
 
 def unavailable_lines() -> list[str]:

@@ -12,6 +12,7 @@ from ..gate import Check, Comparison, Verdict
 from ..hardware.sensors.base import EnergyKind
 from ..models.screening import Stage1Row
 from ..storage.results import CaseResult, Status, Top1Source
+from .labels import case_axes
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:
@@ -26,6 +27,8 @@ def _energy_text(energy_mj: float | None, kind: str) -> str:
 
 
 def energy_cell(r: CaseResult) -> str:
+    if r.status != Status.OK and r.energy_mj_per_image is None:
+        return "-"  # not measured at all (skipped, failed): not a missing sensor
     return _energy_text(r.energy_mj_per_image, r.energy_kind)
 
 
@@ -41,14 +44,13 @@ def spread_cell(r: CaseResult) -> str:
     return text
 
 
-def case_label(r: CaseResult) -> str:
-    """The model, and the axes where the case leaves their defaults: `deit_tiny... [int8, bs1, 384px]`."""
-    axes = [r.variant] if r.variant != "fp32" else []
-    if f"-bs{r.batch_size}" in r.case_id:
-        axes.append(f"bs{r.batch_size}")
-    if r.image_size and r.case_id.endswith(f"-{r.image_size[-1]}px"):
-        axes.append(f"{r.image_size[-1]}px")
-    return f"{r.model} [{', '.join(axes)}]" if axes else r.model
+def model_names(cases: Iterable[CaseResult]) -> dict[str, str]:
+    """case_id -> the model, and the axes on which the cases shown together differ
+    (`deit_tiny_patch16_224.fb_in1k int8 b64`): four forms of one model are four names, and a
+    ranking of distinct models stays bare (labels.case_axes)."""
+    cases = list(cases)
+    axes = case_axes(cases)
+    return {c.case_id: " ".join([c.model, *axes[c.case_id]]) for c in cases}
 
 
 def rank_key(r: CaseResult) -> tuple:
@@ -67,9 +69,23 @@ def ranked_groups(cases: Iterable[CaseResult]) -> dict[tuple[str, str, str], lis
     """Cases ranked together: same device, dataset and energy source. After a sensor fault a run can
     hold measured and estimated cases; an estimate is never ranked against a measurement."""
     groups: dict[tuple[str, str, str], list[CaseResult]] = defaultdict(list)
+    not_run = []
     for r in cases:
-        groups[(r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}")].append(r)
-    return {k: sorted(v, key=rank_key) for k, v in sorted(groups.items())}
+        if r.status != Status.OK and r.energy_mj_per_image is None:
+            not_run.append(r)  # no figure to keep apart: it joins its device x dataset's table below
+        else:
+            groups[(r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}")].append(r)
+    for r in not_run:
+        # a case that did not run (skipped, failed) is listed with the cases it was requested beside
+        key = next((k for k in sorted(groups, key=_group_order) if k[:2] == (r.device, r.dataset)), (r.device, r.dataset, f"{r.energy_kind}/{r.energy_source}"))
+        groups[key].append(r)
+    return {k: sorted(groups[k], key=rank_key) for k in sorted(groups, key=_group_order)}
+
+
+def _group_order(key: tuple[str, str, str]) -> tuple:
+    """Device, dataset, then measured energy before an estimate (the figures a reader trusts first)."""
+    device, dataset, source = key
+    return (device, dataset, source.startswith(f"{EnergyKind.ESTIMATE}/"), source)
 
 
 def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None = None) -> tuple[list[str], list[list[int | str]]]:
@@ -94,15 +110,16 @@ def ranking_rows(cases: list[CaseResult], checks: dict[str, list[Check]] | None 
     if checks is not None:
         headers += ["baseline (mJ/img)", "change", "noise", "verdict"]
     rows = []
+    names = model_names(cases)
     for i, r in enumerate(cases, 1):
         row = [
             i if r.status == Status.OK else r.status,
-            case_label(r),
+            names[r.case_id],
             _num(r.params_m, ".2f"),
             _num(r.gmacs, ".3f"),
             _num(r.netscore, ".1f"),
             _num(r.top1, ".2f"),
-            r.top1_source,
+            "-" if r.status != Status.OK and r.top1 is None else r.top1_source,
             _num(r.latency_ms_per_image, ".3g"),
             energy_cell(r),
             spread_cell(r),
@@ -138,7 +155,10 @@ def ranking_tables(cases: Iterable[CaseResult], checks: dict[str, list[Check]] |
     for (device, dataset, _source), group in ranked_groups(cases).items():
         headers, rows = ranking_rows(group, checks)
         first = group[0]
-        title = f"E3P stage 2 on {device} / {dataset}: energy {first.energy_kind} by {first.energy_source} ({first.boundary})"
+        if first.status == Status.OK or first.energy_mj_per_image is not None:
+            title = f"E3P stage 2 on {device} / {dataset}: energy {first.energy_kind} by {first.energy_source} ({first.boundary})"
+        else:
+            title = f"E3P stage 2 on {device} / {dataset}: no case measured"
         out.append((title, tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)))
     return out
 
@@ -232,7 +252,8 @@ def rails_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | None:
     names = sorted({n for r in with_rails for n in r.rails_mj_per_image})
     total = with_rails[0].total_rail
     headers = ["model"] + [f"{n} (total)" if n == total else n for n in names]
-    rows = [[r.model] + [_num(r.rails_mj_per_image.get(n), ".4g") for n in names] for r in with_rails]
+    labels = model_names(with_rails)
+    rows = [[labels[r.case_id]] + [_num(r.rails_mj_per_image.get(n), ".4g") for n in names] for r in with_rails]
     note = f"the total used for SAM is {total}" if total and total != "sum" else "the total used for SAM is the sum of the rails"
     return f"per-rail energy (mJ/img); {note}\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
@@ -244,6 +265,7 @@ def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
     if not passes:
         return None
     rows = []
+    labels = model_names(passes)
     for r in passes:
         assert r.eval_images and r.eval_duration_s is not None  # the accuracy pass sets both
         per_image_ms = 1e3 * r.eval_duration_s / r.eval_images
@@ -251,7 +273,7 @@ def eval_pass_table(cases: Iterable[CaseResult], fmt: str = "simple") -> str | N
         steady = r.latency_ms_per_image
         rows.append(
             [
-                r.model,
+                labels[r.case_id],
                 f"{r.eval_images}" + (" (subset)" if r.eval_subset else ""),
                 _num(r.eval_duration_s, ".3g"),
                 _num(per_image_ms, ".3g"),

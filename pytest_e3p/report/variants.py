@@ -20,6 +20,7 @@ from tabulate import tabulate
 from ..hardware.sensors.base import EnergyKind
 from ..storage.results import CaseResult, Status, Top1Source
 from .figures import pyplot, save_png
+from .labels import format_change, short_name
 
 FP32 = "fp32"
 
@@ -93,9 +94,9 @@ def variants_rows(ref: CaseResult | None, others: list[CaseResult]) -> tuple[lis
             [
                 c.variant + (" (BROKEN: outside its bound)" if broken else "" if c.status == Status.OK else f" ({c.status})"),
                 "-" if c.latency_ms_per_image is None else f"{c.latency_ms_per_image:.3g}",
-                "-" if lat is None or c is ref else f"{lat:+.1%}",
+                _vs_fp32(c, ref, lat, "latency"),
                 "-" if c.energy_mj_per_image is None else f"{c.energy_mj_per_image:.4g}{est}",
-                "-" if energy is None or c is ref else f"{energy:+.1%}",
+                _vs_fp32(c, ref, energy, "energy") if same_kind else "-",
                 top1 if c is not ref else "-",
                 agreement,
                 "-" if c.params_m is None else f"{c.params_m:.2f}",
@@ -105,6 +106,17 @@ def variants_rows(ref: CaseResult | None, others: list[CaseResult]) -> tuple[lis
             ]
         )
     return headers, rows
+
+
+def _vs_fp32(c: CaseResult, ref: CaseResult | None, change: float | None, metric: str) -> str:
+    """The change against fp32: from the per-pass ratios where the run compared them within each
+    pass ("~" within the noise, format_change), else the two medians' change marked "(medians)":
+    measured in different passes, a drift of the machine is in it."""
+    if c is ref or c.variant == FP32:
+        return "-"
+    if c.vs_reference is not None and getattr(c.vs_reference, f"{metric}_ratio") is not None:
+        return format_change(c.vs_reference, metric)
+    return "-" if change is None else f"{change:+.1%} (medians)"
 
 
 def variants_tables(cases: Iterable[CaseResult], fmt: str = "simple") -> list[tuple[str, str, list[str]]]:
@@ -118,36 +130,67 @@ def variants_tables(cases: Iterable[CaseResult], fmt: str = "simple") -> list[tu
         if not any(c.top1_source == Top1Source.MEASURED for c in others):
             notes.append("top-1 not measured (no labelled dataset, or random weights): the agreement with fp32 on the same images is the accuracy check")
         notes += [f"{c.variant}: {c.reason}" for c in others if c.status != Status.OK and c.reason]
+        if any(c.vs_reference is not None for c in others):
+            notes.append(
+                "vs fp32: the median of the per-pass ratios [their min, max], each variant measured right after fp32 in the same pass; ~ : within the noise, no saving claimed"
+            )
         title = f"variants of {model} on {device} / {dataset}, batch {batch}, {size[-1]} px"
         out.append((title, tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True), notes))
     return out
 
 
+def _saved_with_interval(c: CaseResult, ref: CaseResult | None) -> tuple[float, float, float] | None:
+    """(energy saved %, its low end, its high end) of a variant against fp32: from the per-pass
+    ratios where the run measured both in each pass (`vs_reference`: the median ratio and the
+    min-max of the pass ratios), else from the two medians with no interval claimed."""
+    vs = c.vs_reference
+    if vs is not None and vs.energy_ratio is not None:
+        low = vs.energy_ratio_low if vs.energy_ratio_low is not None else vs.energy_ratio
+        high = vs.energy_ratio_high if vs.energy_ratio_high is not None else vs.energy_ratio
+        return 100.0 * (1.0 - vs.energy_ratio), 100.0 * (1.0 - high), 100.0 * (1.0 - low)
+    saved, _, _ = energy_saved_and_top1_lost(c, ref)
+    return None if saved is None else (saved, saved, saved)
+
+
 def plot_variants(cases: list[CaseResult], path: Path) -> bool:
-    """Energy saved against accuracy lost, one point per variant, one panel per model; False when
-    matplotlib is missing or there is nothing to draw."""
-    points: dict[str, list[tuple[str, float, float, str]]] = defaultdict(list)
-    for (model, *_), (ref, others) in variant_groups(cases).items():
+    """Energy saved against accuracy lost, one point per variant with the spread of its per-pass
+    ratios as error bar, one panel per model x batch x size (named in its title, so variants of two
+    batch sizes are never one panel); False when matplotlib is missing or there is nothing to draw."""
+    from .figures import place_labels
+
+    panels: dict[str, list[tuple[str, float, tuple[float, float, float], str]]] = defaultdict(list)
+    for (_model, _device, _dataset, batch, size, _kind), (ref, others) in variant_groups(cases).items():
+        title = f"{short_name(ref or others[0])}: batch {batch}, {size[-1]} px"
         for c in others:
-            saved, lost, axis = energy_saved_and_top1_lost(c, ref)
+            saved = _saved_with_interval(c, ref)
+            _, lost, axis = energy_saved_and_top1_lost(c, ref)
             if saved is not None and lost is not None and c.status == Status.OK:
-                points[model].append((c.variant, lost, saved, axis))
-    if not points:
+                within = c.vs_reference is not None and c.vs_reference.within_noise
+                panels[title].append((c.variant + (" (~ within noise)" if within else ""), lost, saved, axis))
+    if not panels:
         return False
     plt = pyplot()
     if plt is None:
         return False
-    fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.5), dpi=110, squeeze=False)
-    for ax, (model, pts) in zip(axes[0], sorted(points.items())):
-        ax.scatter([p[1] for p in pts], [p[2] for p in pts], color="tab:blue", zorder=3)
-        for name, x, y, _ in pts:
-            ax.annotate(name, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), dpi=110, squeeze=False)
+    estimated = " (ESTIMATED energy)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases) else ""
+    for ax, (title, pts) in zip(axes[0], sorted(panels.items())):
+        xs, ys = [p[1] for p in pts], [p[2][0] for p in pts]
+        yerr = [[y - p[2][1] for y, p in zip(ys, pts)], [p[2][2] - y for y, p in zip(ys, pts)]]
+        ax.errorbar(xs, ys, yerr=yerr, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
         ax.axhline(0, color="tab:gray", lw=0.8)
         ax.axvline(0, color="tab:gray", lw=0.8)
-        ax.set_title(model, fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel(pts[0][3])
-        ax.set_ylabel("energy saved vs fp32 (%)" + (" (ESTIMATED energy)" if any(c.energy_kind == EnergyKind.ESTIMATE for c in cases) else ""))
+        ax.set_ylabel(f"energy saved vs fp32 (%){estimated}\nbars: min-max of the per-pass ratios")
         ax.grid(alpha=0.3)
+        # both axes hold zero (no change) and some room around the points for their names
+        top = max([abs(v) for p in pts for v in p[2]] + [5.0]) * 1.3
+        right = max([abs(x) for x in xs] + [1.0]) * 1.3
+        ax.set_ylim(min(-0.15 * top, *(p[2][1] * 1.3 for p in pts)), top)
+        ax.set_xlim(min(-0.15 * right, *(x * 1.3 for x in xs)), right)
     fig.tight_layout()
+    for ax, (_, pts) in zip(axes[0], sorted(panels.items())):
+        place_labels(ax, [(p[1], p[2][0], p[0]) for p in pts])
     save_png(fig, path)
     return True
