@@ -130,7 +130,7 @@ CASE = (
         ('{"schema": "pytest-e3p/results", "schema_version": 2, "cases": {', "not valid JSON"),
         ('{"hello": 1}', "not a pytest-e3p results file"),
         ('{"schema": "pytest-e3p/results", "schema_version": 99, "cases": {}}', "schema version 99"),
-        ('{"schema": "pytest-e3p/results", "schema_version": 3, "cases": {}}', "schema version 3, newer than this pytest-e3p reads .*: upgrade pytest-e3p"),
+        ('{"schema": "pytest-e3p/results", "schema_version": 4, "cases": {}}', "schema version 4, newer than this pytest-e3p reads .*: upgrade pytest-e3p"),
         ('{"schema": "pytest-e3p/results", "schema_version": 2}', "malformed entry"),
         ('{"schema": "pytest-e3p/results", "schema_version": 2, "device": "cpu", "cases": {}}', 'malformed entry: "device" must be an object'),
         (CASE.replace("PASSES", "[40.0, NaN]"), "'energy_mj_per_image_passes' must be a list of positive numbers"),

@@ -42,7 +42,7 @@ def test_each_model_device_dataset_is_a_test_id_and_the_table_ranks_them(bench):
         ]
     )
     data = json.loads((bench.path / "out/results.json").read_text())
-    assert data["schema"] == "pytest-e3p/results" and data["schema_version"] == 2
+    assert data["schema"] == "pytest-e3p/results" and data["schema_version"] == 3
     case = data["cases"]["levit_128s-cpu-synthetic"]
     assert case["model"] == "levit_128s.fb_dist_in1k"
     assert case["batch_size"] == 2 and case["image_size"] == [3, 224, 224] and case["precision"] == "fp32"

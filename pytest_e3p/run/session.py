@@ -42,7 +42,7 @@ from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
 from ..models.zoo import UnknownModel
 from ..storage import results
 from ..storage.files import locked
-from ..text import error_line, slug
+from ..text import error_line
 from .bench import Bench, NoSensor
 from .case import Case, CaseSkipped, case_matrix
 from .loading import LoadedModel, ModelLoader
@@ -491,12 +491,12 @@ class E3PSession:
         folder or beside the results file."""
         if not self.sustained_runs:
             return []
-        from ..measure.sustained import plot
+        from ..measure.sustained import plot, plot_name
 
         folder = self.options.report or (self.options.results.parent if self.options.results else Path("."))
         written = []
         for case_id, run in self.sustained_runs.items():
-            path = folder / f"sustained_{slug(case_id, '-_.')}.png"
+            path = folder / plot_name(case_id)  # the name the report links
             try:
                 plot(run, path)
             except ImportError as exc:
