@@ -48,6 +48,9 @@ def test_models_whose_passes_overlap_are_tied_and_the_clear_one_is_not():
     assert "by SAM is a " in lines[0] and "tied with it within noise: b." in lines[0]
     assert "the least energy per image is a" in lines[1] and "tied with it within noise: b." in lines[1]
     assert "c" not in lines[1].split("tied with it within noise:")[1]
+    # when the noise separates the best from no case at all, no winner is named
+    both = answer_lines(cases[:2])
+    assert both[1] == "  the least energy per image is a (100 mJ/img); but every other case is within its noise (b): this run names no winner."
 
 
 def test_only_estimates_say_so_and_name_what_would_decide():
