@@ -139,3 +139,10 @@ def test_an_interval_never_reaches_below_zero():
     assert band is not None and 0 < band.low < band.value < band.high
     s = sam_interval(c)
     assert s is not None and s.low <= s.value <= s.high
+
+
+def test_a_long_list_of_names_is_cut_with_a_count():
+    # the 13-model run: 10 unstable cases named one by one buried the answer
+    cases = [measured(f"m{i}", [50 + 10 * i, 80 + 10 * i, 65 + 10 * i], unstable=True) for i in range(10)]
+    line = next(line for line in answer_lines(cases) if "unstable" in line and "Not decided" in line)
+    assert "10 of 10 case(s) are unstable (m0, m1, m2, m3, m4, m5 and 4 more (the table lists them))" in line

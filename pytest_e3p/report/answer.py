@@ -75,8 +75,13 @@ def _ran(c: CaseResult) -> bool:
     return c.status == Status.OK and c.energy_mj_per_image is not None
 
 
+NAMES_SHOWN = 6  # a line that names 12 of 13 models is read as a table, not an answer
+
+
 def _names(labels: dict[str, str], cases: Sequence[CaseResult]) -> str:
-    return ", ".join(labels[c.case_id] for c in cases)
+    names = [labels[c.case_id] for c in cases]
+    more = len(names) - NAMES_SHOWN
+    return ", ".join(names[:NAMES_SHOWN]) + (f" and {more} more (the table lists them)" if more > 0 else "")
 
 
 def _fp32_ties(winner: CaseResult, cases: Sequence[CaseResult]) -> CaseResult | None:
