@@ -48,6 +48,9 @@ def test_models_whose_passes_overlap_are_tied_and_the_clear_one_is_not():
     assert "by SAM is a " in lines[0] and "tied with it within noise: b." in lines[0]
     assert "the least energy per image is a" in lines[1] and "tied with it within noise: b." in lines[1]
     assert "c" not in lines[1].split("tied with it within noise:")[1]
+    # when the noise separates the best from no case at all, no winner is named
+    both = answer_lines(cases[:2])
+    assert both[1] == "  the least energy per image is a (100 mJ/img); but every other case is within its noise (b): this run names no winner."
 
 
 def test_only_estimates_say_so_and_name_what_would_decide():
@@ -136,3 +139,10 @@ def test_an_interval_never_reaches_below_zero():
     assert band is not None and 0 < band.low < band.value < band.high
     s = sam_interval(c)
     assert s is not None and s.low <= s.value <= s.high
+
+
+def test_a_long_list_of_names_is_cut_with_a_count():
+    # the 13-model run: 10 unstable cases named one by one buried the answer
+    cases = [measured(f"m{i}", [50 + 10 * i, 80 + 10 * i, 65 + 10 * i], unstable=True) for i in range(10)]
+    line = next(line for line in answer_lines(cases) if "unstable" in line and "Not decided" in line)
+    assert "10 of 10 case(s) are unstable (m0, m1, m2, m3, m4, m5 and 4 more (the table lists them))" in line

@@ -7,6 +7,7 @@ from fakes.results import TX2, case_result, file_of
 from pytest_e3p.metrics import noise_ranks
 from pytest_e3p.report.answer import energy_interval
 from pytest_e3p.report.markdown import energy_error_bars, write_report
+from pytest_e3p.report.table3 import sd_error_bars, table3_rows
 from pytest_e3p.report.terminal import ranking_tables
 
 
@@ -39,3 +40,18 @@ def test_the_answer_ties_by_the_same_band_the_reports_error_bars_draw():
         c = case_result(energy_mj_per_image=100.0, energy_mj_per_image_passes=passes, top1=70.0)
         band = energy_interval(c)
         assert band is not None and (band.low, band.high) == energy_error_bars(c)
+
+
+def test_the_fig5_error_bars_never_reach_below_zero():
+    # an inference sd wider than its mean (a disturbed pass): the bar stops at 0, above it is whole
+    assert sd_error_bars([1.5, 10.0, None], [4.0, 2.0, 1.0]) == [[1.5, 2.0, 0.0], [4.0, 2.0, 1.0]]
+    assert sd_error_bars([3.0], [None]) == [[0.0], [0.0]]
+
+
+def test_table3_tells_one_model_at_two_sizes_apart():
+    small = case_result(
+        "edgevit_xxs-cpu-synthetic-224px", model="edgevit_xxs", protocol="edgevit", batch_size=1, top1=74.4, energy_mj_per_image=5.0, latency_ms_per_image=2.0
+    )
+    large = dataclasses.replace(small, case_id="edgevit_xxs-cpu-synthetic-256px", image_size=[3, 256, 256])
+    headers, rows = table3_rows([small, large])
+    assert [row[0] for row in rows] == ["edgevit_xxs 224px (EdgeViT)", "edgevit_xxs 256px (EdgeViT)"]

@@ -75,8 +75,13 @@ def _ran(c: CaseResult) -> bool:
     return c.status == Status.OK and c.energy_mj_per_image is not None
 
 
+NAMES_SHOWN = 6  # a line that names 12 of 13 models is read as a table, not an answer
+
+
 def _names(labels: dict[str, str], cases: Sequence[CaseResult]) -> str:
-    return ", ".join(labels[c.case_id] for c in cases)
+    names = [labels[c.case_id] for c in cases]
+    more = len(names) - NAMES_SHOWN
+    return ", ".join(names[:NAMES_SHOWN]) + (f" and {more} more (the table lists them)" if more > 0 else "")
 
 
 def _fp32_ties(winner: CaseResult, cases: Sequence[CaseResult]) -> CaseResult | None:
@@ -121,14 +126,12 @@ def _group_lines(device: str, dataset: str, kind: str, source: str, cases: list[
         lines.append(
             f"{lead}the most energy-efficient by SAM is {labels[by_sam.case_id]} (SAM {by_sam.sam:.3f}, top-1 {by_sam.top1:.1f} %"
             f"{' published' if by_sam.top1_source == Top1Source.REFERENCE else ''}, {by_sam.energy_mj_per_image:.4g} mJ/img"
-            f"{' estimated' if estimate else ''}{', unstable' if by_sam.unstable else ''})"
-            + (f"; tied with it within noise: {_names(labels, s_tied)}" if s_tied else "; no other case is within its noise")
-            + "."
+            f"{' estimated' if estimate else ''}{', unstable' if by_sam.unstable else ''})" + _ties(labels, s_tied, len(with_sam) - 1) + "."
         )
         lead = "  "
     lines.append(
         f"{lead}the least energy per image is {labels[by_energy.case_id]} ({by_energy.energy_mj_per_image:.4g} mJ/img{' estimated' if estimate else ''}{', unstable' if by_energy.unstable else ''})"
-        + (f"; tied with it within noise: {_names(labels, e_tied)}" if e_tied else "; no other case is within its noise")
+        + _ties(labels, e_tied, len(ran) - 1)
         + "."
     )
     winners = [by_sam] if with_sam and by_sam is not by_energy else []
@@ -141,6 +144,15 @@ def _group_lines(device: str, dataset: str, kind: str, source: str, cases: list[
     if budget_mj is not None:
         lines.append("  " + _budget_line(ran, labels, budget_mj, estimate))
     return lines + _undecided(cases, ran, labels, estimate, kind) + _not_run(cases, labels)
+
+
+def _ties(labels: dict[str, str], tied: list[CaseResult], others: int) -> str:
+    """The cases the winner's noise band does not separate from it; all of them: no winner."""
+    if not tied:
+        return "; no other case is within its noise"
+    if len(tied) == others:
+        return f"; but every other case is within its noise ({_names(labels, tied)}): this run names no winner"
+    return f"; tied with it within noise: {_names(labels, tied)}"
 
 
 def _budget_line(ran: list[CaseResult], labels: dict[str, str], budget_mj: float, estimate: bool) -> str:

@@ -25,6 +25,7 @@ from ..models.zoo import EDGEVIT as EDGEVIT_MODELS
 from ..models.zoo import EDGEVIT_TABLE3_UNAVAILABLE, edgevit_paper_row
 from ..storage.results import CaseResult, Status, Top1Source
 from .figures import pyplot, save_png
+from .labels import case_axes
 from .terminal import ranked_groups
 
 ENERGY, LATENCY = "E", "L"
@@ -79,10 +80,11 @@ def table3_rows(cases: list[CaseResult]) -> tuple[list[str], list[list[str]]]:
         "paper: Pareto",
     ]
     rows = []
+    axes_of = case_axes(cases)
     for c in cases:
         est = c.energy_kind == EnergyKind.ESTIMATE
         ref = edgevit_paper_row(c.model)
-        name = f"{c.model} (EdgeViT)" if c.model.partition(".")[0] in EDGEVIT_MODELS else c.model
+        name = " ".join([c.model, *axes_of[c.case_id]]) + (" (EdgeViT)" if c.model.partition(".")[0] in EDGEVIT_MODELS else "")
         rows.append(
             [
                 name if c.status == Status.OK else f"{name} ({c.status})",
@@ -163,6 +165,13 @@ def table3_tables(cases: Iterable[CaseResult], fmt: str = "simple") -> list[tupl
     return out
 
 
+def sd_error_bars(values: list[float | None], sds: list[float | None]) -> list[list[float]]:
+    """matplotlib's [below, above] lengths of +/- 1 sd bars, the lower one cut at zero: an energy or
+    a latency is never negative, and a bar to -200 ms reads as a measurement that was not made."""
+    below = [0.0 if v is None or sd is None else min(sd, max(v, 0.0)) for v, sd in zip(values, sds)]
+    return [below, [sd or 0.0 for sd in sds]]
+
+
 def plot_fig5(cases: list[CaseResult], title: str, path: Path) -> bool:
     """The paper's Fig. 5 for the measured cases: top-1 vs latency and top-1 vs energy per inference,
     each with its Pareto front, EdgeViTs circled in amber; False when matplotlib is missing."""
@@ -178,10 +187,11 @@ def plot_fig5(cases: list[CaseResult], title: str, path: Path) -> bool:
         (axes[0], "latency per inference (ms)", lambda c: c.latency_ms_per_image, lambda c: c.latency_ms_per_image_sd),
         (axes[1], f"energy per inference (mJ), background subtracted{est}", lambda c: c.energy_mj_per_image, lambda c: c.energy_mj_per_image_sd),
     )
+    axes_of = case_axes(usable)  # a model at two sizes is two labelled points
     for ax, label, x_of, sd_of in panels:
         xs, ys = [x_of(c) for c in usable], [c.top1 or 0.0 for c in usable]  # _usable: every top-1 is set
         edge = [c.model.partition(".")[0] in EDGEVIT_MODELS for c in usable]
-        ax.errorbar(xs, ys, xerr=[sd_of(c) or 0.0 for c in usable], fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
+        ax.errorbar(xs, ys, xerr=sd_error_bars(xs, [sd_of(c) for c in usable]), fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, zorder=3)
         ax.scatter(
             [x for x, e in zip(xs, edge) if e],
             [y for y, e in zip(ys, edge) if e],
@@ -193,14 +203,15 @@ def plot_fig5(cases: list[CaseResult], title: str, path: Path) -> bool:
             label="EdgeViT",
         )
         for c, x, y in zip(usable, xs, ys):
-            ax.annotate(c.model.partition(".")[0], (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(" ".join([c.model.partition(".")[0], *axes_of[c.case_id]]), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         front = sorted((xs[i], ys[i]) for i in pareto_front(list(zip(ys, xs)), [True, False]))
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front", zorder=2)
+        ax.set_xlim(left=0)  # from zero: a few percent between models must not look like a cliff
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 (%)" + (" (REFERENCE, not measured)" if any(c.top1_source == Top1Source.REFERENCE for c in usable) else ""))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(title + " (error bars: 1 sd over the inferences)")
+        ax.legend(loc="best", fontsize=8)  # where it hides no point or label
+    fig.suptitle(title + " (error bars: 1 sd over the inferences, cut at 0)")
     fig.tight_layout()
     save_png(fig, path)
     return True
