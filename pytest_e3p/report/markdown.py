@@ -32,7 +32,7 @@ from .answer import answer_markdown
 from .figures import log_interval, place_labels, pyplot, save_png
 from .labels import case_labels
 from .sections import Section, SectionKind, by_kind, case_sections
-from .table3 import EDGEVIT, plot_fig5
+from .table3 import EDGEVIT, plot_fig5, protocol_conditions
 from .terminal import ranked_groups
 from .variants import plot_variants
 
@@ -397,8 +397,7 @@ def _conditions(files: list[ResultsFile], cases: list[CaseResult]) -> list[str]:
         lines.append(
             _md(
                 f"  - energy: {p.get('energy_kind', '?')} by {p.get('energy_source', '?')} ({p.get('boundary', '?')}); "
-                f"{p.get('protocol', 'e3p')} protocol, variants {', '.join(map(str, variants)) if isinstance(variants, list) else variants}, "
-                f"batch {p.get('batch_size', '?')}, {p.get('rounds', '?')} rounds of at least {p.get('min_round_s', '?')} s"
+                f"{protocol_conditions(p)}; variants {', '.join(map(str, variants)) if isinstance(variants, list) else variants}"
             )
         )
         versions = ", ".join(f"{k} {v}" for k, v in sorted(e.items()))
