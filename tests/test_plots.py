@@ -259,3 +259,19 @@ def test_the_report_links_the_sustained_plot_the_session_wrote(tmp_path):
     text = write_report([results_file([c])], tmp_path).read_text()
     assert f"![Sustained run of {c.case_id}]({sustained_plot_name(c)})" in text
     assert {p.name for p in tmp_path.glob("sustained_*.png")} == {sustained_plot_name(c)}
+
+
+def test_a_skipped_variant_is_in_its_models_variants_table_not_a_table_of_its_own():
+    """A skipped case has no energy kind (status skipped, energy unavailable): it used to open a table
+    of its own saying "no fp32 case of this model in the run" beside the model's real table."""
+    from pytest_e3p.report.variants import variants_tables
+
+    skipped = _deit("prune-heads-25", energy=None)
+    skipped.status, skipped.reason = Status.SKIPPED, "removes no head of 3 per block; it needs P >= 34"
+    skipped.energy_mj_per_image, skipped.energy_kind = None, "unavailable"
+    fp32, onnx = _variant_pair()
+    tables = variants_tables([fp32, onnx, skipped])
+    assert len(tables) == 1
+    _title, table, notes = tables[0]
+    assert "prune-heads-25 (skipped)" in table and "onnxruntime" in table
+    assert not any("no fp32 case" in n for n in notes)

@@ -33,8 +33,12 @@ def variant_groups(cases: Iterable[CaseResult]) -> dict[tuple, tuple[CaseResult 
     """(fp32 case or None, the other variants) per model x device x dataset x batch x size, for the
     groups that hold at least one non-fp32 variant."""
     groups: dict[tuple, list[CaseResult]] = defaultdict(list)
+    skipped = []
     for c in cases:
-        groups[_group_key(c)].append(c)
+        (skipped if c.status == Status.SKIPPED else groups[_group_key(c)]).append(c)
+    for c in skipped:  # no energy kind of its own: it joins its model's measured group, where there is one
+        key = _group_key(c)
+        groups[next((k for k in groups if k[:-1] == key[:-1]), key)].append(c)
     out = {}
     for key, group in groups.items():
         others = [c for c in group if c.variant != FP32]
