@@ -5,7 +5,7 @@ fenced) is found, then run, in order, in one temporary folder holding a copy of 
 repository's conftest.py (so an example that writes a baseline leaves it for the next one):
 
 - a `pytest benchmarks/` run gets the short options of tests/fakes/runs.py appended (random weights,
-  2 passes of 2 rounds of 50 ms, no warm-up, no idle window); with --quick, also `--e3p-models
+  2 passes of 2 rounds of 50 ms, no warm-up, no idle window but for the edgevit protocol); with --quick, also `--e3p-models
   test_vit` where the example names no models;
 - a device this machine lacks (`--device tx2` here) becomes `--device cpu`, and the line says so;
 - the placeholders of the command-line examples (BASELINE, RESULTS, a.json, b.json) become files
@@ -158,7 +158,11 @@ def prepared(example: Example, quick: bool) -> tuple[list[str], list[str]]:
             argv[i] = PLACEHOLDERS[word]
             notes.append(f"{word} -> {PLACEHOLDERS[word]}")
     if example.kind == "benchmarks":
-        argv += short_options()
+        short = short_options()
+        if "edgevit" in argv and "--e3p-idle-s=0" in short:  # that protocol subtracts an idle window: it needs one
+            short[short.index("--e3p-idle-s=0")] = "--e3p-idle-s=0.2"
+            notes.append("edgevit protocol: --e3p-idle-s=0.2 (it subtracts an idle window; 0 is refused)")
+        argv += short
         if quick and not any(a.startswith("--e3p-models") for a in argv):
             argv.append("--e3p-models=test_vit")
             notes.append("--quick: --e3p-models test_vit")
