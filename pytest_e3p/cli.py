@@ -13,11 +13,13 @@ doctor    this machine, its sensors and every pre-run check, for a bug report; -
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 
 from . import __version__, doctor
 from .config import DEFAULTS, positive_float
+from .finetune import FinetuneConfig
 from .report import dashboard
 from .storage import history
 
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("screen", help="stage 1: NetScore and Pareto screening, no measurement")
-    p.add_argument("--models", default="candidates", help="paper13, candidates (default) or a comma list of timm names")
+    p.add_argument("--models", default="candidates", help="paper13, candidates or a comma list of timm names")
     p.add_argument("--objectives", default="top1,gmacs,params", help="Pareto objectives among top1, gmacs, params")
     p.add_argument("--keep", default="", help="comma list of models always kept")
     p.set_defaults(run=_screen)
@@ -225,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the power sensors of this machine (boundary, unit, update period) and print the "
         "power of each rail, zone or GPU and the total, in watts, over one short window.",
     )
-    p.add_argument("--sample-hz", type=_positive_float, default=100.0, help="sampling rate of the sampling sensors (default 100)")
-    p.add_argument("--window-s", type=_positive_float, default=1.0, help="length of the window the power is read over (default 1 s)")
+    p.add_argument("--sample-hz", type=_positive_float, default=100.0, help="sampling rate of the sampling sensors, Hz")
+    p.add_argument("--window-s", type=_positive_float, default=1.0, help="length of the window the power is read over, seconds")
     p.set_defaults(run=_sensors)
 
     p = sub.add_parser(
@@ -236,27 +238,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=COMPARE_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("baseline")
-    p.add_argument("results")
-    p.add_argument("--tolerance", default=DEFAULTS["tolerance"], help="e.g. energy=5%%,latency=10%%,top1=0.5")
+    p.add_argument("baseline", help="the baseline file (--e3p-save-baseline)")
+    p.add_argument("results", help="the results file to check (--e3p-results)")
+    p.add_argument("--tolerance", default=DEFAULTS["tolerance"], help="regression tolerances, e.g. energy=5%%,latency=10%%,top1=0.5")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("report", help="Markdown report and plots from results files")
-    p.add_argument("results", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("results", nargs="+", help="one or more results files (--e3p-results)")
+    p.add_argument("--out", required=True, help="folder for report.md and its plots")
     p.add_argument("--reference-model", default=DEFAULTS["reference_model"], help="the model savings are computed against")
     p.set_defaults(run=_report)
 
-    p = sub.add_parser("finetune", help="fine-tune a model on CIFAR-10 with the paper's recipe")
-    p.add_argument("--model", required=True)
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on CIFAR-10 with the paper's recipe",
+        description="Fine-tune a model on CIFAR-10 with the E3P paper's recipe; the defaults below are that recipe.",
+    )
+    recipe = FinetuneConfig  # the recipe's defaults live on its record, read here without importing torch
+    p.add_argument("--model", required=True, help="timm name, arch or arch.tag (its pretrained weights are the start)")
     p.add_argument("--dataset", required=True, help="cifar10=PATH (the cifar-10-batches-py folder or its parent)")
-    p.add_argument("--out", required=True, help="folder for <arch>_cifar10.pth")
-    p.add_argument("--steps", type=int, default=15000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=1000)
-    p.add_argument("--limit", type=int, default=0, help="use only N training images (quick trials)")
+    p.add_argument("--out", required=True, help="folder for <arch>_cifar10.pth (what --e3p-checkpoints reads)")
+    p.add_argument("--steps", type=_positive_int, default=recipe.steps, help="SGD steps; the cosine schedule spans them")
+    p.add_argument("--batch-size", type=_positive_int, default=recipe.batch_size, help="training images per step")
+    p.add_argument("--lr", type=_positive_float, default=recipe.lr, help="initial learning rate of SGD with momentum 0.9")
+    p.add_argument("--seed", type=int, default=recipe.seed, help="seed of the weights' head, the 45k/5k split and the shuffling")
+    p.add_argument("--eval-every", type=_positive_int, default=recipe.eval_every, help="steps between validation top-1 lines")
+    p.add_argument("--limit", type=int, default=recipe.limit, help="use only N training images (quick trials; 0: all 50000)")
     # No default computed here: finding out whether CUDA exists imports torch, which --help must not wait for.
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where available)")
     p.set_defaults(run=_finetune)
@@ -268,8 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option; descriptions and epilogs kept as written."""
+DEFAULT_SAID = re.compile(r"\(default\b|(?<!\()\bdefault:")  # a help text that gives its default in its own words
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default said once: "(default: X)" appended, unless the help says it in its own
+    words (a default found at run time: "cuda where available"). Never for a required option or a
+    positional argument, which have none. Descriptions and epilogs kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or action.required or action.default is argparse.SUPPRESS or DEFAULT_SAID.search(text):
+            return text
+        default = action.default
+        if default is False:  # a switch
+            shown = "off"
+        elif default is None or default == "" or default == []:
+            shown = "none"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +307,16 @@ def _positive_float(text: str) -> float:
         return positive_float(text)
     except ValueError as exc:  # argparse shows an ArgumentTypeError's own words
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
 
 
 def _cuda() -> bool:

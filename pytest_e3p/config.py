@@ -171,7 +171,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "--e3p-malloc",
         "fixed",
         _choice("fixed", "default"),
-        "fixed: pin glibc malloc's mmap and trim thresholds for the run (its adaptive threshold moved CPU latency by up to 30% between identical runs); default: leave malloc alone",
+        "fixed: pin glibc malloc's mmap and trim thresholds for the run (its adaptive threshold moved CPU latency by up to 30% between identical runs); 'default': leave malloc alone",
     ),
     ("precision", "--e3p-precision", "fp32", _choice("fp32", "fp16", "bf16"), "deprecated: use --e3p-variants fp16 (or bf16); still accepted, as that variant"),
     ("weights", "--e3p-weights", "pretrained", _choice("pretrained", "random"), "pretrained (timm/Hugging Face cache) or random"),
@@ -294,13 +294,15 @@ def ini_name(flag: str) -> str:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("e3p", "pytest-e3p: energy-efficiency benchmarks of Vision Transformers")
     for name, flag, default, parse, help_text in SPEC:
+        # the default said once, here, for the flag and its ini twin alike
+        said = f"{help_text} (default: {('on' if _flag(default) else 'off') if parse is _flag else (default or 'none')})"
+        # argparse %-formats help texts: a bare % (energy=5%) would crash `pytest --help`
+        text = said.replace("%", "%%")
         if parse is _flag:
-            group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=help_text.replace("%", "%%"))
+            group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=text)
         else:
-            # argparse %-formats help texts: a bare % (energy=5%) would crash `pytest --help`
-            text = f"{help_text} (default: {default or 'none'})".replace("%", "%%")
             group.addoption(flag, action="store", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=text)
-        parser.addini(ini_name(flag), help=help_text, default=default)
+        parser.addini(ini_name(flag), help=said, default=default)
 
 
 def explicitly_set(config: pytest.Config) -> bool:

@@ -9,16 +9,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader, Subset
-
-from .measure.accuracy import evaluate
-from .measure.context import MeasureContext
-from .models import datasets as data
-from .models.build import PRETRAINED, build_model, checkpoint_path
-from .models.zoo import parse_model
-from .storage.results import write_atomic
-
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -36,6 +26,18 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig, log=print) -> Path:
+    # imported here: `python -m pytest_e3p finetune --help` reads FinetuneConfig's defaults, and
+    # importing torch would make every command's help wait seconds
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from .measure.accuracy import evaluate
+    from .measure.context import MeasureContext
+    from .models import datasets as data
+    from .models.build import PRETRAINED, build_model, checkpoint_path
+    from .models.zoo import parse_model
+    from .storage.results import write_atomic
+
     specs = data.parse_datasets(cfg.dataset)
     if len(specs) != 1 or specs[0].kind != data.CIFAR10:
         raise ValueError("finetune takes one dataset: cifar10=PATH")

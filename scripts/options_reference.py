@@ -98,10 +98,12 @@ def options() -> list[Option]:
     for flag, attrs in parser.flags:
         ini = config.ini_name(flag)
         help_text, default = parser.inis[ini]
+        help_text = _SAID_DEFAULT.sub("", help_text)  # the page has a default column: said once there
         out.append(Option(flag, ini, default, help_text, attrs.get("action") == "store_const"))
     return out
 
 
+_SAID_DEFAULT = re.compile(r" \(default: [^()]*\)$")  # what config.add_options appends to each help
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|])")
 
 

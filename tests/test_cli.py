@@ -1,4 +1,6 @@
+import argparse
 import os
+import re
 
 import pytest
 from fakes.power_rails import tx2_tree
@@ -96,6 +98,88 @@ def test_every_subcommand_help_exits_0(capsys):
     for name, sub in commands.items():
         for action in sub._actions:
             assert action.help is None or "%" not in action.help.replace("%%", ""), (name, action.help)
+
+
+DEFAULT_MENTION = re.compile(r"\(default\b|\bdefault:")  # "(default: 5)", "(default 5)", "default: all"
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """Each entry of argparse's "positional arguments:" and "options:" sections, as printed:
+    its name column (`--steps STEPS`, `baseline`) -> its help, wrapped lines joined."""
+    entries: dict[str, str] = {}
+    section, last = "", ""
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section = line
+            continue
+        if section not in ("options:", "positional arguments:") or not line.strip():
+            continue
+        if line.startswith("  ") and not line.startswith("   "):  # a new entry: name, then its help after 2+ spaces
+            name, _, help_text = line.strip().partition("  ")
+            last = name
+            entries[name] = help_text.strip()
+        else:
+            entries[last] = f"{entries[last]} {line.strip()}".strip()
+    return entries
+
+
+def _commands() -> dict:
+    from pytest_e3p.cli import build_parser
+
+    return next(a for a in build_parser()._actions if a.choices and isinstance(a.choices, dict)).choices
+
+
+# report/dashboard.py's add_cli is another part's file: its --title has no help yet (the change is
+# in issue 29's notes); strict, so this fails once it has one and the mark must go
+DASHBOARD_TITLE = pytest.mark.xfail(strict=True, reason="dashboard --title has no help text yet")
+
+
+@pytest.mark.parametrize("command", [pytest.param(c, marks=DASHBOARD_TITLE) if c == "dashboard" else c for c in _commands()])
+def test_every_option_of_every_command_has_help_and_says_its_default_once(command, capsys):
+    """Issue 29: `(default 100) (default: 100.0)`, finetune's --steps/--lr/... without a word, and
+    required options showing `(default: None)`."""
+    problems = []
+    for name, sub in [(command, _commands()[command])]:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        entries = help_entries(capsys.readouterr().out)
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            shown = next((k for k in entries if k.split(",")[0].split()[0] in (action.option_strings or [action.metavar or action.dest])), None)
+            if shown is None:
+                problems.append(f"{name} {action.dest}: not in the help")
+                continue
+            text = entries[shown]
+            said = len(DEFAULT_MENTION.findall(text))
+            if not DEFAULT_MENTION.sub("", text).strip(" ()"):
+                problems.append(f"{name} {shown}: no help text")
+            if action.required or not action.option_strings:
+                if said:
+                    problems.append(f"{name} {shown}: required, yet shows a default: {text!r}")
+            elif said != 1:
+                problems.append(f"{name} {shown}: {said} default mentions: {text!r}")
+            if "None" in text:
+                problems.append(f"{name} {shown}: shows Python's None: {text!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_finetune_help_gives_the_recipe_defaults_from_its_record(capsys):
+    from pytest_e3p.finetune import FinetuneConfig
+
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    entries = help_entries(capsys.readouterr().out)
+    recipe = FinetuneConfig("m", "cifar10=x", "out")
+    for option, value in [
+        ("--steps STEPS", recipe.steps),
+        ("--batch-size BATCH_SIZE", recipe.batch_size),
+        ("--lr LR", recipe.lr),
+        ("--seed SEED", recipe.seed),
+        ("--eval-every EVAL_EVERY", recipe.eval_every),
+    ]:
+        assert entries[option].endswith(f"(default: {value})"), (option, entries[option])
+    assert "(default" not in entries["--model MODEL"] and "(default" not in entries["--out OUT"]
 
 
 def test_compare_help_documents_the_exit_codes(capsys):

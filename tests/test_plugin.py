@@ -521,3 +521,31 @@ def test_live_lines_do_not_break_pytests_progress_line(bench):
     last_live = max(i for i, line in enumerate(lines) if line.startswith("[e3p] "))
     after = [line for line in lines[last_live + 1 :] if line.strip()]
     assert after[0].startswith("test_bench.py ..") and [line for line in lines if line.startswith("test_bench.py")] == [after[0]]
+
+
+def test_pytest_help_gives_each_e3p_option_a_help_line_and_its_default_once(pytester):
+    """Issue 29: the plugin's group in `pytest --help` (and its ini twins) as the commands' help:
+    every option with its help and its default, said once (the switches too)."""
+    import re
+
+    text = pytester.runpytest("--help").stdout.str()
+    group = text.split("pytest-e3p: energy-efficiency benchmarks of Vision Transformers:\n", 1)[1]
+    entries: dict[str, str] = {}
+    for line in group.splitlines():
+        if line and not line.startswith(" "):
+            break  # the next group
+        if line.startswith("  --e3p-"):
+            name, _, rest = line.strip().partition(" ")
+            entries[name.split("=")[0]] = rest.strip()
+        elif entries:
+            last = next(reversed(entries))
+            entries[last] = f"{entries[last]} {line.strip()}"
+    from pytest_e3p.config import SPEC
+
+    assert set(entries) == {flag for _name, flag, *_ in SPEC}
+    for flag, help_text in entries.items():
+        assert len(re.findall(r"\(default\b|\bdefault:", help_text)) == 1, (flag, help_text)
+        assert re.sub(r"\(default: [^)]*\)", "", help_text).strip(), flag
+    assert "(default: off)" in entries["--e3p-require-sensor"]
+    ini = text.split("\n[pytest] configuration options", 1)[1]
+    assert ini.split("e3p_require_sensor (string):", 1)[1].split("e3p_", 1)[0].count("(default: off)") == 1

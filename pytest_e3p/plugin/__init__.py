@@ -9,6 +9,7 @@ parametrization and the fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,8 +17,9 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -173,16 +175,52 @@ class _PytestCache:
         self._cache.set(key, value)
 
 
-def _session(config: pytest.Config) -> E3PSession:
-    """The run's E3PSession, created (and its E3PPlugin registered) on first use."""
+_PLANNED = pytest.StashKey[Any]()  # the run's E3PSession, built for its case list, not started yet
+CASE_IDS_KEY = "e3p/case-ids"  # pytest's cache: the case ids of the last run of the same options
+
+# The options a run's case ids depend on (with the versions of timm and torch, whose default weights
+# tags and image sizes name the cases).
+_CASE_FIELDS = ("protocol", "device", "models", "datasets", "batch_size", "image_size", "variants", "precision", "screen", "screen_keep")
+
+
+@dataclass(frozen=True)
+class PendingCase:
+    """A case known by its test id only: what a benchmark is parametrized with when the ids come from
+    pytest's cache, so collecting a project whose e3p tests are not selected imports neither torch
+    nor timm. Replaced by the real Case (pytest_collection_finish) once an e3p test is selected."""
+
+    id: str
+
+
+def _planned(config: pytest.Config) -> E3PSession:
+    """The run's E3PSession: the started one where it exists, else built (options read, device,
+    models and datasets resolved: torch and timm imported) but not started."""
     plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if plugin is None:
+    if plugin is not None:
+        return plugin.session
+    planned = config.stash.get(_PLANNED, None)
+    if planned is None:
         from ..run.session import E3PSession, SetupError
 
         options = opts.read_options(config)
         cache = _PytestCache(config.cache) if getattr(config, "cache", None) is not None else None
         try:
-            session = E3PSession(options, cache, live_writer(config)).start()
+            planned = E3PSession(options, cache, live_writer(config))
+        except SetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[_PLANNED] = planned
+    return planned
+
+
+def _session(config: pytest.Config) -> E3PSession:
+    """The run's E3PSession, started (and its E3PPlugin registered) on first use."""
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if plugin is None:
+        from ..run.session import SetupError
+
+        session = _planned(config)
+        try:
+            session.start()
         except SetupError as exc:
             raise pytest.UsageError(str(exc)) from None
         plugin = E3PPlugin(config, session)
@@ -191,13 +229,85 @@ def _session(config: pytest.Config) -> E3PSession:
     return plugin.session
 
 
+def _case_ids_key(config: pytest.Config) -> str | None:
+    """What the case ids of this run depend on, as one string; None where earlier ids cannot stand
+    in: no pytest cache, a pytest_e3p_modify_cases hook (it may change the list), Pareto screening."""
+    if getattr(config, "cache", None) is None or config.hook.pytest_e3p_modify_cases.get_hookimpls():
+        return None
+    from importlib import metadata
+
+    from .. import __version__
+
+    values = {}
+    for name, flag, _default, _parse, _help in opts.SPEC:
+        if name in _CASE_FIELDS:
+            raw = config.getoption(f"e3p_{name}")
+            values[name] = str(raw if raw is not None else config.getini(opts.ini_name(flag))).strip()
+    if values["screen"] != "none":
+        return None
+    versions = {"pytest-e3p": __version__}
+    for dist in ("timm", "torch"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = ""
+    # where the device is found rather than named, what the process may see can change its name
+    env = {var: os.environ.get(var, "") for var in ("CUDA_VISIBLE_DEVICES", "E3P_SYSFS_ROOT")}
+    return json.dumps([values, versions, env], sort_keys=True)
+
+
+def _cached_ids(config: pytest.Config, key: str | None) -> list[str] | None:
+    if key is None:
+        return None
+    entry = config.cache.get(CASE_IDS_KEY, None)
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    ids = entry.get("ids")
+    return ids if isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids) else None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "e3p_case" not in metafunc.fixturenames:
         return
-    session = _session(metafunc.config)
-    cases = session.cases()
-    metafunc.config.hook.pytest_e3p_modify_cases(config=metafunc.config, cases=cases)
+    config = metafunc.config
+    # Not started at configure (no e3p option given): the ids of an earlier run of the same options
+    # parametrize the benchmarks, and the run starts only where one of them is selected.
+    key = _case_ids_key(config) if config.pluginmanager.get_plugin(PLUGIN_NAME) is None else None
+    ids = _cached_ids(config, key)
+    if ids is not None:
+        metafunc.parametrize("e3p_case", [PendingCase(i) for i in ids], ids=ids)
+        return
+    cases = _planned(config).cases()
+    config.hook.pytest_e3p_modify_cases(config=config, cases=cases)
+    if key is not None:
+        config.cache.set(CASE_IDS_KEY, {"key": key, "ids": [c.id for c in cases]})
     metafunc.parametrize("e3p_case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the run once the selection is known, and only where an e3p case is selected; cases
+    parametrized by their id alone get their real Case."""
+    config = session.config
+    if config.pluginmanager.get_plugin(PLUGIN_NAME) is not None:
+        return  # started at configure or by a fixture: its hooks have seen the collection
+    selected = [item for item in session.items if "e3p_case" in getattr(getattr(item, "callspec", None), "params", {})]
+    if not selected:
+        return
+    e3p = _session(config)
+    real = {case.id: case for case in e3p.cases()}
+    for item in selected:
+        params = item.callspec.params  # type: ignore[attr-defined]
+        pending = params["e3p_case"]
+        if isinstance(pending, PendingCase):
+            if pending.id not in real:
+                config.cache.set(CASE_IDS_KEY, None)
+                raise pytest.UsageError(
+                    f"case {pending.id}, from the case list pytest-e3p cached in .pytest_cache, is not a case of this run "
+                    "(the machine or its models changed since): run again; the cached list is dropped"
+                )
+            params["e3p_case"] = real[pending.id]
+    plugin = cast(E3PPlugin, config.pluginmanager.get_plugin(PLUGIN_NAME))
+    plugin.pytest_collection_modifyitems(session, config, session.items)  # registered after that hook ran
 
 
 @pytest.fixture(scope="session")

@@ -432,14 +432,14 @@ def _history_command(args: argparse.Namespace) -> int:
 def add_cli(subparsers: Any) -> None:
     """Add `history DIR [--prune-keep N]` to cli.main's subcommands."""
     p = subparsers.add_parser("history", help="list the runs of a history folder (--e3p-history); prune old ones")
-    p.add_argument("folder", metavar="DIR")
-    p.add_argument("--device", default="", help="only this device (profile name)")
+    p.add_argument("folder", metavar="DIR", help="the history folder (--e3p-history)")
+    p.add_argument("--device", default="", help="only this device (profile name; default: every device)")
     p.add_argument(
         "--prune-keep",
         type=int,
         default=None,
         metavar="N",
-        help="delete all but the newest N runs of each device (only files --e3p-history wrote), and temporary files of interrupted writes older than 1 hour",
+        help="delete all but the newest N runs of each device (only files --e3p-history wrote), and temporary files of interrupted writes older than 1 hour; default: delete nothing",
     )
     p.add_argument("--dry-run", action="store_true", help="with --prune-keep: say what would be deleted, delete nothing")
     p.set_defaults(run=_history_command)
