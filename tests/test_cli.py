@@ -129,12 +129,7 @@ def _commands() -> dict:
     return next(a for a in build_parser()._actions if a.choices and isinstance(a.choices, dict)).choices
 
 
-# report/dashboard.py's add_cli is another part's file: its --title has no help yet (the change is
-# in issue 29's notes); strict, so this fails once it has one and the mark must go
-DASHBOARD_TITLE = pytest.mark.xfail(strict=True, reason="dashboard --title has no help text yet")
-
-
-@pytest.mark.parametrize("command", [pytest.param(c, marks=DASHBOARD_TITLE) if c == "dashboard" else c for c in _commands()])
+@pytest.mark.parametrize("command", _commands())
 def test_every_option_of_every_command_has_help_and_says_its_default_once(command, capsys):
     """Issue 29: `(default 100) (default: 100.0)`, finetune's --steps/--lr/... without a word, and
     required options showing `(default: None)`."""

@@ -45,7 +45,6 @@ from ..hardware.sensors.base import EnergyKind
 from ..storage.history import Run, load_history, read_results_file
 from ..storage.results import CaseResult, ResultsFileError, Status, Top1Source, write_atomic
 from ..text import slug, terminal_safe
-from .answer import answer_lines
 from .figures import PLAIN_TEXT
 
 # -- change points ---------------------------------------------------------------------------
@@ -661,6 +660,8 @@ def latest_cases(runs: list[Run]) -> list[CaseResult]:
 
 def _answer_html(runs: list[Run]) -> str:
     """The answer's plain lines (answer.answer_lines), escaped: every name in them is recorded."""
+    from .answer import answer_lines  # here, not at the top: it needs the tables, which import torch
+
     cases = latest_cases(runs)
     try:
         lines = answer_lines(cases) if cases else []
@@ -927,12 +928,12 @@ def add_cli(subparsers: Any) -> None:
         default="",
         help=f"bands and minimum steps, e.g. energy=5%%,latency=10%% (default: each run's own, energy {DEFAULT_ENERGY_TOLERANCE:.0%}%)",
     )
-    p.add_argument("--title", default="pytest-e3p energy dashboard")
+    p.add_argument("--title", default="pytest-e3p energy dashboard", help="the page's title")
     p.add_argument(
         "--max-charts",
         type=int,
         default=DEFAULT_MAX_CHARTS,
         metavar="N",
-        help=f"draw the charts of the N most relevant cases, regressed first (default {DEFAULT_MAX_CHARTS}; each takes about 70 ms); the rest are listed",
+        help="draw the charts of the N most relevant cases, regressed first (each takes about 70 ms); the rest are listed",
     )
     p.set_defaults(run=_dashboard_command)
