@@ -171,7 +171,7 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        path = write_report(files, args.out, args.reference_model)
+        path = write_report(files, args.out, args.reference_model, args.energy_budget_mj)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="one or more results files (--e3p-results)")
     p.add_argument("--out", required=True, help="folder for report.md and its plots")
     p.add_argument("--reference-model", default=DEFAULTS["reference_model"], help="the model savings are computed against")
+    p.add_argument(
+        "--energy-budget-mj",
+        type=_positive_float,
+        default=None,
+        metavar="MJ",
+        help="energy per image the deployment can afford: the answer names the most accurate case within it",
+    )
     p.set_defaults(run=_report)
 
     p = sub.add_parser(

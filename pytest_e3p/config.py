@@ -224,6 +224,13 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "fail a case whose peak memory exceeds this many MB (MiB, 2^20 bytes: a board's budget; 0: no limit)",
     ),
     (
+        "energy_budget_mj",
+        "--e3p-energy-budget-mj",
+        "0",
+        _non_negative_float,
+        "energy per image the deployment can afford (mJ): the answer after the tables names the most accurate case within it (0: no budget)",
+    ),
+    (
         "sustained_s",
         "--e3p-sustained-s",
         "0",
@@ -277,6 +284,7 @@ class Options:
     slowdown: float
     tolerance: str
     max_memory_mb: float
+    energy_budget_mj: float
     sustained_s: float
     sustained_window_s: float
     history: Path | None

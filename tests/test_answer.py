@@ -146,3 +146,15 @@ def test_a_long_list_of_names_is_cut_with_a_count():
     cases = [measured(f"m{i}", [50 + 10 * i, 80 + 10 * i, 65 + 10 * i], unstable=True) for i in range(10)]
     line = next(line for line in answer_lines(cases) if "unstable" in line and "Not decided" in line)
     assert "10 of 10 case(s) are unstable (m0, m1, m2, m3, m4, m5 and 4 more (the table lists them))" in line
+
+
+def test_the_budget_option_reaches_the_answer_in_the_terminal_and_the_report(pytester):
+    """--e3p-energy-budget-mj: the answer after the tables, and at the head of report.md, name the most
+    accurate case within it (a huge budget: every case fits)."""
+    from fakes.runs import SHORT
+
+    pytester.makepyfile(test_b="def test_energy(e3p):\n    e3p.measure()\n")
+    result = pytester.runpytest(*SHORT, "--e3p-models=test_vit", "--e3p-energy-budget-mj=1e9", "--e3p-report=rep")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*within 1e+09 mJ/img (estimated energy) the most accurate is test_vit*"])
+    assert "within 1e+09 mJ/img (estimated energy) the most accurate is test_vit" in (pytester.path / "rep" / "report.md").read_text()

@@ -148,7 +148,9 @@ class E3PPlugin:
             from ..report.markdown import write_report
 
             try:
-                written = write_report([e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model)
+                written = write_report(
+                    [e3p.results_file()], e3p.options.report, reference_model=e3p.options.reference_model, budget_mj=e3p.options.energy_budget_mj or None
+                )
             except OSError as exc:  # one line; the tables are still printed
                 self.finish_lines.append(e3p.lost(f"report NOT written to {e3p.options.report}: {exc.strerror or exc}"))
             else:
@@ -173,6 +175,7 @@ class E3PPlugin:
             closing=self.finish_lines,
             table3_set=e3p.options.models == "edgevit-table3",
             baseline_ids=e3p.baseline.cases if e3p.baseline is not None else None,
+            budget_mj=e3p.options.energy_budget_mj or None,
         )
         write_terminal(terminalreporter, sections)
 

@@ -129,7 +129,7 @@ def _top1(c: CaseResult) -> float:
     return c.top1
 
 
-def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = DEFAULTS["reference_model"]) -> Path:
+def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model: str = DEFAULTS["reference_model"], budget_mj: float | None = None) -> Path:
     """Write out_dir/report.md (and PNG plots where matplotlib is installed); returns its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
         by_dataset[c.dataset].append(c)
     table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
     # the answer heads the report (and so the CI job summary, which is this file)
-    lines = ["# E3P-ViT energy-efficiency report", "", *answer_markdown(cases), ""]
+    lines = ["# E3P-ViT energy-efficiency report", "", *answer_markdown(cases, budget_mj), ""]
     plots_missing = False
     for dataset, dcases in sorted(by_dataset.items()):
         lines += [f"## Dataset: {_md(dataset)}", ""]

@@ -33,7 +33,7 @@ def variant_groups(cases: Iterable[CaseResult]) -> dict[tuple, tuple[CaseResult 
     """(fp32 case or None, the other variants) per model x device x dataset x batch x size, for the
     groups that hold at least one non-fp32 variant."""
     groups: dict[tuple, list[CaseResult]] = defaultdict(list)
-    skipped = []
+    skipped: list[CaseResult] = []
     for c in cases:
         (skipped if c.status == Status.SKIPPED else groups[_group_key(c)]).append(c)
     for c in skipped:  # no energy kind of its own: it joins its model's measured group, where there is one
