@@ -15,7 +15,7 @@ def pytest_addoption(parser):
         dest="e3p_device",
         default=None,
         metavar="DEVICE",
-        help="the suite's alias of --e3p-device: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin",
+        help="the suite's alias of --e3p-device: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin, jetson",
     )
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import re
+import runpy
 import shutil
 import signal
 import stat
@@ -35,20 +36,10 @@ from pathlib import Path
 
 PY = sys.executable
 BENCH = "def test_energy(e3p):\n    e3p.measure()\n    e3p.evaluate()\n"
-SHORT = [
-    "--e3p-device=cpu",
-    "--e3p-passes=2",
-    "--e3p-rounds=2",
-    "--e3p-min-round-s=0.05",
-    "--e3p-warmup-s=0",
-    "--e3p-idle-s=0",
-    "--e3p-weights=random",
-    "--e3p-models=levit_128s",
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:randomly",
-]
+ROOT = Path(__file__).resolve().parent.parent
+# the short options of the test suite's plugin runs (random weights, no idle window, 50 ms rounds),
+# read from their one definition, and one small model
+SHORT = [*runpy.run_path(str(ROOT / "tests" / "fakes" / "runs.py"))["SHORT"], "--e3p-models=levit_128s", "-p", "no:randomly"]
 USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR: a bad option or input named at the start
 INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: SIGINT, and SIGTERM handled the same way
 
@@ -457,8 +448,7 @@ def _check_concurrent_baseline(folder: Path, out: Outcome) -> str:
 
 
 def _workflow_forks(folder: Path) -> Outcome:
-    root = Path(__file__).resolve().parent.parent
-    text = (root / ".github" / "workflows" / "devices.yml").read_text()
+    text = (ROOT / ".github" / "workflows" / "devices.yml").read_text()
     return Outcome(0, text, 0.0)
 
 
