@@ -88,7 +88,11 @@ def _said(out: Outcome) -> str:
     """The most telling line: pytest's error detail or a refusal, skip or warning line if there is
     one (never a separator line of _ = -), else the last line."""
     progress = re.compile(r"^[.EFsxX]+\s*\[\s*\d+%\]$")  # pytest -q's dots: "E   [100%]" is no error detail
-    lines = [ln.strip() for ln in out.output.splitlines() if ln.strip() and not ln.strip().startswith(("_", "=", "-")) and not progress.match(ln.strip())]
+    lines = [
+        ln.strip()
+        for ln in out.output.splitlines()
+        if ln.strip() and not ln.strip().startswith(("_", "=", "-", "[e3p] pass ")) and not progress.match(ln.strip())
+    ]
     for starts in (("ERROR:", "error:", "E "), ("SKIPPED", "[e3p]", "warning")):
         for line in lines:
             if line.startswith(starts):
