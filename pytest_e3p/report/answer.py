@@ -18,7 +18,6 @@ change): one implementation, used by the answer.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from ..hardware.sensors.base import EnergyKind
 from ..metrics import sam
 from ..storage.results import CaseResult, Status, Top1Source
 from ..text import markdown_cell
+from .figures import log_interval
 from .labels import FP32, case_labels, change_within_noise
 from .terminal import ranked_groups
 
@@ -49,14 +49,11 @@ def energy_interval(c: CaseResult) -> Interval | None:
     e = c.energy_mj_per_image
     if e is None or e <= 0:
         return None
-    logs = [math.log(v) for v in c.energy_mj_per_image_passes if isinstance(v, (int, float)) and v > 0]
-    if len(logs) >= 2:
-        factor = math.exp(2 * statistics.stdev(logs))
-    elif c.energy_spread:
+    low, high = log_interval(e, c.energy_mj_per_image_passes)  # the report's error bars, the same band
+    if low == high and c.energy_spread:  # fewer than two pass values: the recorded spread stands in
         factor = math.exp(2 * c.energy_spread)
-    else:
-        factor = 1.0
-    return Interval(e, e / factor, e * factor)
+        low, high = e / factor, e * factor
+    return Interval(e, low, high)
 
 
 def sam_interval(c: CaseResult) -> Interval | None:
