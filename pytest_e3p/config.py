@@ -108,6 +108,29 @@ def _path(text: str) -> Path | None:
     return Path(text).expanduser() if text else None
 
 
+EXPORT_KINDS = ("csv", "openmetrics", "mlflow", "bencher")
+
+
+def _exports(text: str) -> tuple[tuple[str, str], ...]:
+    """--e3p-export KIND[=DEST], repeatable (the flags arrive joined by newlines; the ini twin takes
+    one per line or a comma list): (kind, destination) pairs, "" for the kind's default destination."""
+    out = []
+    for item in _items(text.replace("\n", ",")):
+        kind, _, dest = item.partition("=")
+        kind = kind.strip()
+        if kind not in EXPORT_KINDS:
+            raise ValueError(f"{kind!r} is not an export: use one of {', '.join(EXPORT_KINDS)} (KIND or KIND=DESTINATION)")
+        out.append((kind, dest.strip()))
+    return tuple(out)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _flag(text: str) -> bool:
     return str(text).strip().lower() in {"1", "true", "yes", "on"}
 
@@ -130,6 +153,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         str,
         "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin, jetson (any Jetson board)",
     ),
+    ("devices_file", "--e3p-devices-file", "", _path, "TOML file naming remote boards (ssh://USER@HOST[:PORT]/PROFILE), their SSH options and runtime"),
     ("models", "--e3p-models", "paper13", _listed(str), "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", _listed(str), "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     (
@@ -196,11 +220,25 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
     ("baseline", "--e3p-baseline", "", _path, "compare each case with this baseline file; regressions fail"),
     ("save_baseline", "--e3p-save-baseline", "", _path, "write this run as a baseline (only when the run passes)"),
     (
+        "save_noisy_baseline",
+        "--e3p-save-noisy-baseline",
+        "false",
+        _flag,
+        "write --e3p-save-baseline even when the run's spread is wider than the tolerance it is meant to gate",
+    ),
+    (
         "baseline_runs",
         "--e3p-baseline-runs",
         "5",
         _positive_int,
         "runs a baseline keeps per case: --e3p-save-baseline adds this run to a compatible existing baseline and drops the oldest beyond this count (1: replace it)",
+    ),
+    (
+        "confirm",
+        "--e3p-confirm",
+        "3",
+        _count,
+        "cases inconclusive against the baseline are measured again, up to this many more passes each, until the verdict is decided (0: never)",
     ),
     (
         "slowdown",
@@ -230,6 +268,8 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _non_negative_float,
         "energy per image the deployment can afford (mJ): the answer after the tables names the most accurate case within it (0: no budget)",
     ),
+    ("carbon_g_per_kwh", "--e3p-carbon-g-per-kwh", "0", _non_negative_float, "grid carbon intensity, g CO2e per kWh: each case also in grams CO2e per million images (0: off; no lookup)"),
+    ("price_per_kwh", "--e3p-price-per-kwh", "0", _non_negative_float, "electricity price per kWh, in your currency: each case also as the cost of a million images (0: off)"),
     (
         "sustained_s",
         "--e3p-sustained-s",
@@ -238,8 +278,22 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "after its passes, run each case continuously this many seconds and report energy, latency, power and temperature per window (0: off)",
     ),
     ("sustained_window_s", "--e3p-sustained-window-s", "10", positive_float, "window of the sustained run, seconds"),
+    (
+        "attribution",
+        "--e3p-attribution",
+        "off",
+        _choice("off", "both", "time"),
+        "after its passes, attribute each case's energy to the model's parts: both (time share x power, and truncated models measured), time (the time share only), off",
+    ),
     ("history", "--e3p-history", "", _path, "append this run to this folder, one new file per run (read by the history and dashboard commands)"),
     ("report", "--e3p-report", "", _path, "write report.md and plots to this folder at the end of the run"),
+    (
+        "export",
+        "--e3p-export",
+        "",
+        _exports,
+        "also write the results as KIND[=DEST], repeatable: csv[=PATH], openmetrics[=PATH or http://HOST:PORT, a Pushgateway], mlflow[=TRACKING_URI], bencher[=PATH]",
+    ),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
 ]
 
@@ -252,6 +306,7 @@ class Options:
     protocol: str
     inferences: int
     device: str
+    devices_file: Path | None
     models: str
     datasets: str
     batch_size: tuple[int | None, ...]  # None: the device's default
@@ -280,19 +335,29 @@ class Options:
     screen_keep: str
     baseline: Path | None
     save_baseline: Path | None
+    save_noisy_baseline: bool
     baseline_runs: int
+    confirm: int
     slowdown: float
     tolerance: str
     max_memory_mb: float
     energy_budget_mj: float
+    carbon_g_per_kwh: float
+    price_per_kwh: float
     sustained_s: float
     sustained_window_s: float
+    attribution: str
     history: Path | None
     report: Path | None
+    export: tuple[tuple[str, str], ...]
     reference_model: str
 
 
 assert [f.name for f in fields(Options)] == [s[0] for s in SPEC]
+
+
+REPEATABLE = {"export"}  # given once per value on the command line; joined by newlines for the parser
+BARE_VALUE = {"attribution": "both"}  # the value of the flag given without one
 
 
 def ini_name(flag: str) -> str:
@@ -308,6 +373,10 @@ def add_options(parser: pytest.Parser) -> None:
         text = said.replace("%", "%%")
         if parse is _flag:
             group.addoption(flag, action="store_const", const="true", default=None, dest=f"e3p_{name}", help=text)
+        elif name in REPEATABLE:
+            group.addoption(flag, action="append", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=text)
+        elif name in BARE_VALUE:  # `--e3p-attribution` alone means its BARE_VALUE; write `=` before a value
+            group.addoption(flag, action="store", nargs="?", const=BARE_VALUE[name], default=None, dest=f"e3p_{name}", metavar=name.upper(), help=text)
         else:
             group.addoption(flag, action="store", default=None, dest=f"e3p_{name}", metavar=name.upper(), help=text)
         parser.addini(ini_name(flag), help=said, default=default)
@@ -332,6 +401,8 @@ def read_options(config: pytest.Config) -> Options:
         if raw is None:
             raw = config.getini(ini_name(flag))
             where = f"ini option {ini_name(flag)}"
+        if isinstance(raw, list):  # a repeatable flag
+            raw = "\n".join(raw)
         try:
             values[name] = parse(str(raw).strip())
         except ValueError as exc:
