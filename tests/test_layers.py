@@ -16,10 +16,11 @@ LAYERS = [
     {"models"},
     {"measure"},
     {"variants"},
+    {"remote"},  # a board measured over SSH: its agent, the transport, the devices file
     {"gate"},
     {"config"},
     {"run"},
-    {"report"},
+    {"report", "export"},  # export: the results in other tools' formats (CSV, OpenMetrics, MLflow, Bencher)
     {"plugin"},
     {"finetune", "cli", "__main__", "doctor"},
 ]

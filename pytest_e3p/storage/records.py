@@ -184,3 +184,27 @@ class VsReference:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VsReference:
         return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """A case's energy per image scaled to a million images, and as carbon and money at the factors
+    the user gave (--e3p-carbon-g-per-kwh, --e3p-price-per-kwh; nothing is looked up). energy_kind
+    is the case's: an estimated energy gives an estimated footprint, labelled so wherever it is shown.
+
+    energy_kwh_per_million_images = energy_mj_per_image x 1e6 / 3.6e9; co2e_g_per_million_images and
+    cost_per_million_images are None where their factor was not given (0)."""
+
+    energy_kwh_per_million_images: float
+    energy_kind: str  # "measured" or "estimate"
+    carbon_g_per_kwh: float | None = None
+    co2e_g_per_million_images: float | None = None
+    price_per_kwh: float | None = None  # in the user's currency
+    cost_per_million_images: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Footprint:
+        return cls(**_known(cls, data))

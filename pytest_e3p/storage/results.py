@@ -18,7 +18,7 @@ from typing import Any
 
 from ..strenum import StrEnum
 from .files import ResultsData, encode, read_results, write_atomic
-from .records import EarlierRun, MemoryPeak, SustainedRecord, VsReference
+from .records import EarlierRun, Footprint, MemoryPeak, SustainedRecord, VsReference
 from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
 
@@ -146,6 +146,12 @@ class CaseResult:
     versions: dict[str, str] = field(default_factory=dict)  # torch, timm, pytest_e3p, python
     status: Status = Status.OK
     reason: str = ""
+    # --- fields added within schema version 3 (each also in schema.CASE_FIELDS_ADDED_IN_3) ---
+    # energy per million images, as carbon and cost (None: energy unavailable)
+    footprint: Footprint | None = None
+    # against the baseline: what its recorded conditions say changed since the baseline's runs
+    # (versions, CPU, clocks, threads, ...), one line each; [] when not compared or nothing changed
+    changes_vs_baseline: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # a record read from a file holds the plain strings: the same values, as members
@@ -159,6 +165,7 @@ class CaseResult:
                 "memory": self.memory.to_dict() if self.memory is not None else {},
                 "sustained": self.sustained.to_dict() if self.sustained is not None else {},
                 "vs_reference": self.vs_reference.to_dict() if self.vs_reference is not None else None,
+                "footprint": self.footprint.to_dict() if self.footprint is not None else None,
             }
         )
 
@@ -182,6 +189,7 @@ class CaseResult:
         known["memory"] = MemoryPeak.from_dict(known["memory"]) if known.get("memory") else None
         known["sustained"] = SustainedRecord.from_dict(known["sustained"]) if known.get("sustained") else None
         known["vs_reference"] = VsReference.from_dict(known["vs_reference"]) if known.get("vs_reference") else None
+        known["footprint"] = Footprint.from_dict(known["footprint"]) if known.get("footprint") else None
         return cls(**known)
 
 

@@ -126,9 +126,16 @@ CASE_FIELDS_ADDED_IN_2: dict[str, Any] = {
 }
 
 
+# Case fields added to version 3 after it was first written, frozen as above.
+CASE_FIELDS_ADDED_IN_3: dict[str, Any] = {
+    "footprint": None,  # --e3p-carbon-g-per-kwh / --e3p-price-per-kwh (issue 28)
+    "changes_vs_baseline": [],  # the gate's explanation of a verdict (issue 24)
+}
+
+
 def complete(data: dict[str, Any]) -> None:
     """Fill what a current-version file may lack, in place: the top-level records (hand-written
-    files) and the case fields added within version 2.
+    files) and the case fields added within versions 2 and 3.
 
     The protocol record is left as written: it is the run's settings, which the gate reads with
     their defaults (also for runs that were never a file), and its lack of `variants` is how the gate
@@ -136,7 +143,7 @@ def complete(data: dict[str, Any]) -> None:
     for key, default in (("created", ""), ("environment", {}), ("protocol", {}), ("screening", [])):
         data.setdefault(key, default)
     for case in _cases(data):
-        for key, default in CASE_FIELDS_ADDED_IN_2.items():
+        for key, default in {**CASE_FIELDS_ADDED_IN_2, **CASE_FIELDS_ADDED_IN_3}.items():
             case.setdefault(key, default.copy() if isinstance(default, (list, dict)) else default)
 
 
