@@ -268,8 +268,20 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         _non_negative_float,
         "energy per image the deployment can afford (mJ): the answer after the tables names the most accurate case within it (0: no budget)",
     ),
-    ("carbon_g_per_kwh", "--e3p-carbon-g-per-kwh", "0", _non_negative_float, "grid carbon intensity, g CO2e per kWh: each case also in grams CO2e per million images (0: off; no lookup)"),
-    ("price_per_kwh", "--e3p-price-per-kwh", "0", _non_negative_float, "electricity price per kWh, in your currency: each case also as the cost of a million images (0: off)"),
+    (
+        "carbon_g_per_kwh",
+        "--e3p-carbon-g-per-kwh",
+        "0",
+        _non_negative_float,
+        "grid carbon intensity, g CO2e per kWh: each case also in grams CO2e per million images (0: off; no lookup)",
+    ),
+    (
+        "price_per_kwh",
+        "--e3p-price-per-kwh",
+        "0",
+        _non_negative_float,
+        "electricity price per kWh, in your currency: each case also as the cost of a million images (0: off)",
+    ),
     (
         "sustained_s",
         "--e3p-sustained-s",

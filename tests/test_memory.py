@@ -79,9 +79,7 @@ def test_linear_layer_weights_and_activations():
     process has no such free pages, so each block is a fresh mapping."""
     if not hwm_resettable():
         pytest.skip("clear_refs cannot reset VmHWM here")
-    done = subprocess.run(
-        [sys.executable, "-c", LINEAR_LAYER_SCRIPT], capture_output=True, text=True, timeout=300, check=False
-    )
+    done = subprocess.run([sys.executable, "-c", LINEAR_LAYER_SCRIPT], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     growth_mb = json.loads(done.stdout.strip().splitlines()[-1])
 
