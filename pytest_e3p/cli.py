@@ -169,6 +169,8 @@ def _report(args: argparse.Namespace) -> int:
     if not files:
         print("error: no readable results file to report", file=sys.stderr)
         return 2
+    if args.carbon_g_per_kwh or args.price_per_kwh:
+        _refactor_footprints(files, args.carbon_g_per_kwh, args.price_per_kwh)
     t0 = time.perf_counter()
     try:
         path = write_report(files, args.out, args.reference_model, args.energy_budget_mj)
@@ -177,6 +179,19 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(f"report written to {path} in {time.perf_counter() - t0:.2f} s")
     return 1 if problems else 0
+
+
+def _refactor_footprints(files, carbon_g_per_kwh: float | None, price_per_kwh: float | None) -> None:
+    """Each case's footprint again from its recorded energy, at the factors given here (a factor not
+    given keeps the one the run recorded)."""
+    from .run.record import footprint
+
+    for f in files:
+        for c in f.cases.values():
+            old = c.footprint
+            carbon = carbon_g_per_kwh or (old.carbon_g_per_kwh if old else None) or 0.0
+            price = price_per_kwh or (old.price_per_kwh if old else None) or 0.0
+            c.footprint = footprint(c.energy_mj_per_image, c.energy_kind, carbon, price)
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -253,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MJ",
         help="energy per image the deployment can afford: the answer names the most accurate case within it",
+    )
+    p.add_argument(
+        "--carbon-g-per-kwh",
+        type=_positive_float,
+        default=None,
+        metavar="G",
+        help="grid carbon intensity (g CO2e per kWh): each case's energy again as grams CO2e per million images (default: the run's)",
+    )
+    p.add_argument(
+        "--price-per-kwh",
+        type=_positive_float,
+        default=None,
+        metavar="PRICE",
+        help="electricity price per kWh: each case's energy again as the cost of a million images (default: the run's)",
     )
     p.set_defaults(run=_report)
 

@@ -7,6 +7,9 @@ SAM_alpha (Sustainable Accuracy Metric):  alpha * acc^alpha / log10(E)
     acc = top-1 as a fraction in [0, 1], E = mean energy per image in millijoules.
     Dimensionless per image, so a 10,000- and a 50,000-image set give the same value. Undefined for
     E <= 1 mJ (log10(E) <= 0): we report "undefined", never a negative or infinite score.
+
+Footprint: energy of a million images (kWh) = E x 1e6 / 3.6e9 (E in mJ per image); grams CO2e and
+cost are that times the factor the user gives per kWh (nothing is looked up).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import math
 from collections.abc import Sequence
 
 DEFAULT_SAM_ALPHA = 5.0
+
+MJ_PER_KWH = 3.6e9  # 1 kWh = 3.6e6 J = 3.6e9 mJ
+IMAGES_PER_MILLION = 1e6
 
 
 def netscore(top1_pct: float, params_m: float, gmacs: float) -> float:
@@ -30,6 +36,12 @@ def sam(top1_frac: float, energy_mj_per_image: float, alpha: float = DEFAULT_SAM
     if energy_mj_per_image <= 1.0:
         return None
     return alpha * top1_frac**alpha / math.log10(energy_mj_per_image)
+
+
+def kwh_per_million_images(energy_mj_per_image: float) -> float:
+    """Energy per image (mJ) as the energy of a million images (kWh): the unit grid carbon
+    intensities and electricity prices are quoted in."""
+    return energy_mj_per_image * IMAGES_PER_MILLION / MJ_PER_KWH
 
 
 def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:

@@ -45,6 +45,7 @@ from ..hardware.sensors.base import EnergyKind
 from ..storage.history import Run, load_history, read_results_file
 from ..storage.results import CaseResult, ResultsFileError, Status, Top1Source, write_atomic
 from ..text import slug, terminal_safe
+from . import footprint
 from .figures import PLAIN_TEXT
 
 # -- change points ---------------------------------------------------------------------------
@@ -554,7 +555,7 @@ def _data_attrs(s: Series, regressed: bool) -> str:
     return f'data-case="{_esc(s.key)}" data-device="{_esc(s.device)}" data-model="{_esc(s.model)}" data-dataset="{_esc(s.dataset)}" data-regressed="{"yes" if regressed else "no"}"'
 
 
-def _summary_row(s: Series, ref: Reference) -> str:
+def _summary_row(s: Series, ref: Reference, show_footprint: bool = False) -> str:
     c = s.latest.case
     kind = c.get("energy_kind", EnergyKind.UNAVAILABLE)
     energy = _num(c.get("energy_mj_per_image")) if kind in ENERGY_OF_KIND else "-"
@@ -583,7 +584,9 @@ def _summary_row(s: Series, ref: Reference) -> str:
         f'<td><a href="#{_esc(s.key)}">{_esc(s.model)}</a></td><td>{_esc(s.device)}</td><td>{_esc(s.dataset)}</td><td class="cond">{_esc(s.conditions)}</td>'
         f'<td class="num">{len(s.points)}</td><td class="num">{energy}</td><td class="num">{_num(c.get("latency_ms_per_image"))}</td>'
         f'<td class="num">{top1}</td><td class="num">{sam}</td><td class="num">{_pct(_energy_change_vs_baseline(s, ref))}</td>'
-        f'<td class="num">{_pct(_energy_change_vs_previous(s))}</td><td>{verdict_html}</td><td>{step_html}</td></tr>'
+        f'<td class="num">{_pct(_energy_change_vs_previous(s))}</td><td>{verdict_html}</td><td>{step_html}</td>'
+        + (footprint.dashboard_cell(c, _esc) if show_footprint else "")
+        + "</tr>"
     )
 
 
@@ -692,6 +695,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
     )
     skipped = "".join(f"<li>{_esc(p)}</li>" for p in problems)
     any_est = any(s.latest.case.get("energy_kind") == EnergyKind.ESTIMATE for s in series)
+    show_footprint = footprint.dashboard_shown(s.latest.case for s in series)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_esc(title)}</title>
@@ -706,8 +710,8 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 <main>
 {_answer_html(runs)}
 <section id="summary"><h2>Summary: latest run of each case</h2>
-<table class="summary"><thead><tr><th>model</th><th>device</th><th>dataset</th><th>conditions</th><th>runs</th><th>energy/img (mJ)</th><th>latency/img (ms)</th><th>top-1 (%)</th><th>SAM</th><th>energy vs baseline</th><th>energy vs previous run</th><th>verdict</th><th>steps (regressions)</th></tr></thead>
-<tbody>{"".join(_summary_row(s, ref) for s in series)}</tbody></table>
+<table class="summary"><thead><tr><th>model</th><th>device</th><th>dataset</th><th>conditions</th><th>runs</th><th>energy/img (mJ)</th><th>latency/img (ms)</th><th>top-1 (%)</th><th>SAM</th><th>energy vs baseline</th><th>energy vs previous run</th><th>verdict</th><th>steps (regressions)</th>{footprint.dashboard_header() if show_footprint else ""}</tr></thead>
+<tbody>{"".join(_summary_row(s, ref, show_footprint) for s in series)}</tbody></table>
 {'<p class="note"><span class="badge est">est.</span> energy is an estimate (no power sensor on that machine): never compared with measurements, and drawn on its own axis.</p>' if any_est else ""}
 </section>
 <section id="regressions"><h2>Regressions: where a series stepped up</h2>

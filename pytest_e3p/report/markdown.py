@@ -30,6 +30,7 @@ from ..text import markdown_cell as _md
 from ..text import slug as _slug
 from .answer import answer_markdown
 from .figures import log_interval, place_labels, pyplot, save_png
+from .footprint import footprint_markdown
 from .labels import case_labels
 from .sections import Section, SectionKind, by_kind, case_sections
 from .table3 import EDGEVIT, plot_fig5, protocol_conditions
@@ -156,6 +157,7 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
             if section.winner is not None:
                 winners[device] = section.winner
         lines += _across_devices(winners, case_labels(list(winners.values())))
+    lines += footprint_markdown(cases)
     lines += _sustained_section(files, out)
     lines += _conditions(files, cases)
     if plots_missing:

@@ -19,6 +19,7 @@ from ..models.screening import Stage1Row
 from ..storage.results import CaseResult
 from .answer import answer_lines
 from .deployment import profile_tables
+from .footprint import footprint_tables
 from .table3 import table3_tables, unavailable_lines
 from .terminal import eval_pass_table, footnotes, rails_table, ranked_groups, ranking_tables, stage1_table
 from .variants import variants_tables
@@ -32,6 +33,7 @@ class SectionKind(Enum):
     EVAL_PASS = "accuracy pass"
     VARIANTS = "variants"  # one per model x device x dataset x batch x size with variants
     PROFILE = "deployment profile"  # batch, resolution, sustained runs
+    FOOTPRINT = "carbon and cost"  # per million images, where a factor was given (footprint.py)
     TABLE3 = "EdgeViT Table 3"
     TABLE3_UNAVAILABLE = "Table 3 models not available"
     MISSING = "baseline cases not run"
@@ -77,6 +79,7 @@ def case_sections(
     out += _captioned(SectionKind.RAILS, rails_table(cases, fmt)) + _captioned(SectionKind.EVAL_PASS, eval_pass_table(cases, fmt))
     out += [Section(SectionKind.VARIANTS, title, table, tuple(notes)) for title, table, notes in variants_tables(cases, fmt)]
     out += [s for text in profile_tables(cases, fmt) for s in _captioned(SectionKind.PROFILE, text)]
+    out += [Section(SectionKind.FOOTPRINT, title, table, tuple(notes)) for title, table, notes in footprint_tables(cases, fmt)]
     for title, table, notes in table3_tables(cases, fmt):
         out.append(Section(SectionKind.TABLE3, title, table, tuple(notes)))
         if table3_set:

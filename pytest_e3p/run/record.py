@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..gate import stats as gate
-from ..hardware.sensors import ESTIMATE, SensorInfo
+from ..hardware.sensors import ESTIMATE, MEASURED, SensorInfo
 from ..measure.protocols import EDGEVIT, Protocol, Round, SteadyState
-from ..metrics import netscore, sam
+from ..metrics import kwh_per_million_images, netscore, sam
 from ..models import datasets as data
 from ..models import zoo
 from ..storage import results
+from ..storage.records import Footprint
 from .case import Case
 from .loading import LoadedModel
 
@@ -37,6 +38,9 @@ class CaseSetup:
     threads: int
     versions: dict[str, str]
     sam_alpha: float
+    # --e3p-carbon-g-per-kwh, --e3p-price-per-kwh (0: not given)
+    carbon_g_per_kwh: float = 0.0
+    price_per_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def build_result(setup: CaseSetup, got: Collected, final: bool = False) -> resul
     if got.passes:
         _pass_fields(r, setup, got.passes, got.thermal_note)
         _memory_fields(r, got.peak, got.memory_unavailable)
+    r.footprint = footprint(r.energy_mj_per_image, r.energy_kind, setup.carbon_g_per_kwh, setup.price_per_kwh)
     if got.sustained is not None:
         r.sustained = got.sustained.to_record()
     if got.accuracy is not None:
@@ -95,6 +100,24 @@ def build_result(setup: CaseSetup, got: Collected, final: bool = False) -> resul
     if final:
         _sam_fields(r)
     return r
+
+
+def footprint(energy_mj_per_image: float | None, energy_kind: str, carbon_g_per_kwh: float = 0.0, price_per_kwh: float = 0.0) -> Footprint | None:
+    """A case's energy per image as a million images' kWh, and as grams CO2e and cost where their
+    factor is given (> 0); None without an energy. The energy's kind goes with it: an estimate
+    stays an estimate."""
+    if energy_mj_per_image is None or energy_kind not in (MEASURED, ESTIMATE):
+        return None
+    kwh = kwh_per_million_images(energy_mj_per_image)
+    carbon, price = carbon_g_per_kwh or None, price_per_kwh or None
+    return Footprint(
+        energy_kwh_per_million_images=kwh,
+        energy_kind=energy_kind,
+        carbon_g_per_kwh=carbon,
+        co2e_g_per_million_images=kwh * carbon if carbon else None,
+        price_per_kwh=price,
+        cost_per_million_images=kwh * price if price else None,
+    )
 
 
 def _setup_fields(s: CaseSetup) -> results.CaseResult:

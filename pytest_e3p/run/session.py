@@ -304,7 +304,18 @@ class E3PSession:
     def runner_context(self, case: Case, loaded: LoadedModel) -> RunnerContext:
         """What a CaseRunner of `case` needs from the run, as one value."""
         assert self.bench is not None, "the session is not started"
-        setup = CaseSetup(case, loaded, self.device.name, self.bench.sensor.info, self.protocol, self.threads, self._versions, self.options.sam_alpha)
+        setup = CaseSetup(
+            case,
+            loaded,
+            self.device.name,
+            self.bench.sensor.info,
+            self.protocol,
+            self.threads,
+            self._versions,
+            self.options.sam_alpha,
+            carbon_g_per_kwh=self.options.carbon_g_per_kwh,
+            price_per_kwh=self.options.price_per_kwh,
+        )
         early = tuple(self.early.get(case.id, []))
         return RunnerContext(self.bench, self.options, self.progress, setup, early, self.early_errors.get(case.id))
 
