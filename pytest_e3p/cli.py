@@ -7,6 +7,7 @@ report    Markdown report with plots from one or more results files
 finetune  the paper's CIFAR-10 fine-tuning recipe, writing a checkpoint the suite loads
 history   the runs kept by --e3p-history (and pruning them)
 dashboard a static site of the history: trends, steps, regressions
+pr-comment comment on the pull request, only when a case regressed, turned inconclusive or became unstable
 doctor    this machine, its sensors and every pre-run check, for a bug report; --record-tree saves its sysfs files
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from . import __version__, doctor
 from .config import DEFAULTS, positive_float
 from .finetune import FinetuneConfig
-from .report import dashboard
+from .report import dashboard, pr_comment
 from .storage import history
 
 
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_finetune)
     history.add_cli(sub)
     dashboard.add_cli(sub)
+    pr_comment.add_cli(sub)
     doctor.add_cli(sub)
     for command in sub.choices.values():  # every subcommand's help shows its defaults
         command.formatter_class = _HelpFormatter
