@@ -77,6 +77,8 @@ def export_results(rf: ResultsFile, exports: Sequence[tuple[str, str]], ctx: Exp
             done.append(Exported(kind, f"export {kind} NOT written to {terminal_safe(target)}: {exc}", failed=True))
         except OSError as exc:
             why = exc.strerror or str(exc)
+            if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:  # mkdir met a file
+                why = f"{terminal_safe(exc.filename)} is a file, not a folder"
             done.append(
                 Exported(
                     kind,

@@ -160,7 +160,8 @@ class E3PPlugin:
             from ..export import ExportContext, export_results
             from ..storage.history import commit_info
 
-            ctx = ExportContext(e3p.options.results, e3p.options.report, commit_info(config.rootpath))
+            commit = commit_info(config.rootpath) if any(kind == "mlflow" for kind, _ in e3p.options.export) else None  # MLflow tags it
+            ctx = ExportContext(e3p.options.results, e3p.options.report, commit)
             for done in export_results(e3p.results_file(), e3p.options.export, ctx):
                 self.finish_lines.append(e3p.lost(done.line) if done.failed else done.line)
         if e3p.unwritten and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
