@@ -19,7 +19,7 @@ class ExportContext:
     results_path: Path | None = None
     report_dir: Path | None = None
     commit: CommitInfo | None = None
-    timeout_s: float = 30.0  # a server that does not answer must not hang the end of a CI run
+    timeout_s: float = 10.0  # a server that does not answer must not hang the end of a CI run
 
     @property
     def folder(self) -> Path:
