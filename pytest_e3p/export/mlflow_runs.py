@@ -171,7 +171,8 @@ def _export(rf: ResultsFile, dest: str, ctx: ExportContext, client: Any, entitie
         for cid in sorted(rf.cases):
             _case_run(client, entities, experiment, parent_id, rf.cases[cid], start_ms, commit_tags)
     except BaseException:
-        client.set_terminated(parent_id, status="FAILED")
+        with contextlib.suppress(Exception):  # the server may be what failed: its error is the one to tell
+            client.set_terminated(parent_id, status="FAILED")
         raise
     client.set_terminated(parent_id, status="FINISHED")
     return f"{len(rf.cases)} case run(s) written to {terminal_safe(dest)}, experiment {EXPERIMENT}, parent run {parent_id}"
