@@ -9,6 +9,7 @@ history   the runs kept by --e3p-history (and pruning them)
 dashboard a static site of the history: trends, steps, regressions
 pr-comment comment on the pull request, only when a case regressed, turned inconclusive or became unstable
 doctor    this machine, its sensors and every pre-run check, for a bug report; --record-tree saves its sysfs files
+export    a results file as CSV, OpenMetrics, MLflow runs or Bencher JSON (as --e3p-export)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 
 from . import __version__, doctor
 from .config import DEFAULTS, positive_float
+from .export import command as export_command
 from .finetune import FinetuneConfig
 from .report import dashboard, pr_comment
 from .storage import history
@@ -308,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_cli(sub)
     pr_comment.add_cli(sub)
     doctor.add_cli(sub)
+    export_command.add_cli(sub)
     for command in sub.choices.values():  # every subcommand's help shows its defaults
         command.formatter_class = _HelpFormatter
     return parser

@@ -304,7 +304,9 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "--e3p-export",
         "",
         _exports,
-        "also write the results as KIND[=DEST], repeatable: csv[=PATH], openmetrics[=PATH or http://HOST:PORT, a Pushgateway], mlflow[=TRACKING_URI], bencher[=PATH]",
+        "also write the results as KIND[=DEST], repeatable: csv[=PATH], openmetrics[=PATH.prom or http://HOST:PORT, a Pushgateway], "
+        "mlflow[=TRACKING_URI], bencher[=PATH]; by default next to the results file (results.csv, results.prom, results.bencher.json) "
+        "and sqlite:///mlflow.db",
     ),
     ("reference_model", "--e3p-reference-model", "vit_small_patch16_224", str, "model the report's savings are computed against"),
 ]

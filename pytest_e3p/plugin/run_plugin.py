@@ -155,6 +155,15 @@ class E3PPlugin:
                 self.finish_lines.append(e3p.lost(f"report NOT written to {e3p.options.report}: {exc.strerror or exc}"))
             else:
                 self.finish_lines.append(f"report written to {written}")
+        if e3p.options.export and e3p.results:
+            # after the results file and the report: an export reads what they hold, and its failure loses neither
+            from ..export import ExportContext, export_results
+            from ..storage.history import commit_info
+
+            commit = commit_info(config.rootpath) if any(kind == "mlflow" for kind, _ in e3p.options.export) else None  # MLflow tags it
+            ctx = ExportContext(e3p.options.results, e3p.options.report, commit)
+            for done in export_results(e3p.results_file(), e3p.options.export, ctx):
+                self.finish_lines.append(e3p.lost(done.line) if done.failed else done.line)
         if e3p.unwritten and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             # A requested output was lost (a full disk): CI must not go green on it. INTERNAL_ERROR (3),
             # not TESTS_FAILED (1), which the gate uses for regressions, nor USAGE_ERROR (4), which
