@@ -52,3 +52,23 @@ def test_compare_explains_a_regression_and_leaves_an_unchanged_case_alone():
     cur = results_file([slower, base.cases["b-cpu-synthetic"]], environment={**ENV, "torch": "2.2.0"})
     cmp = compare_files(base, cur, parse_tolerances("energy=5%"))
     assert cmp.changes == {"a-cpu-synthetic": ["torch: 2.1.0 -> 2.2.0"]}
+
+
+def test_the_dashboard_badge_says_why_and_what_changed(tmp_path):
+    from pytest_e3p.report.dashboard import write_dashboard
+    from pytest_e3p.storage import results
+    from pytest_e3p.storage.history import CommitInfo, append_run
+
+    case = case_result(
+        "m-cpu-synthetic",
+        40.0,
+        verdict="inconclusive",
+        change_vs_baseline=0.08,
+        noise_vs_baseline=0.12,
+        changes_vs_baseline=["torch: 2.1.0 -> 2.2.0"],
+    )
+    rf = results.ResultsFile(device=DEVICE, environment=ENV, protocol={"tolerances": {"energy": 0.05}}, cases={case.case_id: case})
+    append_run(rf, tmp_path / "history", {"hostname": "h"}, commit=CommitInfo(sha="ab" * 20, branch="main", dirty=False, subject="s", source="git"))
+    site = write_dashboard(tmp_path / "history", tmp_path / "site")
+    page = site.index.read_text()
+    assert "inconclusive: noise +/-12.0% &gt; change +8.0%" in page and "torch: 2.1.0 -&gt; 2.2.0" in page

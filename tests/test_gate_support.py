@@ -47,3 +47,17 @@ def test_compare_lists_what_the_data_support_per_case():
     base = results_file([case_result("a-cpu-synthetic", 40.0)], protocol={"passes": 3})
     cmp = compare_files(base, base, parse_tolerances("energy=5%"))
     assert [s.case_id for s in cmp.support] == ["a-cpu-synthetic"]
+
+
+def test_compare_says_first_what_a_noisy_baseline_supports_and_last_what_the_data_support(tmp_path, capsys):
+    from pytest_e3p.cli import main
+    from pytest_e3p.storage import results
+
+    noisy = case_result("a-cpu-synthetic", 40.0, energy_mj_per_image_passes=[34.0, 46.0, 40.0])  # a 1-run baseline, passes 15 % apart
+    results.save(results_file([noisy], protocol={"passes": 3}), tmp_path / "base.json")
+    results.save(results_file([case_result("a-cpu-synthetic", 40.0)], protocol={"passes": 3}), tmp_path / "cur.json")
+    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "cur.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("note: a-cpu-synthetic: its baseline's noise (from its passes: between-run noise is not measured with 1 run) is +/-")
+    assert "is what the data support" in out[0]
+    assert out[-1].startswith("what the data support: a-cpu-synthetic: energy catches +")
