@@ -41,7 +41,7 @@ from pytest_e3p.storage import results
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_suite(models: str, out: Path, slowdown: float = 0.0) -> float:
+def run_suite(models: str, out: Path, slowdown: float = 0.0, extra: tuple[str, ...] = ()) -> float:
     """One run in a fresh process; returns its wall time in seconds."""
     cmd = [
         sys.executable,
@@ -59,6 +59,7 @@ def run_suite(models: str, out: Path, slowdown: float = 0.0) -> float:
     ]
     if slowdown:
         cmd.append(f"--e3p-slowdown={slowdown}")
+    cmd += extra
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--models", default="paper13", help="a model set (paper13: the default suite) or a comma-separated list")
     ap.add_argument("--runs", type=int, default=6, help="identical runs")
     ap.add_argument("--slowed", type=int, default=2, help="runs at each slowdown (+5%%, +10%%, +20%%)")
+    ap.add_argument("--threads", type=int, default=0, help="--e3p-threads for every run (0: the default)")
     ap.add_argument("--full", action="store_true", help="also time one default run of the paper's 13 models")
     ap.add_argument("--out", default="", help="keep the results files here (a later call with the same --out reuses them)")
     ap.add_argument("--analyse-only", action="store_true", help="no new runs: analyse the NNN-kind.json files already in --out")
@@ -123,7 +125,8 @@ def main() -> None:
     plan = plan_runs(args.runs, args.slowed)
     if args.analyse_only:
         plan = [(p.stem.split("-", 1)[1], KINDS[p.stem.split("-", 1)[1]]) for p in sorted(folder.glob("[0-9][0-9][0-9]-*.json"))]
-    print(f"protocol: passes {DEFAULTS['passes']}, rounds {DEFAULTS['rounds']} per pass, tolerance {DEFAULTS['tolerance']}")
+    threads = f"--e3p-threads {args.threads}" if args.threads else "default threads"
+    print(f"protocol: passes {DEFAULTS['passes']}, rounds {DEFAULTS['rounds']} per pass, tolerance {DEFAULTS['tolerance']}, {threads}")
     print(f"{len(plan)} runs of {args.models} on --device cpu (energy: the labelled CPU estimate), results in {folder}", flush=True)
     runs: dict[str, list[results.ResultsFile]] = {kind: [] for kind in KINDS}
     order: list[tuple[str, int]] = []  # (kind, index within kind) in time order
@@ -133,7 +136,7 @@ def main() -> None:
         if not out.exists():
             if args.analyse_only:
                 sys.exit(f"{out} is missing")
-            walls.append(run_suite(args.models, out, slowdown))
+            walls.append(run_suite(args.models, out, slowdown, (f"--e3p-threads={args.threads}",) if args.threads else ()))
         rf = results.load(out)
         runs[kind].append(rf)
         order.append((kind, len(runs[kind]) - 1))

@@ -46,7 +46,7 @@ SETTINGS: dict[str, dict[str, str]] = {  # setting -> environment it adds
 }
 
 
-def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_s: float) -> None:
+def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_s: float, threads: int) -> None:
     """In a fresh process: the passes of `models` under `setting`; prints {model: [pass values]}."""
     import timm
     import torch
@@ -54,6 +54,8 @@ def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_
     from pytest_e3p.hardware.allocator import pin_glibc_malloc
 
     pin_glibc_malloc()  # the suite's default (--e3p-malloc fixed)
+    if threads:
+        torch.set_num_threads(threads)  # as --e3p-threads
 
     def build(name: str):
         torch.manual_seed(0)  # the same random weights in every pass and process, as the suite seeds them
@@ -93,7 +95,7 @@ def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_
 
 def run_worker(setting: str, models: list[str], args: argparse.Namespace) -> dict[str, list[float]]:
     cmd = [sys.executable, __file__, "--worker", setting, "--models", ",".join(models), "--passes", str(args.passes)]
-    cmd += ["--rounds", str(args.rounds), "--min-round-s", str(args.min_round_s)]
+    cmd += ["--rounds", str(args.rounds), "--min-round-s", str(args.min_round_s), "--threads", str(args.threads)]
     env = {**os.environ, **SETTINGS[setting], "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
@@ -114,6 +116,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-round-s", type=float, default=0.2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads, as --e3p-threads (0: torch's default)")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from pytest_e3p.models.zoo import MODEL_SETS
@@ -122,13 +125,16 @@ def main() -> None:
     if args.models in MODEL_SETS:
         models = [str(m) for m in MODEL_SETS[args.models]]
     if args.worker:
-        worker(args.worker, models, args.passes, args.rounds, args.min_round_s)
+        worker(args.worker, models, args.passes, args.rounds, args.min_round_s, args.threads)
         return
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         sys.exit(f"unknown setting(s) {', '.join(unknown)}: choose from {', '.join(SETTINGS)}")
-    print(f"{len(models)} model(s), {args.passes} passes x {args.rounds} rounds of >= {args.min_round_s:g} s, {args.repeats} process(es) per setting")
+    threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
+    print(
+        f"{len(models)} model(s), {args.passes} passes x {args.rounds} rounds of >= {args.min_round_s:g} s, {threads}, {args.repeats} process(es) per setting"
+    )
     print("per model: between-pass CV within a process (median over processes) / between-process sd of the pass medians; latency ms/img median")
     # the settings interleaved per repeat, so a drift of the machine hits them alike
     got: dict[str, dict[str, list[list[float]]]] = {s: {m: [] for m in models} for s in settings}
