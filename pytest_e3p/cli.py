@@ -144,10 +144,16 @@ def _compare(args: argparse.Namespace) -> int:
     except (ResultsFileError, ToleranceError, IncompatibleBaseline) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for note in cmp.supported:  # first: the tolerance each too-noisy baseline supports
+        print(f"note: {note}")
     print(comparison_table(cmp))
     for cid, checks in cmp.regressions.items():
         for c in checks:
             print(f"REGRESSION {cid}: {c.describe()}")
+    for cid, lines in cmp.changes.items():
+        print(f"{cid}: since the baseline: {'; '.join(lines)}")
+    for s in cmp.support:
+        print(f"what the data support: {s.text()}")
     for why in cmp.refused.values():
         print(f"error: not compared: {why}", file=sys.stderr)
     if cmp.regressions:

@@ -238,7 +238,7 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "--e3p-confirm",
         "3",
         _count,
-        "cases inconclusive against the baseline are measured again, up to this many more passes each, until the verdict is decided (0: never)",
+        "cases inconclusive against the baseline are measured again in their test, up to this many more passes each, until the verdict is decided; the false-alarm level (1%) is split over the looks: half to the first, the rest shared by the confirmation passes (0: never, one look at 1%)",
     ),
     (
         "slowdown",

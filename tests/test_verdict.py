@@ -106,7 +106,37 @@ def test_the_table_reads_throttled_from_the_check_not_from_its_note():
     reworded = [dataclasses.replace(throttled[0], note="the clocks dropped")]  # other words, same value
     assert _verdict_cell(throttled) == _verdict_cell(reworded) == "inconclusive (throttled)"
     # and a note that happens to say "(throttled)" does not make a case throttled
-    assert _verdict_cell([check("energy", Verdict.INCONCLUSIVE, note="was it (throttled)? no")]) == "inconclusive"
+    plain = _verdict_cell([check("energy", Verdict.INCONCLUSIVE, note="was it (throttled)? no")])
+    assert plain.startswith("inconclusive: noise") and "throttled" not in plain
+
+
+def test_the_verdict_words_say_what_happened_and_why_in_the_table():
+    def cell(verdict, current, noise):
+        return _verdict_cell([dataclasses.replace(check("energy", verdict, current=current), noise=noise)])
+
+    assert cell(Verdict.IMPROVED, 30.0, 0.05) == "improved"  # -25 %, beyond tolerance and noise
+    assert cell(Verdict.WITHIN_NOISE, 30.0, 0.40) == "within noise: noise +/-40.0% > change -25.0%"  # faster, but not beyond the noise
+    assert cell(Verdict.INCONCLUSIVE, 48.0, 0.30) == "inconclusive: noise +/-30.0% > change +20.0%"
+    assert cell(Verdict.UNCHANGED, 40.4, 0.30) == "unchanged"
+
+
+def test_an_improvement_beyond_the_tolerance_is_improved_or_within_noise_never_unchanged():
+    from pytest_e3p.gate import stats
+
+    quiet = [[40.0, 40.1, 39.9], [40.2, 40.1, 40.3], [39.9, 40.0, 39.8]]
+    assert stats.decide(quiet, [30.0, 30.1, 29.9], 0.05).verdict == Verdict.IMPROVED
+    noisy = [[40.0, 52.0, 31.0]]
+    assert stats.decide(noisy, [30.0, 36.0, 27.0], 0.05).verdict == Verdict.WITHIN_NOISE
+
+
+def test_the_dashboard_and_report_show_the_reason_of_a_recorded_verdict():
+    from pytest_e3p.report.verdicts import case_label, markdown_section
+
+    recorded = {"verdict": "inconclusive", "change_vs_baseline": 0.08, "noise_vs_baseline": 0.12}
+    assert case_label(recorded) == "inconclusive: noise +/-12.0% > change +8.0%"
+    r = case(verdict="regressed", change_vs_baseline=0.2, noise_vs_baseline=0.05, changes_vs_baseline=["torch: 2.1.0 -> 2.2.0"])
+    table = "\n".join(markdown_section([r]))
+    assert "| +20.0% | +/-5.0% | regressed | torch: 2.1.0 -> 2.2.0 |" in table
 
 
 def test_the_table_names_every_regressed_metric_and_new_cases_by_their_verdict():

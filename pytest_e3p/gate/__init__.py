@@ -24,12 +24,24 @@ from .baseline import (
     priors,
     protocol_incompatibility,
     supported_tolerance_note,
+    supported_tolerance_notes,
+    supports,
+    unfit_message,
+    unfit_to_gate,
 )
-from .stats import ALPHA, Prior, spread
-from .verdict import CaseVerdict, Circumstances, Throttling, Verdict, final_verdict
+from .changes import NOTHING_CHANGED, Recorded, changes
+from .stats import ALPHA, Prior, look_alpha, spread
+from .support import Support
+from .verdict import CaseVerdict, Circumstances, Throttling, Verdict, final_verdict, verdict_label
 
 __all__ = [
     "ALPHA",
+    "NOTHING_CHANGED",
+    "Recorded",
+    "Support",
+    "changes",
+    "look_alpha",
+    "verdict_label",
     "DEFAULT_ENERGY_TOLERANCE",
     "DEFAULT_TOLERANCES",
     "CaseVerdict",
@@ -51,6 +63,10 @@ __all__ = [
     "final_verdict",
     "gate_feasibility",
     "merge_runs",
+    "supports",
+    "supported_tolerance_notes",
+    "unfit_message",
+    "unfit_to_gate",
     "parse_tolerances",
     "priors",
     "protocol_incompatibility",

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from ..storage.results import CaseResult, ResultsFile, Status, Top1Source
 from . import stats as gate
-from .verdict import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, Verdict  # noqa: F401  (the verdicts' names are imported from here too)
+from .support import Support, support
+from .verdict import IMPROVED, INCONCLUSIVE, REGRESSED, UNCHANGED, WITHIN_NOISE, Verdict, verdict_label  # noqa: F401  (the verdicts' names are imported from here too)
 
 METRICS = ("energy", "latency", "top1")
 # The energy tolerance of a run that sets none (relative): the one definition of the default.
@@ -106,8 +107,10 @@ class Check:
 
     @property
     def label(self) -> str:
-        """The verdict as a table shows it: "inconclusive (throttled)" where throttling made it so."""
-        return f"{self.verdict} (throttled)" if self.throttled else str(self.verdict)
+        """The verdict as a table shows it, with its reason: "inconclusive (throttled)" where
+        throttling made it so, "inconclusive: noise +/-12.0% > change +8.0%" where the noise did."""
+        noise_bound = self.metric != "top1"
+        return verdict_label(self.verdict, self.change if noise_bound else None, self.noise if noise_bound else None, self.throttled)
 
     @property
     def change(self) -> float:
@@ -131,9 +134,18 @@ class Check:
         return f"{head}; {self.note}" if self.note else head
 
 
-def decide(metric: str, unit: str, base_runs: list[list[float]], current: list[float], tolerance: float, prior: gate.Prior | None = None) -> Check:
+def decide(
+    metric: str,
+    unit: str,
+    base_runs: list[list[float]],
+    current: list[float],
+    tolerance: float,
+    prior: gate.Prior | None = None,
+    pass_prior: gate.Prior | None = None,
+    alpha: float = gate.ALPHA,
+) -> Check:
     """The gate for a lower-is-better metric on pass values (stats.py has the rule)."""
-    d = gate.decide(base_runs, current, tolerance, prior=prior)
+    d = gate.decide(base_runs, current, tolerance, alpha=alpha, prior=prior, pass_prior=pass_prior)
     base_value = math.exp(sum(gate.run_value(r) for r in base_runs) / len(base_runs))
     current_value = base_value * (1.0 + d.change)
     note = d.note
@@ -205,14 +217,20 @@ def device_incompatibility(base: ResultsFile, device: dict) -> str | None:
 
 
 def priors(base: ResultsFile) -> dict[str, gate.Prior | None]:
-    """Per metric, the between-run variance pooled over the baseline's cases (gate.pooled_run_prior)."""
+    """Per metric, the between-run variance pooled over the baseline's cases (gate.pooled_run_prior),
+    and under "<metric> passes" the between-pass variance pooled the same way (gate.pooled_pass_prior)."""
     ok = [c for c in base.cases.values() if c.status == Status.OK]
-    return {metric: gate.pooled_run_prior([c.runs(metric) for c in ok]) for metric in ("energy", "latency")}
+    out = {metric: gate.pooled_run_prior([c.runs(metric) for c in ok]) for metric in ("energy", "latency")}
+    out.update({f"{metric} passes": gate.pooled_pass_prior([c.runs(metric) for c in ok]) for metric in ("energy", "latency")})
+    return out
 
 
-def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances, prior: dict[str, gate.Prior | None] | None = None) -> list[Check]:
+def compare_case(
+    base: CaseResult, cur: CaseResult, tol: Tolerances, prior: dict[str, gate.Prior | None] | None = None, alpha: float = gate.ALPHA
+) -> list[Check]:
     """The checks of one case; IncompatibleBaseline when the conditions differ. `prior`: the
-    baseline's priors(), which let the noise estimate use all of its cases."""
+    baseline's priors(), which let the noise estimate use all of its cases; `alpha`: this look's
+    false-alarm level (gate.look_alpha where confirmation passes may follow)."""
     why = case_incompatibility(base, cur)
     if why:
         raise IncompatibleBaseline(f"{cur.case_id}: {why}")
@@ -220,7 +238,7 @@ def compare_case(base: CaseResult, cur: CaseResult, tol: Tolerances, prior: dict
     for metric, unit, limit in (("energy", "mJ/img", tol.energy), ("latency", "ms/img", tol.latency)):
         base_runs, current = base.runs(metric), cur.pass_values(metric)
         if limit is not None and base_runs and current:
-            checks.append(decide(metric, unit, base_runs, current, limit, (prior or {}).get(metric)))
+            checks.append(decide(metric, unit, base_runs, current, limit, (prior or {}).get(metric), (prior or {}).get(f"{metric} passes"), alpha))
     if tol.top1 is not None and base.top1 is not None and cur.top1 is not None and base.top1_source == cur.top1_source == Top1Source.MEASURED:
         checks.append(decide_top1(base.top1, cur.top1, tol.top1))
     return checks
@@ -231,19 +249,65 @@ def gate_feasibility(base: CaseResult | None, passes: int) -> str | None:
     return gate.feasibility(base.runs("energy") if base else None, passes)
 
 
-def supported_tolerance_note(base: CaseResult, passes: int, tolerance: float, prior: gate.Prior | None = None) -> str | None:
-    """When a baseline's own noise is wider than the tolerance: the tolerance its data support."""
-    runs = base.runs("energy")
-    if len(runs) < 2:
+def gated_metrics(tol: Tolerances) -> list[tuple[str, float]]:
+    """The metrics of pass values the tolerances gate, with their tolerance."""
+    return [(m, t) for m, t in (("energy", tol.energy), ("latency", tol.latency)) if t is not None]
+
+
+def supports(
+    base: CaseResult, passes: int, tol: Tolerances, prior: dict[str, gate.Prior | None] | None = None, current: CaseResult | None = None
+) -> list[Support]:
+    """What the baseline's entry for a case supports, per gated metric (support.py); `current`:
+    this run's record of the case, where it has run."""
+    prior = prior or {}
+    return [
+        support(base.case_id, metric, runs, passes, limit, prior.get(metric), prior.get(f"{metric} passes"), current.pass_values(metric) if current else ())
+        for metric, limit in gated_metrics(tol)
+        if (runs := base.runs(metric))
+    ]
+
+
+def supported_tolerance_note(
+    base: CaseResult, passes: int, tolerance: float, prior: gate.Prior | None = None, metric: str = "energy", pass_prior: gate.Prior | None = None
+) -> str | None:
+    """When a baseline's own noise is wider than the tolerance: the tolerance its data support.
+
+    Said for a baseline of 1 run too (its passes' spread then stands in for the between-run noise,
+    and the note says so): that is the baseline a first --e3p-save-baseline writes, and the one
+    whose noise was most often too wide to gate, without a word."""
+    runs = base.runs(metric)
+    if not runs:
         return None
-    supported = gate.supported_tolerance(runs, passes, prior)
+    supported = gate.supported_tolerance(runs, passes, prior, pass_prior)
     if supported is None or supported <= tolerance:
         return None
+    what = (
+        f"between-run noise over {len(runs)} runs"
+        if len(runs) >= 2 or prior is not None
+        else "noise (from its passes: between-run noise is not measured with 1 run)"
+    )
     return (
-        f"{base.case_id}: its baseline's between-run noise (+/-{supported:.1%} at p<{gate.ALPHA:g} over {len(runs)} runs) is wider "
-        f"than the energy tolerance {tolerance:.0%}: a regression below about {supported:.0%} cannot be told from noise on this device "
+        f"{base.case_id}: its baseline's {what} is +/-{supported:.1%} at p<{gate.ALPHA:g}, wider "
+        f"than the {metric} tolerance {tolerance:.0%}: a regression below about {supported:.0%} cannot be told from noise on this device "
         f"(a tolerance of {math.ceil(supported * 100):.0f}% is what the data support; reduce the noise, or save more runs)"
     )
+
+
+def supported_tolerance_notes(
+    base: ResultsFile, case_ids: list[str], passes: int, tol: Tolerances, prior: dict[str, gate.Prior | None] | None = None
+) -> list[str]:
+    """supported_tolerance_note for each listed case the baseline holds and each gated metric."""
+    prior = prior or {}
+    notes = []
+    for cid in case_ids:
+        entry = base.cases.get(cid)
+        if entry is None or entry.status != Status.OK:
+            continue
+        for metric, limit in gated_metrics(tol):
+            note = supported_tolerance_note(entry, passes, limit, prior.get(metric), metric, prior.get(f"{metric} passes"))
+            if note:
+                notes.append(note)
+    return notes
 
 
 def merge_runs(old: ResultsFile | None, new: ResultsFile, keep_runs: int) -> tuple[ResultsFile, list[str]]:
@@ -285,6 +349,10 @@ class Comparison:
     new: list[str] = field(default_factory=list)  # cases the baseline does not have
     missing: list[str] = field(default_factory=list)  # baseline cases this run did not run
     refused: dict[str, str] = field(default_factory=dict)  # case -> why it could not be compared
+    # what the results files record as changed since the baseline, per case whose verdict is not unchanged
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    supported: list[str] = field(default_factory=list)  # baselines that cannot meet their tolerance (said first)
+    support: list[Support] = field(default_factory=list)  # what the data support, per compared case
 
     @property
     def regressions(self) -> dict[str, list[Check]]:
@@ -300,8 +368,14 @@ def compare_files(base: ResultsFile, cur: ResultsFile, tol: Tolerances) -> Compa
     why = device_incompatibility(base, cur.device)
     if why:
         raise IncompatibleBaseline(why)
+    from .changes import Recorded, changes
+    from .verdict import Circumstances, final_verdict
+
     out = Comparison()
     prior = priors(base)
+    passes = int(cur.protocol.get("passes") or 1)
+    ids = [cid for cid, case in sorted(cur.cases.items()) if case.status == Status.OK and cid in base.cases]
+    out.supported = supported_tolerance_notes(base, ids, passes, tol, prior)
     for cid, case in sorted(cur.cases.items()):
         if case.status != Status.OK:
             continue
@@ -309,8 +383,44 @@ def compare_files(base: ResultsFile, cur: ResultsFile, tol: Tolerances) -> Compa
             out.new.append(cid)
             continue
         try:
-            out.checks[cid] = compare_case(base.cases[cid], case, tol, prior)
+            checks = compare_case(base.cases[cid], case, tol, prior)
         except IncompatibleBaseline as exc:
             out.refused[cid] = str(exc)
+            continue
+        final = final_verdict(checks, Circumstances.of(case, base.cases[cid]))
+        out.checks[cid] = final.checks
+        if final.verdict not in (Verdict.UNCHANGED, Verdict.NOT_COMPARED):
+            out.changes[cid] = changes(
+                Recorded(base.cases[cid], base.device, base.environment, base.protocol), Recorded(case, cur.device, cur.environment, cur.protocol)
+            )
+        out.support += supports(base.cases[cid], case.passes or passes, tol, prior, case)
     out.missing = sorted(set(base.cases) - set(cur.cases))
     return out
+
+
+def unfit_to_gate(baseline: ResultsFile, case_ids: list[str], passes: int, tol: Tolerances) -> list[Support]:
+    """The cases of this run (`case_ids`) that `baseline` (the file about to be written) could not
+    gate at their tolerance: what it would support is wider. Checked before a baseline is saved."""
+    prior = priors(baseline)
+    out = []
+    for cid in case_ids:
+        entry = baseline.cases.get(cid)
+        if entry is not None and entry.status == Status.OK:
+            out += [s for s in supports(entry, passes, tol, prior) if s.noise is not None and not s.meets_tolerance]
+    return out
+
+
+def unfit_message(unfit: list[Support], forced: bool) -> str:
+    """One plain message for a baseline that cannot gate its tolerance: the cases, what each would
+    support, how to get a quiet run, and whether it was written anyway."""
+    cases = "; ".join(f"{s.case_id} {s.metric} +/-{s.noise:.1%} (tolerance {s.tolerance:.0%})" for s in unfit if s.noise is not None)
+    quiet = (
+        "for a quiet run: nothing else running on the machine, more passes (--e3p-passes 5), a fixed thread count "
+        "(--e3p-threads), --e3p-malloc fixed, or a wider tolerance that the data support (--e3p-tolerance)"
+    )
+    if forced:
+        return f"baseline written although too noisy to gate its tolerance (--e3p-save-noisy-baseline): {cases}; {quiet}"
+    return (
+        f"baseline NOT written: this run is too noisy to gate its tolerance; the baseline would support only {cases}; "
+        f"{quiet}; or keep it anyway with --e3p-save-noisy-baseline"
+    )

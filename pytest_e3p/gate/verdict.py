@@ -31,17 +31,32 @@ class Verdict(StrEnum):
 
     REGRESSED = "regressed"
     INCONCLUSIVE = "inconclusive"
-    IMPROVED = "improved"
-    UNCHANGED = "unchanged"
+    IMPROVED = "improved"  # better by more than the tolerance, and significantly
+    WITHIN_NOISE = "within noise"  # better by more than the tolerance, but not beyond the noise
+    UNCHANGED = "unchanged"  # the change is within the tolerance
     NEW = "new"  # the baseline holds no entry for the case
     NOT_COMPARED = ""  # no baseline in this run, or the case did not finish
 
 
 # The names the gate's tests and scripts use (many call sites).
 REGRESSED, INCONCLUSIVE, IMPROVED, UNCHANGED = Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.UNCHANGED
+WITHIN_NOISE = Verdict.WITHIN_NOISE
 
 # Worst first: a case's verdict is the first of these that one of its checks has.
-SEVERITY = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.UNCHANGED)
+SEVERITY = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.WITHIN_NOISE, Verdict.UNCHANGED)
+
+# Verdicts whose reason is the noise: a table shows the noise and the change beside the word.
+_NOISE_BOUND = (Verdict.INCONCLUSIVE, Verdict.WITHIN_NOISE)
+
+
+def verdict_label(verdict: str, change: float | None = None, noise: float | None = None, throttled: bool = False) -> str:
+    """The verdict as tables, reports and the dashboard show it, its reason included:
+    "inconclusive: noise +/-12.0% > change +8.0%", "inconclusive (throttled)", "regressed"."""
+    if throttled:
+        return f"{verdict} (throttled)"
+    if verdict in _NOISE_BOUND and change is not None and noise is not None and noise >= abs(change):
+        return f"{verdict}: noise +/-{noise:.1%} > change {change:+.1%}"
+    return str(verdict or "")
 
 
 @dataclass(frozen=True)

@@ -124,11 +124,16 @@ class E3PPlugin:
         result = runner.final_result()
         if runner.sustained_run is not None:
             self.session.sustained_runs[result.case_id] = runner.sustained_run
+        tol = tolerances(item, self.session)
         try:
-            checks = self.session.record(result, tolerances(item, self.session))
+            checks = self.session.record(result, tol)
         except IncompatibleBaseline as exc:
             item.config.hook.pytest_e3p_case_result(config=item.config, result=result)
             pytest.fail(f"baseline refused: {exc}", pytrace=False)
+        if runner.measured and self.session.needs_confirmation(result.case_id):
+            # --e3p-confirm: more passes now, with the model loaded; the test reports the final verdict
+            checks = self.session.confirm(runner.case, runner.loaded, runner.got.passes, runner.final_result, tol)
+            result = self.session.results[result.case_id]
         item.config.hook.pytest_e3p_case_result(config=item.config, result=result)
         return [c for c in checks if c.verdict == REGRESSED]
 

@@ -47,6 +47,7 @@ from ..storage.results import CaseResult, ResultsFileError, Status, Top1Source, 
 from ..text import slug, terminal_safe
 from . import footprint
 from .figures import PLAIN_TEXT
+from .verdicts import case_label, changes_text
 
 # -- change points ---------------------------------------------------------------------------
 
@@ -528,7 +529,13 @@ def _pct(value: float | None) -> str:
     return f'<span class="{cls}">{value:+.1%}</span>'
 
 
-VERDICT_CLASS: dict[str, str] = {Verdict.REGRESSED: "bad", Verdict.IMPROVED: "good", Verdict.UNCHANGED: "neutral", Verdict.INCONCLUSIVE: "warn"}
+VERDICT_CLASS: dict[str, str] = {
+    Verdict.REGRESSED: "bad",
+    Verdict.IMPROVED: "good",
+    Verdict.WITHIN_NOISE: "neutral",
+    Verdict.UNCHANGED: "neutral",
+    Verdict.INCONCLUSIVE: "warn",
+}
 
 
 def _energy_change_vs_previous(series: Series) -> float | None:
@@ -575,7 +582,9 @@ def _summary_row(s: Series, ref: Reference, show_footprint: bool = False) -> str
             f'<span class="badge {badge}">{_esc(c.get("status"))}</span><div class="cond reason">{_esc(c.get("reason") or "no reason recorded")}</div>'
         )
     else:
-        verdict_html = f'<span class="badge {VERDICT_CLASS.get(verdict, "none")}">{_esc(verdict or "not compared")}</span>'
+        verdict_html = f'<span class="badge {VERDICT_CLASS.get(verdict, "none")}">{_esc(case_label(c) or "not compared")}</span>'
+        if changes_text(c):  # what the results files record as changed since the baseline
+            verdict_html += f'<div class="cond reason">{_esc(changes_text(c))}</div>'
     steps = [st for st in s.steps if st.regression]
     step_html = "<br>".join(f'<span class="worse">{_esc(_metric_name(st.metric))} at {_esc(st.run.commit.short[:7])}</span>' for st in steps) or "-"
     regressed = verdict == Verdict.REGRESSED or bool(steps)

@@ -36,6 +36,7 @@ from .sections import Section, SectionKind, by_kind, case_sections
 from .table3 import EDGEVIT, plot_fig5, protocol_conditions
 from .terminal import ranked_groups
 from .variants import plot_variants
+from .verdicts import markdown_section as verdicts_section
 
 
 class ReportError(Exception):
@@ -142,7 +143,7 @@ def write_report(files: list[ResultsFile], out_dir: str | Path, reference_model:
         by_dataset[c.dataset].append(c)
     table_set = any(f.protocol.get("model_set") == "edgevit-table3" for f in files)
     # the answer heads the report (and so the CI job summary, which is this file)
-    lines = ["# E3P-ViT energy-efficiency report", "", *answer_markdown(cases, budget_mj), ""]
+    lines = ["# E3P-ViT energy-efficiency report", "", *answer_markdown(cases, budget_mj), "", *verdicts_section(cases, _md)]
     plots_missing = False
     for dataset, dcases in sorted(by_dataset.items()):
         lines += [f"## Dataset: {_md(dataset)}", ""]

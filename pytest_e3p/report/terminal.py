@@ -13,6 +13,7 @@ from ..hardware.sensors.base import EnergyKind
 from ..models.screening import Stage1Row
 from ..storage.results import CaseResult, Status, Top1Source
 from .labels import case_axes
+from .verdicts import terminal_lines as verdict_notes
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:
@@ -197,6 +198,7 @@ def footnotes(cases: Iterable[CaseResult]) -> list[str]:
             + "; ".join(f"{r.case_id}: {', '.join(r.throttle_reasons)}" for r in throttled)
             + "); its figures are those of a throttled device"
         )
+    notes += verdict_notes(cases)  # each verdict other than unchanged, and what changed since the baseline
     idle = [r.idle_power_w for r in cases if r.idle_power_w is not None]
     if idle:
         notes.append(f"idle power before the cases: {min(idle):.3g}-{max(idle):.3g} W (included in the energy, as MLPerf and the paper do)")
@@ -232,7 +234,7 @@ def comparison_table(cmp: Comparison, fmt: str = "simple") -> str:
                     change,
                     noise,
                     "-" if c.p_value is None else f"{c.p_value:.2g}",
-                    c.verdict,
+                    c.label,
                 ]
             )
     for cid in cmp.new:

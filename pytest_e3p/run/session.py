@@ -17,7 +17,7 @@ import torch
 
 from .. import __version__
 from ..config import Options
-from ..gate import Circumstances, final_verdict
+from ..gate import Circumstances, Recorded, Verdict, changes, final_verdict, look_alpha
 from ..gate.baseline import (
     Check,
     IncompatibleBaseline,
@@ -30,7 +30,10 @@ from ..gate.baseline import (
     parse_tolerances,
     priors,
     protocol_incompatibility,
-    supported_tolerance_note,
+    supported_tolerance_notes,
+    supports,
+    unfit_message,
+    unfit_to_gate,
 )
 from ..hardware.allocator import default_malloc, pin_glibc_malloc
 from ..hardware.devices import Device, DeviceError, resolve
@@ -111,6 +114,7 @@ class E3PSession:
         self.results: dict[str, results.CaseResult] = {}
         self.owners: dict[str, str] = {}  # case id -> the test that measures it in this run
         self.checks: dict[str, list[Check]] = {}
+        self.confirmed: dict[str, int] = {}  # case id -> confirmation passes it took (--e3p-confirm)
         # requested outputs that could not be written (a full disk, a folder gone): the run then exits non-zero
         self.unwritten: list[str] = []
         # passes before the last, measured for every case before the first benchmark body runs
@@ -194,22 +198,16 @@ class E3PSession:
         self.priors = priors(self.baseline)
 
     def gate_notes(self) -> list[str]:
-        """Said at the start: cases the gate could never fail with these counts, and baselines whose
-        own noise is wider than the tolerance."""
-        if self.baseline is None or self.tolerances.energy is None:
+        """Said at the start: cases the gate could never fail with these counts, and, for each case
+        whose baseline cannot meet its own tolerance, the tolerance its data support."""
+        if self.baseline is None or (self.tolerances.energy is None and self.tolerances.latency is None):
             return []
-        notes = []
-        for case in self.cases():
-            base = self.baseline.cases.get(case.id)
-            if base is None:
-                continue
-            why = gate_feasibility(base, self.protocol.passes)
+        ids = [case.id for case in self.cases() if case.id in self.baseline.cases]
+        for cid in ids:
+            why = gate_feasibility(self.baseline.cases[cid], self.protocol.passes)
             if why:
                 return [f"the gate cannot fail: {why}"]
-            note = supported_tolerance_note(base, self.protocol.passes, self.tolerances.energy, self.priors.get("energy"))
-            if note:
-                notes.append(note)
-        return notes
+        return supported_tolerance_notes(self.baseline, ids, self.protocol.passes, self.tolerances, self.priors)
 
     def _screen(self) -> None:
         rows = [stage1_row(m, complexity_of(m, self.cache)) for m in self.models]
@@ -390,10 +388,11 @@ class E3PSession:
         self.record(result)
         return result
 
-    def record(self, result: results.CaseResult, tolerances: Tolerances | None = None) -> list[Check]:
+    def record(self, result: results.CaseResult, tolerances: Tolerances | None = None, look: int = 1) -> list[Check]:
         """Keep a finished case; compare it with the baseline (with the run's tolerances unless a
         benchmark's marker gives its own), and a variant with its fp32 reference. Returns the checks.
-        A skipped case is kept and never compared."""
+        A skipped case is kept and never compared. `look`: 1, or 1 + the confirmation passes
+        measured so far (each look at its share of the false-alarm level, gate.look_alpha)."""
         self.results[result.case_id] = result
         compare_variants(self.results)  # the reference ran first (the test order); finish() completes the rest
         tol = tolerances or self.tolerances
@@ -405,7 +404,7 @@ class E3PSession:
         checks: list[Check] = []
         if base is not None:
             try:
-                checks = compare_case(base, result, tol, self.priors)
+                checks = compare_case(base, result, tol, self.priors, look_alpha(look, self.options.confirm))
             except IncompatibleBaseline as exc:
                 result.status, result.reason = results.INVALID, str(exc)
                 raise
@@ -414,12 +413,73 @@ class E3PSession:
         if base is None:
             return []
         self.checks[result.case_id] = checks = final.checks
+        if final.verdict not in (Verdict.UNCHANGED, Verdict.NEW, Verdict.NOT_COMPARED):
+            b = self.baseline
+            result.changes_vs_baseline = changes(
+                Recorded(base, b.device, b.environment, b.protocol), Recorded(result, self.device_record(), self._versions, self.protocol_record())
+            )
         energy = next((c for c in checks if c.metric == "energy"), None)
         if energy is not None:
             result.change_vs_baseline, result.noise_vs_baseline = energy.change, energy.noise
             if energy.noise is not None and tol.energy is not None and energy.noise > tol.energy:
                 result.unstable = True
         return checks
+
+    def needs_confirmation(self, case_id: str) -> bool:
+        """Whether a case's energy or latency came out inconclusive against the baseline for its
+        noise (not for throttling, which more passes of a hot device do not settle)."""
+        return any(c.verdict == Verdict.INCONCLUSIVE and not c.throttled and c.metric != "top1" for c in self.checks.get(case_id, []))
+
+    def confirm(
+        self, case: Case, loaded: LoadedModel, passes: list[SteadyState], build: Callable[[], results.CaseResult], tolerances: Tolerances | None = None
+    ) -> list[Check]:
+        """--e3p-confirm: measure an inconclusive case again, one pass at a time, up to N passes,
+        until its verdict is decided; each look at its share of the false-alarm level.
+
+        Runs in the case's test body right after its last pass (the model is loaded, the test's
+        outcome follows the final verdict). `passes` is the case's list of passes, extended in place;
+        `build` makes its record from them. Returns the final checks (the record is the session's)."""
+        assert self.bench is not None, "the session is not started"
+        n_max = self.options.confirm
+        checks = self.checks.get(case.id, [])
+        n = 0
+        while n < n_max and self.needs_confirmation(case.id):
+            try:
+                passes.append(self.bench.steady_state(case, loaded))
+            except SensorFault as exc:
+                self.progress(f"[e3p] confirming {case.id}: stopped after {n} pass(es): sensor fault: {exc}")
+                self.bench.reopen_sensor()
+                break
+            n += 1
+            result = build()
+            result.confirm_passes = n
+            checks = self.record(result, tolerances, look=n + 1)
+            energy = next((c for c in checks if c.metric == "energy"), None)
+            shown = f": {energy.label}" if energy is not None else ""
+            self.progress(f"[e3p] confirming {case.id}: pass {n}/{n_max}{shown}")
+        if n:
+            self.confirmed[case.id] = n
+        return checks
+
+    def confirmation_lines(self) -> list[str]:
+        """Which cases --e3p-confirm measured again, how many passes each took, and the outcome."""
+        if not self.confirmed:
+            return []
+        each = ", ".join(f"{cid} {n} pass{'es' if n != 1 else ''} -> {self.results[cid].verdict}" for cid, n in sorted(self.confirmed.items()))
+        return [f"confirmed (--e3p-confirm {self.options.confirm}, false-alarm level held at {look_alpha(1, 0):g} over the looks): {each}"]
+
+    def support_lines(self) -> list[str]:
+        """What the data support: per compared case, the smallest regression this baseline catches,
+        and the baseline runs or passes it would take to reach the tolerance."""
+        if self.baseline is None:
+            return []
+        lines = []
+        for cid, r in sorted(self.results.items()):
+            base = self.baseline.cases.get(cid)
+            if base is None or r.status != results.OK or cid not in self.checks:
+                continue
+            lines += [s.text() for s in supports(base, r.passes, self.tolerances, self.priors, r)]
+        return [f"what the data support: {line}" for line in lines]
 
     # -- the end ---------------------------------------------------------------------------
     def finish(self, run_passed: bool, update_json: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
@@ -433,6 +493,8 @@ class E3PSession:
             return lines
         compare_variants(self.results)  # variants whose reference was recorded after them
         lines += self._skipped_baseline_lines()
+        lines += self.confirmation_lines()
+        lines += self.support_lines()
         rf = self.results_file()
         if self.options.results is not None:
             lines.append(self._save(rf, self.options.results, "results", update_json))
@@ -472,7 +534,12 @@ class E3PSession:
         merged, notes = merge_runs(old, rf, self.options.baseline_runs)
         if old is not None and old.upgrade_note:
             notes.insert(0, f"previous {old.upgrade_note}")
-        return [self._save(merged, target, "baseline", update_json), *(f"baseline: {n}" for n in notes)]
+        # fit to gate: a baseline whose noise is wider than the tolerance would pass any regression
+        unfit = unfit_to_gate(merged, list(rf.cases), self.protocol.passes, self.tolerances)
+        if unfit and not self.options.save_noisy_baseline:
+            return [self.lost(f"{unfit_message(unfit, forced=False)}; {target} is unchanged")]
+        written = [self._save(merged, target, "baseline", update_json), *(f"baseline: {n}" for n in notes)]
+        return [*written, unfit_message(unfit, forced=True)] if unfit else written
 
     def _skipped_baseline_lines(self) -> list[str]:
         """One line per baseline case that this run skipped: it was not compared, and why."""

@@ -152,6 +152,8 @@ class CaseResult:
     # against the baseline: what its recorded conditions say changed since the baseline's runs
     # (versions, CPU, clocks, threads, ...), one line each; [] when not compared or nothing changed
     changes_vs_baseline: list[str] = field(default_factory=list)
+    # --e3p-confirm: passes measured after the run's own, to decide an inconclusive verdict
+    confirm_passes: int = 0
 
     def __post_init__(self) -> None:
         # a record read from a file holds the plain strings: the same values, as members
