@@ -342,3 +342,13 @@ def test_a_wall_clock_sensor_recovers_the_ratio_by_method2_too():
         m = measure_prefixes(mp.prefixes(), x, 384, lambda: MeasureContext(lambda: None, Wall(), None), p)
     e = [v.energy_mj_per_image for v in m]
     assert 2.0 < (e[2] - e[1]) / (e[1] - e[0]) < 8.0  # 4 by construction; wide: the machine is shared
+
+
+def test_the_dashboard_places_the_table_of_each_newest_case_escaped():
+    from pytest_e3p.report.attribution import FLAG, dashboard_html
+
+    c = case_result("m<x>-cpu-synthetic", energy_mj=10.0, attribution=attribution())
+    page = dashboard_html([c, case_result("n-cpu-synthetic")])
+    assert page.startswith('<section id="attribution">') and "<table>" in page and FLAG in page
+    assert "m&lt;x&gt;-cpu-synthetic" in page and "m<x>" not in page
+    assert dashboard_html([case_result("n-cpu-synthetic")]) == ""

@@ -79,24 +79,31 @@ def profile_parts(mp: ModelParts, forward: Callable[[], Any], synchronize: Calla
                 forward()
             synchronize()
         profiled_s = (time.perf_counter() - t0) / calls
-    inclusive: dict[str, float] = {}
-    for evt in prof.events():
-        if not evt.name.startswith(RANGE):
-            continue
-        us = float(evt.device_time_total) if cuda else float(evt.cpu_time_total)
-        inclusive[evt.name[len(RANGE) :]] = inclusive.get(evt.name[len(RANGE) :], 0.0) + us
+    inclusive = _range_times(prof.events(), cuda)
     device_time = cuda and inclusive.get(WHOLE[len(RANGE) :], 0.0) > 0
     if cuda and not device_time:  # no kernel reached the ranges (a CPU-only run on a CUDA build)
-        inclusive = {}
-        for evt in prof.events():
-            if evt.name.startswith(RANGE):
-                name = evt.name[len(RANGE) :]
-                inclusive[name] = inclusive.get(name, 0.0) + float(evt.cpu_time_total)
+        inclusive = _range_times(prof.events(), False)
     whole = inclusive.pop(WHOLE[len(RANGE) :], 0.0)
     own = own_times(mp, inclusive)
     top = sum(own.values())
     own[OTHER] = max(0.0, whole - top)
     return TimeProfile(own, whole, top + own[OTHER], unprofiled_s, profiled_s, device_time)
+
+
+def _range_times(events: Any, device: bool) -> dict[str, float]:
+    """Each range's time, summed over its calls: the CPU-side range events only (on CUDA the profiler
+    also lists each range's span on the GPU, which would count it twice); with `device`, the time of
+    the kernels launched inside the range (torch's device_time_total of a CPU event includes its
+    children's kernels), else its CPU wall time."""
+    from torch.autograd import DeviceType
+
+    out: dict[str, float] = {}
+    for evt in events:
+        if not evt.name.startswith(RANGE) or evt.device_type != DeviceType.CPU:
+            continue
+        name = evt.name[len(RANGE) :]
+        out[name] = out.get(name, 0.0) + float(evt.device_time_total if device else evt.cpu_time_total)
+    return out
 
 
 def own_times(mp: ModelParts, inclusive: dict[str, float]) -> dict[str, float]:

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from ..measure.attribution import CaseFigures, attribute
-from ..models.parts import UnsupportedModel, model_parts
+from ..models.parts import ModelParts, UnsupportedModel, model_parts
 from ..storage.records import Attribution
 from ..storage.results import CaseResult
+from ..text import first_line
 from .bench import Bench
 from .case import Case
 from .loading import LoadedModel, input_batch
@@ -52,16 +53,25 @@ def attribute_case(bench: Bench, case: Case, loaded: LoadedModel, result: CaseRe
     # the truncated models take what the module takes: a variant's forward casts the fp32 batch first
     dtype = loaded.variant.input_dtype if loaded.variant is not None else loaded.input_dtype
     xin = x.to(dtype)
-    with torch.inference_mode():
-        return attribute(
-            parts,
-            mode,
-            lambda: forward(x),
-            parts.prefixes(),
-            xin,
-            case.batch_size,
-            bench.context,
-            bench.protocol,
-            figures,
-            on_fault=bench.reopen_sensor,
+    try:
+        with torch.inference_mode():
+            return _attribute(parts, mode, forward, x, xin, case, bench, figures)
+    except Exception as exc:  # a model whose parts do not run as found: the case's own figures stand
+        return Attribution(
+            mode=mode, energy_kind=figures.energy_kind, notes=[f"attribution failed on this model: {type(exc).__name__}: {first_line(str(exc))}"]
         )
+
+
+def _attribute(parts: ModelParts, mode: str, forward: Any, x: torch.Tensor, xin: torch.Tensor, case: Case, bench: Bench, figures: CaseFigures) -> Attribution:
+    return attribute(
+        parts,
+        mode,
+        lambda: forward(x),
+        parts.prefixes(),
+        xin,
+        case.batch_size,
+        bench.context,
+        bench.protocol,
+        figures,
+        on_fault=bench.reopen_sensor,
+    )
