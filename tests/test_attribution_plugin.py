@@ -74,3 +74,24 @@ def test_off_by_default_and_a_bad_value_is_one_line(bench):
     assert result.ret != 0
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "attribution" in result.stdout.str() + result.stderr.str()
+
+
+def test_method2_in_a_run_measures_each_truncated_model_on_the_case_sensor_and_protocol(bench):
+    # fakes.scripted_prefixes: prefix k of n takes (k + 1) / n of the case's scripted 25 ms/img at 10 W
+    result = run(bench, "-p", "fakes.scripted_prefixes", "--e3p-attribution")
+    result.assert_outcomes(passed=1)
+    case = case_of(bench)
+    a = case["attribution"]
+    names = [p["name"] for p in a["prefixes"]]
+    assert names[0] == "stem" and names[1].startswith("stem + block 0") and names[-1] == "whole model"
+    n = len(names)
+    assert n == len(a["groups"]) - 1  # a prefix per group ("other" is Method 1's alone)
+    assert all(len(p["energy_mj_per_image_passes"]) == 2 for p in a["prefixes"])  # the run's --e3p-passes=2
+    assert [p["energy_mj_per_image"] for p in a["prefixes"]] == pytest.approx([250.0 * (k + 1) / n for k in range(n)])
+    assert a["prefixes_monotone"] is True and a["whole_matches_case"] is True
+    groups = {g["name"]: g for g in a["groups"]}
+    assert [g["method2_mj_per_image"] for g in a["groups"][:-1]] == pytest.approx([250.0 / n] * n)
+    assert groups["stem"]["method2_noise_mj_per_image"] == pytest.approx(0.0, abs=1e-6)
+    # the stem and head are a sliver of the time: Method 1 puts far less than a quarter there, and the flag says so
+    assert groups["head"]["method1_mj_per_image"] < 250.0 / n and groups["head"]["disagree"] is True
+    assert case["energy_mj_per_image"] == pytest.approx(250.0)
