@@ -31,6 +31,7 @@ from pytest_e3p.measure.attribution import CaseFigures, attribute
 from pytest_e3p.measure.context import MeasureContext
 from pytest_e3p.measure.protocols import Protocol, run_protocol
 from pytest_e3p.models.parts import model_parts
+from pytest_e3p.report.attribution import ROLE_NAMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +98,13 @@ def bench_model(name: str, model: torch.nn.Module, x: torch.Tensor, protocol: Pr
     roles: dict[str, float] = {}
     for p in a.parts:
         roles[p.role] = roles.get(p.role, 0.0) + (p.time_share or 0.0)
-    print("   Method 1 by role: " + ", ".join(f"{r} {100 * s:.1f} %" for r, s in sorted(roles.items(), key=lambda rs: -rs[1])))
+    print("   Method 1 by role: " + ", ".join(f"{ROLE_NAMES.get(r, r)} {100 * s:.1f} %" for r, s in sorted(roles.items(), key=lambda rs: -rs[1])))
+    if a.prefixes:
+        # the estimate's static term follows wall time: a busier machine makes the same work dearer
+        print(
+            f"   latency: case {statistics.median(lat for _, lat in passes):.4g} ms/img, the whole model in Method 2 "
+            f"{statistics.median(a.prefixes[-1].latency_ms_per_image_passes):.4g} ms/img (passes {', '.join(f'{v:.4g}' for v in a.prefixes[-1].latency_ms_per_image_passes)})"
+        )
     if agree:
         print(f"   agreement: mean |M1 - M2| {statistics.fmean(agree):.1f} points over {len(agree)} groups; flagged {sum(bool(g.disagree) for g in a.groups)}")
     print(

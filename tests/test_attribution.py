@@ -352,3 +352,23 @@ def test_the_dashboard_places_the_table_of_each_newest_case_escaped():
     assert page.startswith('<section id="attribution">') and "<table>" in page and FLAG in page
     assert "m&lt;x&gt;-cpu-synthetic" in page and "m<x>" not in page
     assert dashboard_html([case_result("n-cpu-synthetic")]) == ""
+
+
+def test_a_resnet_style_model_has_its_numbered_layers_as_stages_of_blocks():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 4, 3)
+            self.layer1 = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1))
+            self.layer2 = nn.Sequential(nn.Conv2d(4, 8, 1))
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(self.layer2(self.layer1(self.conv1(x))).mean((2, 3)))
+
+    mp = model_parts(Tiny())
+    assert mp.groups == [STEM, "stage 0", "stage 1", HEAD]
+    roles = {p.path: (p.role, p.parent) for p in mp.parts}
+    assert roles["conv1"] == (STEM, "") and roles["layer1.1"] == ("block", "layer1") and roles["fc"] == (HEAD, "")
+    with torch.inference_mode():
+        assert mp.prefixes()[1](torch.randn(1, 3, 8, 8)).shape == (1, 4, 6, 6)

@@ -177,11 +177,16 @@ def _timed(module: nn.Module) -> bool:
     return not isinstance(module, SKIPPED_TYPES)
 
 
-def _body(model: nn.Module) -> tuple[str, list[tuple[str, nn.Module]]]:
+def _body(model: nn.Module) -> tuple[list[str], list[tuple[str, nn.Module]]]:
+    """The body's top-level names and its items in order."""
     for name in BODY_NAMES:
         body = getattr(model, name, None)
         if isinstance(body, (nn.Sequential, nn.ModuleList)) and len(body) > 0:
-            return name, [(f"{name}.{i}", m) for i, m in enumerate(body)]
+            return [name], [(f"{name}.{i}", m) for i, m in enumerate(body)]
+    # ResNet-style: layer1, layer2, ... as stages of their own
+    layers = [(n, m) for n, m in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
+    if layers:
+        return [n for n, _ in layers], layers
     raise UnsupportedModel(f"{type(model).__name__} has none of {', '.join(BODY_NAMES)}: its parts are not known (attribution needs a timm-style body)")
 
 
@@ -235,18 +240,18 @@ def model_parts(model: nn.Module) -> ModelParts:
     """The parts and groups of `model` (module docstring); UnsupportedModel where it has no body."""
     tome_vit = _tome_inner(model)
     inner, prefix = (tome_vit, "vit.") if tome_vit is not None else (model, "")
-    body_name, body = _body(inner)
+    body_names, body = _body(inner)
     parts: list[Part] = []
     groups: list[str] = []
     ends: dict[str, nn.Module] = {}
     children = _children_in_order(inner)
     names = [n for n, _ in children]
-    before = [(n, m) for n, m in children[: names.index(body_name)] if _timed(m)]
-    after = [(n, m) for n, m in children[names.index(body_name) + 1 :] if _timed(m)]
+    before = [(n, m) for n, m in children[: names.index(body_names[0])] if _timed(m)]
+    after = [(n, m) for n, m in children[names.index(body_names[-1]) + 1 :] if _timed(m)]
     stem = [(n, m) for n, m in before if n in STEM_NAMES or role_of(n, m) in (None, "norm")]
     first_stage = body[0][1]
     stem_inside = getattr(first_stage, "downsample", None)
-    kind = "stage" if body_name in ("stages", "layers", "levels") else "block"
+    kind = "block" if body_names == ["blocks"] else "stage"
     if not stem and isinstance(stem_inside, nn.Module) and _timed(stem_inside):
         stem = [(f"{body[0][0]}.downsample", stem_inside)]  # EdgeViT: the first downsample is the patch embedding
     if stem:
@@ -291,9 +296,12 @@ def _stage_parts(stage_path: str, stage: nn.Module, group: str, stem_paths: set[
     if isinstance(down, nn.Module) and _timed(down) and f"{stage_path}.downsample" not in stem_paths:
         out.append(Part(f"{stage_path}.downsample", down, group, "downsample", stage_path))
     blocks = getattr(stage, "blocks", None)
+    prefix = f"{stage_path}.blocks"
+    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) and isinstance(stage, (nn.Sequential, nn.ModuleList)):
+        blocks, prefix = stage, stage_path  # a stage that is its list of blocks (MobileViT, ResNet)
     if isinstance(blocks, (nn.Sequential, nn.ModuleList)):
         for j, blk in enumerate(blocks):
-            path = f"{stage_path}.blocks.{j}"
+            path = f"{prefix}.{j}"
             out.append(Part(path, blk, group, "block", stage_path))
             out.extend(_within(path, blk, group))
     else:
