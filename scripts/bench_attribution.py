@@ -82,6 +82,7 @@ def bench_model(name: str, model: torch.nn.Module, x: torch.Tensor, protocol: Pr
     print(
         f"\n== {name}: case {energy:.4g} mJ/img ({kind}), {statistics.median(lat for _, lat in passes):.4g} ms/img; attribution took {time.monotonic() - started:.0f} s"
     )
+    print("   M1 share: of the case's energy; M2 share: of the whole model's energy in Method 2; the flag compares the two in mJ/img against M2's noise")
     print(f"   {'group':<14} {'M1 share %':>10} {'M2 share %':>11} {'M2 noise %':>10} {'M1-M2 pts':>9}  flag")
     whole = a.prefixes[-1].energy_mj_per_image if a.prefixes else None
     agree = []
