@@ -95,6 +95,7 @@ def test_edgevit_has_localagg_global_sparse_attention_and_localprop_in_each_bloc
     assert roles["stages.1.downsample"] == ("downsample", "stages.1")
     block = "stages.2.blocks.0"
     assert roles[f"{block}.local_agg"][0] == "LocalAgg"
+    assert roles[f"{block}.global_attn"] == ("block", block)  # its own time: position conv and residuals
     assert roles[f"{block}.global_attn.attn"] == ("global sparse attention", f"{block}.global_attn")
     assert roles[f"{block}.global_attn.attn.local_prop"] == ("LocalProp", f"{block}.global_attn.attn")
     assert roles[f"{block}.global_attn.mlp"][0] == "mlp"

@@ -157,6 +157,8 @@ def role_of(name: str, module: nn.Module) -> str | None:
     kind = type(module).__name__
     if kind == "GlobalSparseAttn":
         return "global sparse attention"
+    if kind == "GlobalAttnBlock":  # EdgeViT's global half: its own time is the position conv and residuals
+        return "block"
     if kind == "LocalAggBlock" or name == "local_agg":
         return "LocalAgg"
     if name == "local_prop":
