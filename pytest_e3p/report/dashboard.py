@@ -46,6 +46,7 @@ from ..storage.history import Run, load_history, read_results_file
 from ..storage.results import CaseResult, ResultsFileError, Status, Top1Source, write_atomic
 from ..text import slug, terminal_safe
 from . import footprint
+from .attribution import dashboard_html as attribution_html
 from .figures import PLAIN_TEXT
 from .verdicts import case_label, changes_text
 
@@ -718,6 +719,7 @@ def render_page(runs: list[Run], series: list[Series], ref: Reference, svgs: dic
 <label><input type="checkbox" id="f-regressed"> regressions only</label> <span id="f-count"></span></nav>
 <main>
 {_answer_html(runs)}
+{attribution_html(latest_cases(runs))}
 <section id="summary"><h2>Summary: latest run of each case</h2>
 <table class="summary"><thead><tr><th>model</th><th>device</th><th>dataset</th><th>conditions</th><th>runs</th><th>energy/img (mJ)</th><th>latency/img (ms)</th><th>top-1 (%)</th><th>SAM</th><th>energy vs baseline</th><th>energy vs previous run</th><th>verdict</th><th>steps (regressions)</th>{footprint.dashboard_header() if show_footprint else ""}</tr></thead>
 <tbody>{"".join(_summary_row(s, ref, show_footprint) for s in series)}</tbody></table>

@@ -29,6 +29,7 @@ from ..storage.results import CaseResult, ResultsFile, Status, Top1Source, write
 from ..text import markdown_cell as _md
 from ..text import slug as _slug
 from .answer import answer_markdown
+from .attribution import markdown_lines as attribution_markdown
 from .figures import log_interval, place_labels, pyplot, save_png
 from .footprint import footprint_markdown
 from .labels import case_labels
@@ -247,6 +248,7 @@ def _device_section(group: list[CaseResult], device: str, dataset: str, source: 
         png = f"variants_{_slug(device)}_{_slug(dataset)}.png"
         if plot_variants(group, out / png):
             lines += [f"![Energy saved against accuracy lost per variant on {_md(device)} / {_md(dataset)}]({png})", ""]
+    lines += attribution_markdown(group, out, f"attribution_{_slug(device)}_{_slug(dataset)}.png")
     if parts[SectionKind.TABLE3]:
         edgevit = [c for c in group if c.protocol == EDGEVIT]
         lines += _table3_section(parts, edgevit, device, dataset, out)  # its plot is missing exactly when _plot's is

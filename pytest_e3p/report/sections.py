@@ -18,6 +18,7 @@ from ..gate import Check
 from ..models.screening import Stage1Row
 from ..storage.results import CaseResult
 from .answer import answer_lines
+from .attribution import attribution_tables
 from .deployment import profile_tables
 from .footprint import footprint_tables
 from .table3 import table3_tables, unavailable_lines
@@ -37,6 +38,7 @@ class SectionKind(Enum):
     TABLE3 = "EdgeViT Table 3"
     TABLE3_UNAVAILABLE = "Table 3 models not available"
     MISSING = "baseline cases not run"
+    ATTRIBUTION = "where the energy goes"  # --e3p-attribution: one per case (report/attribution.py)
     FOOTNOTES = "footnotes"
     ANSWER = "the answer"  # in words, after the tables: which model and form is most efficient (answer.py)
 
@@ -84,6 +86,7 @@ def case_sections(
         out.append(Section(SectionKind.TABLE3, title, table, tuple(notes)))
         if table3_set:
             out.append(Section(SectionKind.TABLE3_UNAVAILABLE, notes=tuple(unavailable_lines())))
+    out += [Section(SectionKind.ATTRIBUTION, title, table, tuple(notes)) for title, table, notes in attribution_tables(cases, fmt)]
     if baseline_ids is not None:
         missing = sorted(set(baseline_ids) - {c.case_id for c in cases})
         if missing:

@@ -23,7 +23,7 @@ from .loading import LoadedModel
 if TYPE_CHECKING:
     from ..measure.accuracy import EvalResult
     from ..measure.sustained import SustainedRun
-    from ..storage.records import MemoryPeak
+    from ..storage.records import Attribution, MemoryPeak
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Collected:
     sustained: SustainedRun | None = None
     memory_unavailable: str = ""  # why a pass has no peak memory (Bench.memory_unavailable), "" where none
     accuracy: Accuracy | None = None
+    attribution: Attribution | None = None  # --e3p-attribution, after the passes
     status: results.Status = results.OK
     reason: str = ""
 
@@ -91,6 +92,7 @@ def build_result(setup: CaseSetup, got: Collected, final: bool = False) -> resul
     r.footprint = footprint(r.energy_mj_per_image, r.energy_kind, setup.carbon_g_per_kwh, setup.price_per_kwh)
     if got.sustained is not None:
         r.sustained = got.sustained.to_record()
+    r.attribution = got.attribution
     if got.accuracy is not None:
         _accuracy_fields(r, setup.case, got.accuracy)
     elif final and got.status == results.OK:

@@ -102,6 +102,10 @@ class CaseRunner:
         self.got.thermal_note = self.ctx.bench.thermal.note if self.ctx.bench.thermal is not None else ""
         if self.ctx.options.sustained_s > 0:
             self.got.sustained = self._watching_the_sensor("sensor fault in the sustained run", lambda: self.ctx.bench.sustained(self.case, self.loaded))
+        if self.ctx.options.attribution != "off":  # after the passes: the case's own figures are already taken
+            from .attribution import attribute_case
+
+            self.got.attribution = attribute_case(self.ctx.bench, self.case, self.loaded, self.result, self.ctx.options.attribution)
         self.measured = True
         if self._publish_rounds is not None:
             self._publish_rounds(benchmark, joined_rounds(self.got.passes), self.result)

@@ -107,6 +107,10 @@ class E3PSession:
                 f"--e3p-threads {options.threads} is more than the {cpus} CPUs this process may run on: the threads share them, "
                 f"and latency and energy measure the contention; give --e3p-threads {cpus} or fewer"
             )
+        if options.attribution != "off":
+            from ..measure.attribution import cost_note
+
+            self.start_notes.append(cost_note(options.attribution, self.protocol))
         self.baseline: results.ResultsFile | None = None
         self.priors: dict[str, Any] = {}  # the baseline's pooled between-run noise, per metric
         self.stage1: list[Stage1Row] = []

@@ -208,3 +208,92 @@ class Footprint:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Footprint:
         return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class AttributedPart:
+    """One part of a model in an attribution (--e3p-attribution): a group (stem, a few blocks or a
+    stage, head, other) with both methods side by side, or a fine part (a block's attention, MLP,
+    norms...) with Method 1 only. Energies are per image, of the case's energy kind.
+
+    time_share: the part's own time over the whole forward (Method 1, torch.profiler);
+    method1_mj_per_image: time_share x the case's energy per image ("attributed by time share");
+    method2_mj_per_image: the difference of two consecutive prefixes' measured energies
+    ("differential measurement"), method2_noise_mj_per_image its noise; disagree: the two differ by
+    more than that noise (power is not proportional to time there)."""
+
+    name: str
+    group: str
+    role: str
+    time_share: float | None = None
+    method1_mj_per_image: float | None = None
+    method2_mj_per_image: float | None = None
+    method2_noise_mj_per_image: float | None = None
+    disagree: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttributedPart:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class PrefixEnergy:
+    """A truncated model (the stem, stem + the first groups, ..., the whole model) measured by the
+    case's sensor under the case's protocol, one value per pass."""
+
+    name: str
+    energy_mj_per_image_passes: list[float] = field(default_factory=list)
+    latency_ms_per_image_passes: list[float] = field(default_factory=list)
+    energy_mj_per_image: float | None = None  # median of the passes
+    spread_mj_per_image: float | None = None  # half the range of the passes (of the rounds with one pass)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrefixEnergy:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Where a case's energy goes, by two methods (measure.attribution; docs/features/attribution.md).
+
+    mode: "both" or "time" (Method 1 only). energy_kind: the case's ("estimate" labels both methods
+    as estimates). spread: what Method 1 spreads (the case's total, or which Jetson rail).
+    groups: the coarse parts, both methods; parts: the fine parts, Method 1. prefixes: Method 2's
+    measured truncated models. The checks: method1_sum_ratio (the parts' raw times over the whole
+    forward's, within 2 % of 1), prefixes_monotone, whole_matches_case. notes: anything unavailable or
+    off, one line each. cost_s: what the attribution took, after the case's passes."""
+
+    mode: str
+    energy_kind: str
+    method1_label: str = "attributed by time share"
+    method2_label: str = "differential measurement"
+    spread: str = ""
+    case_energy_mj_per_image: float | None = None
+    groups: list[AttributedPart] = field(default_factory=list)
+    parts: list[AttributedPart] = field(default_factory=list)
+    prefixes: list[PrefixEnergy] = field(default_factory=list)
+    method1_sum_ratio: float | None = None
+    method1_sum_ok: bool | None = None
+    prefixes_monotone: bool | None = None
+    whole_matches_case: bool | None = None
+    profiler_overhead_ratio: float | None = None  # the profiled forward's time over the unprofiled one
+    noise_rule: str = ""
+    notes: list[str] = field(default_factory=list)
+    cost_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attribution:
+        known = _known(cls, data)
+        known["groups"] = [AttributedPart.from_dict(p) for p in known.get("groups") or []]
+        known["parts"] = [AttributedPart.from_dict(p) for p in known.get("parts") or []]
+        known["prefixes"] = [PrefixEnergy.from_dict(p) for p in known.get("prefixes") or []]
+        return cls(**known)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..strenum import StrEnum
 from .files import ResultsData, encode, read_results, write_atomic
-from .records import EarlierRun, Footprint, MemoryPeak, SustainedRecord, VsReference
+from .records import Attribution, EarlierRun, Footprint, MemoryPeak, SustainedRecord, VsReference
 from .schema import KNOWN_KEYS, SCHEMA, SCHEMA_VERSION, ResultsFileError, upgrade_note
 
 
@@ -154,6 +154,8 @@ class CaseResult:
     changes_vs_baseline: list[str] = field(default_factory=list)
     # --e3p-confirm: passes measured after the run's own, to decide an inconclusive verdict
     confirm_passes: int = 0
+    # --e3p-attribution: the case's energy per part of the model, by time share and by truncated models
+    attribution: Attribution | None = None
 
     def __post_init__(self) -> None:
         # a record read from a file holds the plain strings: the same values, as members
@@ -168,6 +170,7 @@ class CaseResult:
                 "sustained": self.sustained.to_dict() if self.sustained is not None else {},
                 "vs_reference": self.vs_reference.to_dict() if self.vs_reference is not None else None,
                 "footprint": self.footprint.to_dict() if self.footprint is not None else None,
+                "attribution": self.attribution.to_dict() if self.attribution is not None else None,
             }
         )
 
@@ -192,6 +195,7 @@ class CaseResult:
         known["sustained"] = SustainedRecord.from_dict(known["sustained"]) if known.get("sustained") else None
         known["vs_reference"] = VsReference.from_dict(known["vs_reference"]) if known.get("vs_reference") else None
         known["footprint"] = Footprint.from_dict(known["footprint"]) if known.get("footprint") else None
+        known["attribution"] = Attribution.from_dict(known["attribution"]) if known.get("attribution") else None
         return cls(**known)
 
 

@@ -131,6 +131,7 @@ CASE_FIELDS_ADDED_IN_3: dict[str, Any] = {
     "footprint": None,  # --e3p-carbon-g-per-kwh / --e3p-price-per-kwh (issue 28)
     "changes_vs_baseline": [],  # the gate's explanation of a verdict (issue 24)
     "confirm_passes": 0,  # --e3p-confirm's extra passes (issue 24)
+    "attribution": None,  # --e3p-attribution: energy per part of the model (issue 27)
 }
 
 
