@@ -340,7 +340,7 @@ def runtimes():
 
 def _version(name):
     try:
-        from importlib import metadata  # Python 3.8+
+        from importlib import metadata  # novermin (Python 3.8+; the except below serves 3.6 and 3.7)
 
         return metadata.version(name)
     except Exception:  # Python 3.6/3.7, or a runtime installed without its metadata (JetPack's tensorrt)
