@@ -206,3 +206,46 @@ def test_sshd_killed_mid_case_invalidates_that_case_and_keeps_the_one_measured(p
     assert lost["status"] == "invalid" and "board b1 (root@127.0.0.1:" in lost["reason"]
     assert "connection lost" in lost["reason"] or "connection refused" in lost["reason"]
     assert "\n" not in lost["reason"]
+
+
+WRONG_EXPORT = """
+import torch
+import pytest_e3p.run.remote_bench as remote_bench
+
+real = remote_bench.export
+
+
+def wrong(module, example, runtime, opset=17):
+    # the graph the board gets has lost its last layer's bias: a wrong export, that runs as fast
+    import copy
+
+    broken = copy.deepcopy(module)
+    with torch.no_grad():
+        broken.get_classifier().bias.add_(5.0 * torch.randn_like(broken.get_classifier().bias))
+    return real(broken, example, runtime, opset)
+
+
+remote_bench.export = wrong
+"""
+
+
+def test_onnx_runtime_on_the_board_and_a_wrong_export_is_a_failed_case_never_a_fast_one(pytester, server, tree, tmp_path):
+    # imported once here: pytester's in-process runs drop what they import, and onnx's protobuf
+    # registry aborts the process when imported a second time
+    pytest.importorskip("onnx")
+    py = board_python(tmp_path)
+    devices = devices_file(tmp_path / "devices.toml", [("b1", server, tree, py, ['runtime = "onnxruntime"'])])
+    pytester.makepyfile(test_bench=BENCH)
+    args = ("--e3p-device=b1", f"--e3p-devices-file={devices}", *FAST, "--e3p-passes=1", "--e3p-min-round-s=0.2", "--e3p-models=test_vit")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*board b1 (root@127.0.0.1:*) runs it with onnxruntime; top-1 agreement 100.0 %*"])
+    data = json.loads((pytester.path / ".e3p/results.json").read_text())
+    assert data["device"]["identity"]["runtime"] == "onnxruntime" and data["cases"]["test_vit-b1-synthetic"]["status"] == "ok"
+
+    pytester.makeconftest(WRONG_EXPORT)
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-b1-synthetic"]
+    assert case["status"] != "ok" and case["energy_mj_per_image"] is None
+    assert "board b1" in case["reason"] and "disagrees with the host's" in case["reason"] and "\n" not in case["reason"]

@@ -25,7 +25,9 @@ from .case import Case
 from .loading import LoadedModel
 
 CHECK_IMAGES = 32  # the board's logits on these many images are checked against the host's fp32 eager ones
-ONNX_OPSET = 13  # read by every ONNX Runtime since 1.6 (JetPack 4.6's)
+# The newest ONNX opset each ONNX Runtime release reads fully (its docs' compatibility table), newest first:
+# the board's version picks the opset the host exports at.
+ORT_OPSETS = (((1, 14), 17), ((1, 10), 15), ((1, 8), 14), ((1, 6), 13))
 
 
 class BoardFault(SensorFault):
@@ -160,7 +162,13 @@ class RemoteBench:
         assert self.client is not None
         module = loaded.module.eval()
         example = torch.randn((2, *loaded.input_size), generator=torch.Generator().manual_seed(0))
-        model = export(module, example, self.runtime)
+        opset = onnx_opset(self.device.identity.get("runtime_version", ""))
+        try:
+            model = export(module, example, self.runtime, opset)
+        except Exception as exc:  # an operator the runtime's format cannot express
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fix = f"at opset {opset} (what onnxruntime {self.device.identity.get('runtime_version')} reads)" if self.runtime == "onnxruntime" else ""
+            raise BoardError(f"{self.device.board.describe()}: {case.model.full} cannot be exported for {self.runtime} {fix}: {first[:200]}") from None
         path = self.client.ship(model, self.runtime)
         images = torch.randn((CHECK_IMAGES, *loaded.input_size), generator=torch.Generator().manual_seed(1))
         with torch.inference_mode():
@@ -187,7 +195,16 @@ class RemoteBench:
             self.client = None
 
 
-def export(module: torch.nn.Module, example: torch.Tensor, runtime: str) -> bytes:
+def onnx_opset(ort_version: str) -> int:
+    """The opset to export at for the board's ONNX Runtime version (its oldest known: 13)."""
+    try:
+        version = tuple(int(x) for x in ort_version.split(".")[:2])
+    except ValueError:
+        return ORT_OPSETS[-1][1]
+    return next((opset for minimum, opset in ORT_OPSETS if version >= minimum), ORT_OPSETS[-1][1])
+
+
+def export(module: torch.nn.Module, example: torch.Tensor, runtime: str, opset: int = 17) -> bytes:
     """The model as the board's runtime reads it: TorchScript for torch, ONNX (any batch) for ONNX Runtime."""
     buf = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -204,7 +221,7 @@ def export(module: torch.nn.Module, example: torch.Tensor, runtime: str) -> byte
                 input_names=["input"],
                 output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=ONNX_OPSET,
+                opset_version=opset,
                 dynamo=False,
             )
     return buf.getvalue()
