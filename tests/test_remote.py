@@ -249,3 +249,29 @@ def test_onnx_runtime_on_the_board_and_a_wrong_export_is_a_failed_case_never_a_f
     case = json.loads((pytester.path / ".e3p/results.json").read_text())["cases"]["test_vit-b1-synthetic"]
     assert case["status"] != "ok" and case["energy_mj_per_image"] is None
     assert "board b1" in case["reason"] and "disagrees with the host's" in case["reason"] and "\n" not in case["reason"]
+
+
+def test_auto_asks_the_board_and_a_jetson_whose_torch_has_no_cuda_is_refused_in_one_line(server, tree, tmp_path):
+    import dataclasses
+
+    from pytest_e3p.config import DEFAULTS, SPEC, Options
+    from pytest_e3p.run.remote_bench import BoardFault
+    from pytest_e3p.run.session import E3PSession
+
+    devices = devices_file(tmp_path / "devices.toml", [("b1", server, tree, board_python(tmp_path), [])])
+    options = Options(**{name: parse(DEFAULTS[name]) for name, _flag, _d, parse, _h in SPEC})
+    options = dataclasses.replace(
+        options, device=f"ssh://root@127.0.0.1:{server.port}/auto", devices_file=devices, models="test_vit", weights="random", passes=1, rounds=1
+    )
+    session = E3PSession(options).start()
+    try:
+        # the board's device tree names a TX2: its profile, whose model runs on the board's GPU
+        assert session.device.name == "b1" and session.device.profile.name == "tx2" and "auto" in session.device.note
+        assert session.device_record()["identity"]["profile"] == "tx2"
+        case = session.cases()[0]
+        with pytest.raises(
+            BoardFault, match=r"^board b1 \(root@127.0.0.1:\d+\): the board's torch \S+ has no CUDA: it would measure the CPU under the GPU's name$"
+        ):
+            session.bench.steady_state(case, session.load_model(case))
+    finally:
+        session.finish(False)

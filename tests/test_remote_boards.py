@@ -91,3 +91,11 @@ def test_the_run_adds_batch_mode_and_strict_host_keys_only_where_the_user_set_no
     options = Connection(open_board)._options
     assert "StrictHostKeyChecking=yes" not in options and "ServerAliveInterval=5" not in options  # the user's own choices stand
     assert "BatchMode=yes" in options
+
+
+def test_xdist_is_refused_for_a_board_too_naming_the_lab_workflow(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_bench="def test_energy(e3p):\n    e3p.measure()\n")
+    result = pytester.runpytest("-n", "2", "--e3p-device=ssh://ci@lab-board/cpu", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*run the benchmarks without -n*run one pytest per board (--e3p-device NAME --e3p-results NAME.json)*"])
