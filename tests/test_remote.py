@@ -275,3 +275,21 @@ def test_auto_asks_the_board_and_a_jetson_whose_torch_has_no_cuda_is_refused_in_
             session.bench.steady_state(case, session.load_model(case))
     finally:
         session.finish(False)
+
+
+def test_an_agent_killed_on_the_board_is_told_from_a_lost_link(server, tree, tmp_path):
+    from pytest_e3p.measure.protocols import Protocol
+
+    dying = tmp_path / "dying-python"  # the board's kernel kills the agent as it starts measuring (out of memory)
+    dying.write_text(f'#!/bin/sh\ncase "$*" in *measure) kill -9 $$;; esac\nexec {board_python(tmp_path)} "$@"\n')
+    dying.chmod(0o755)
+    client = BoardClient(board_of(server, tree, dying))
+    client.connect()
+    try:
+        with pytest.raises(BoardError, match=r"^board b1 \(root@127.0.0.1:\d+\): the agent died \(killed by a signal on the board"):
+            client.measure({"runtime": "torch", "model": "/absent", "shape": [1, 3, 8, 8], "protocol": {}}, Protocol())
+        server.kill()
+        with pytest.raises(BoardError, match="connection (lost|refused)"):
+            client.measure({"runtime": "torch", "model": "/absent", "shape": [1, 3, 8, 8], "protocol": {}}, Protocol())
+    finally:
+        client.close()

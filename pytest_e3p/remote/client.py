@@ -121,6 +121,8 @@ class BoardClient:
         if said_error is not None:
             raise AgentError(f"{self.board.describe()}: {said_error.get('message', 'the agent failed')}")
         if status == 255:
+            if not stderr.strip() and self.conn.alive():  # the link is up: the agent was killed on the board
+                raise BoardError(f"{self.board.describe()}: the agent died (killed by a signal on the board: out of memory, or a watchdog)")
             raise BoardError(f"{self.board.describe()}: {cause_of(stderr, self.board)}")
         if status == 127:
             raise BoardError(f"{self.board.describe()}: its Python ({self.board.python}) was not found: set python in the devices file")

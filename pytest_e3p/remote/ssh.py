@@ -110,6 +110,12 @@ class Connection:
             said = (log.read_text() if log.exists() else "") + done.stderr
             raise BoardError(f"{self.board.describe()}: {cause_of(said, self.board)}")
 
+    def alive(self) -> bool:
+        """Whether the master connection still runs: after a command ended with ssh's 255 and no
+        word, it tells a dead link from a remote process killed by a signal (ssh reports both as 255)."""
+        done = subprocess.run(["ssh", *self._options, "-O", "check", self.board.destination], stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        return done.returncode == 0
+
     def command(self, remote: list[str]) -> list[str]:
         """The ssh command line that runs `remote` (an argv, quoted for the board's shell)."""
         return ["ssh", *self._options, "-o", "ControlMaster=no", self.board.destination, "--", " ".join(shlex.quote(a) for a in remote)]
