@@ -6,9 +6,9 @@ the host's tables (rail labels, sysfs globs, RAPL rules) arrive in each request 
 board reads the same rails with the same rules as the local sensors do.
 
     python3 agent.py probe      one JSON line: Python, runtimes, board, the sensor it finds
-    python3 agent.py hold       takes the board's lock until stdin closes (one run at a time)
-    python3 agent.py check      request line, then float32 images: their logits (base64 float32)
-    python3 agent.py measure    request line: one pass of the protocol, one JSON line per round
+    python3 agent.py serve      takes the board's lock, then answers request lines until stdin closes:
+                                  check: request line, then float32 images: their logits (base64)
+                                  measure: one pass of the protocol, one JSON line per round
 
 Requests are one JSON line on stdin; answers are JSON lines on stdout ("event" names each).
 The syntax stays that of Python 3.5 (no f-strings, no annotations) so that an older interpreter
@@ -384,13 +384,12 @@ def _importable(name):
         return False
 
 
-def hold(request):
-    """The board's lock for one run: taken here, released when the host closes stdin (or the
-    connection drops, which ends this process). A second run waits, and says so."""
+def take_lock(request):
+    """The board's lock for one run, held by this process until it ends (the host closes stdin, or
+    the connection drops, which ends it too). A second run waits, and says so."""
     import fcntl
 
-    path = request["lock"]
-    fh = open(path, "a+")
+    fh = open(request["lock"], "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -401,8 +400,25 @@ def hold(request):
     fh.truncate()
     fh.write("%s since %s" % (request.get("who", "a run"), time.strftime("%Y-%m-%d %H:%M:%S")))
     fh.flush()
+    return fh
+
+
+def serve(request):
+    """The run's agent: takes the board's lock, then answers one request line at a time (its
+    "command": check or measure) until stdin closes; each answer ends with an "end" line. One process
+    for the run: the runtime is imported once and the case's model stays loaded between its passes."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # a runtime's deprecation notes: nobody reads the board's stderr
+    lock = take_lock(request)
     emit("held")
-    sys.stdin.read()  # until the host closes it
+    while True:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            break
+        handle(SERVED.get, json.loads(line.decode("utf-8")))
+        emit("end")
+    lock.close()
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -467,6 +483,19 @@ class Model(object):
         return [float(v) for v in out.reshape(-1)]
 
 
+_LOADED = {}
+
+
+def loaded(request):
+    """The request's model, kept while the next requests are for it (a case's check and passes);
+    only one: a small board's memory holds one case's model."""
+    key = (request["runtime"], request["model"], request.get("accelerator"), request.get("threads"))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = Model(request)
+    return _LOADED[key]
+
+
 def check(request):
     """The board's logits on the host's images, for the host's agreement check."""
     shape = request["shape"]
@@ -476,7 +505,7 @@ def check(request):
     raw = _read_exactly(sys.stdin.buffer, 4 * count)
     values = array.array("f")
     values.frombytes(raw)
-    model = Model(request)
+    model = loaded(request)
     out = model.forward(model.batch(values.tolist(), shape))
     model.synchronize()
     logits = array.array("f", model.flat(out))
@@ -499,7 +528,7 @@ def measure(request):
     rounds of at least max(min_round_s, 10 sensor updates), synchronised at both edges, each
     streamed back as it ends."""
     p = request["protocol"]
-    model = Model(request)
+    model = loaded(request)
     x = model.random_batch(request["shape"])
     sensor = open_sensor(request)
     if sensor is not None:
@@ -551,7 +580,28 @@ def measure(request):
     emit("done")
 
 
-COMMANDS = {"probe": probe, "hold": hold, "check": check, "measure": measure}
+SERVED = {"check": check, "measure": measure}
+COMMANDS = {"probe": probe, "serve": serve, "check": check, "measure": measure}
+
+
+def handle(commands, request):
+    """Run one request; a failure is one "error" line (never a traceback). Returns the exit status."""
+    command = commands(request.get("command", ""))
+    if command is None:
+        emit("error", cause="usage", message="unknown command %r" % request.get("command"))
+        return 2
+    try:
+        command(request)
+    except Fault as exc:
+        emit("error", cause="fault", message=str(exc))
+        return 1
+    except ImportError as exc:
+        emit("error", cause="runtime", message="the board cannot import its runtime: %s" % exc)
+        return 1
+    except Exception as exc:  # the host turns it into the case's one line
+        emit("error", cause="agent", message="%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))
+        return 1
+    return 0
 
 
 def main(argv):
@@ -565,20 +615,10 @@ def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         emit("error", cause="usage", message="usage: agent.py {%s}" % ",".join(sorted(COMMANDS)))
         return 2
-    try:
-        line = sys.stdin.buffer.readline()
-        request = json.loads(line.decode("utf-8")) if line.strip() else {}
-        COMMANDS[argv[1]](request)
-    except Fault as exc:
-        emit("error", cause="fault", message=str(exc))
-        return 1
-    except ImportError as exc:
-        emit("error", cause="runtime", message="the board cannot import its runtime: %s" % exc)
-        return 1
-    except Exception as exc:  # the host turns it into the case's one line
-        emit("error", cause="agent", message="%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))
-        return 1
-    return 0
+    line = sys.stdin.buffer.readline()
+    request = json.loads(line.decode("utf-8")) if line.strip() else {}
+    request["command"] = argv[1]
+    return handle(COMMANDS.get, request)
 
 
 if __name__ == "__main__":

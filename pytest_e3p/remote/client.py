@@ -19,7 +19,7 @@ from ..hardware.sensors.base import EnergyKind
 from ..measure.protocols import Protocol, Round, SteadyState
 from . import agent
 from .boards import RemoteBoard
-from .ssh import BoardError, Connection, cause_of
+from .ssh import BoardError, Connection, cause_of, ssh_lines
 
 AGENT_SOURCE = Path(agent.__file__).read_bytes()
 RUNTIME_ORDER = ("torch", "onnxruntime")  # the board's torch first; TensorRT's bindings are not driven yet
@@ -87,11 +87,12 @@ class BoardClient:
         return probe
 
     def _put(self, path: str, data: bytes) -> None:
-        """Write a file on the board once (an existing one has the same content: its name is its hash)."""
+        """Write a file on the board once: asked first, so a file it has (its name is its content's
+        hash) is never sent again, across runs too."""
         assert self.conn is not None
-        script = 'test -f "$1" && echo present || { cat > "$1.$$" && mv "$1.$$" "$1" && echo written; }'
-        # stdin is read only where the file is absent; ssh sends it either way
-        self.conn.run(["sh", "-c", script, "put", path], data)
+        if self.conn.run(["sh", "-c", 'test -f "$1" && echo present || true', "has", path]).strip() == b"present":
+            return
+        self.conn.run(["sh", "-c", 'cat > "$1.$$" && mv "$1.$$" "$1"', "put", path], data)
 
     def _agent(self, command: str) -> list[str]:
         env = [f"{k}={v}" for k, v in self.board.env.items()]
@@ -104,24 +105,68 @@ class BoardClient:
 
     def _events(self, command: str, request: dict[str, Any], payload: bytes = b""):
         """The agent's answers, one dict per line; AgentError for its error line, BoardError where the
-        link broke or the agent died without a word."""
+        link broke or the agent died without a word. The probe runs on its own; every other command
+        goes to the run's agent (`serve`, started by _lock)."""
         assert self.conn is not None, "not connected"
-        data = json.dumps({**request, "layout": layout()}).encode() + b"\n" + payload
+        data = json.dumps({**request, "command": command, "layout": layout()}).encode() + b"\n" + payload
         said_error = None
-        for line in self.conn.stream(self._agent(command), data):
+        if command == "probe":
+            lines = self.conn.stream(self._agent(command), data)
+        else:
+            lines = self._served(data)
+        for line in lines:
             try:
                 event = json.loads(line)
             except ValueError:
                 continue  # a runtime's own print on stdout
             if event.get("event") == "error":
                 said_error = event
-                continue
-            yield event
-        status, stderr = self.conn.last_status, self.conn.last_stderr
+            elif event.get("event") == "end":
+                break
+            else:
+                yield event
+        else:  # the agent's output ended: it or the link is gone
+            if command != "probe":
+                self._ended()
         if said_error is not None:
             raise AgentError(f"{self.board.describe()}: {said_error.get('message', 'the agent failed')}")
+        if command == "probe":
+            self._check_status(self.conn.last_status, self.conn.last_stderr)
+
+    def _served(self, data: bytes):
+        """Send a request to the run's agent; its answer's lines."""
+        if self._hold is None or self._hold.poll() is not None:
+            self._ended()
+        try:
+            self._hold.stdin.write(data)
+            self._hold.stdin.flush()
+        except BrokenPipeError:
+            self._ended()
+        return iter(self._hold.stdout.readline, b"")
+
+    def _ended(self) -> None:
+        """The run's agent ended: why, as a BoardError."""
+        hold, self._hold = self._hold, None
+        if hold is None:
+            raise BoardError(f"{self.board.describe()}: the agent is not running")
+        try:
+            status = hold.wait(timeout=30)
+        except Exception:
+            hold.kill()
+            status = hold.wait()
+        stderr = hold.stderr.read().decode(errors="replace")
+        for pipe in (hold.stdin, hold.stdout, hold.stderr):
+            try:
+                pipe.close()
+            except BrokenPipeError:
+                pass
+        self._check_status(status, stderr)
+        raise BoardError(f"{self.board.describe()}: the agent stopped answering")
+
+    def _check_status(self, status: int, stderr: str) -> None:
+        assert self.conn is not None
         if status == 255:
-            if not stderr.strip() and self.conn.alive():  # the link is up: the agent was killed on the board
+            if not ssh_lines(stderr) and self.conn.alive():  # the link is up: the agent was killed on the board
                 raise BoardError(f"{self.board.describe()}: the agent died (killed by a signal on the board: out of memory, or a watchdog)")
             raise BoardError(f"{self.board.describe()}: {cause_of(stderr, self.board)}")
         if status == 127:
@@ -138,9 +183,9 @@ class BoardClient:
         return Probe(raw["python"], dict(raw.get("runtimes", {})), sensor_info(raw.get("sensor")), raw.get("sensor_error", ""), raw)
 
     def _lock(self, who: str) -> None:
-        """The board's lock for the whole run: a `hold` agent that keeps it until we close its stdin."""
+        """The run's agent (`serve`): it takes the board's lock and keeps it until we close its stdin."""
         assert self.conn is not None
-        self._hold = self.conn.popen(self._agent("hold"))
+        self._hold = self.conn.popen(self._agent("serve"))
         request = json.dumps({"lock": f"{self.cache_dir}/lock", "who": who}).encode() + b"\n"
         self._hold.stdin.write(request)
         self._hold.stdin.flush()

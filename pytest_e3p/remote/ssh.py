@@ -55,8 +55,13 @@ def cause_of(stderr: str, board: RemoteBoard) -> str:
     for needle, text in _CAUSES:
         if needle.lower() in stderr.lower():
             return text.format(host=board.host, dest=board.destination + (f" -p {board.port}" if board.port else ""), port_flag=port_flag)
-    last = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return f"ssh failed: {last[-1]}" if last else "connection lost (the board rebooted, or its sshd stopped)"
+    said = ssh_lines(stderr)
+    return f"ssh failed: {said[-1]}" if said else "connection lost (the board rebooted, or its sshd stopped)"
+
+
+def ssh_lines(stderr: str) -> list[str]:
+    """What ssh itself said, among the remote command's own stderr (a runtime's warnings)."""
+    return [ln.strip() for ln in stderr.splitlines() if ln.strip().startswith(("ssh:", "ssh_", "client_loop", "Connection ", "kex_", "Received disconnect"))]
 
 
 class Connection:
