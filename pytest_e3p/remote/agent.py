@@ -483,7 +483,7 @@ class Model(object):
         return [float(v) for v in out.reshape(-1)]
 
 
-_LOADED = {}
+_LOADED = {}  # type: dict
 
 
 def loaded(request):
