@@ -313,3 +313,11 @@ def test_an_agent_killed_on_the_board_is_told_from_a_lost_link(server, tree, tmp
             client.measure(request, Protocol())
     finally:
         client.close()
+
+
+def test_require_sensor_stops_at_the_start_on_a_board_without_one(pytester, server, tree, tmp_path):
+    devices = devices_file(tmp_path / "devices.toml", [("b1", server, tmp_path / "no-tree", board_python(tmp_path), [])])
+    pytester.makepyfile(test_bench=BENCH)
+    result = pytester.runpytest("--e3p-device=b1", f"--e3p-devices-file={devices}", "--e3p-require-sensor", *FAST, "--e3p-models=test_vit")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--e3p-require-sensor: no power sensor on board b1 (root@127.0.0.1:*): no INA3221 rails of a Jetson module under *no-tree*"])

@@ -21,6 +21,7 @@ from ..measure.protocols import EDGEVIT, Protocol, SteadyState
 from ..remote.boards import PROFILES, RemoteDevice
 from ..remote.client import BoardClient, Probe
 from ..remote.ssh import BoardError
+from .bench import NoSensor
 from .case import Case
 from .loading import LoadedModel
 
@@ -104,6 +105,9 @@ class RemoteBench:
             self.sensor, self.sensor_note = BoardSensor(probe.sensor), ""
         else:
             why = probe.sensor_error or f"the devices file says sensor = {self.device.board.sensor_kind}"
+            if self.options.require_sensor:
+                self.close()
+                raise NoSensor(f"--e3p-require-sensor: no power sensor on {self.device.board.describe()}: {why}")
             self.sensor_note = f"{self.device.board.describe()}: no power sensor read ({why}); energy is reported as unavailable"
             self.sensor = NullSensor(self.sensor_note)
 

@@ -133,7 +133,10 @@ class E3PSession:
         if isinstance(self.device, RemoteDevice):  # measured on the board: none of this host's instruments
             from .remote_bench import RemoteBench
 
-            self.bench = RemoteBench(self.device, self.protocol, self.options, self.progress)  # type: ignore[assignment]
+            try:
+                self.bench = RemoteBench(self.device, self.protocol, self.options, self.progress)  # type: ignore[assignment]
+            except NoSensor as exc:
+                raise SetupError(str(exc)) from None
             return self._after_bench()
         memory = self._open_memory()
         from ..measure.thermal import open_thermal
