@@ -537,11 +537,10 @@ def measure(request):
         emit("sensor", info=sensor.info if sensor is not None else None)
         if sensor is not None and p["idle_s"] > 0:
             model.synchronize()
-            _, e0, _ = sensor.read()
-            t0 = time.monotonic()
+            t0, e0, _ = sensor.read()
             time.sleep(p["idle_s"])
-            _, e1, _ = sensor.read()
-            emit("idle", power_w=(e1 - e0) / 1000.0 / max(time.monotonic() - t0, 1e-9))
+            t1, e1, _ = sensor.read()
+            emit("idle", power_w=(e1 - e0) / 1000.0 / max(t1 - t0, 1e-9))  # between the readings, as measure_idle_power_w
         fastest_s, calls, started = float("inf"), 0, time.monotonic()
         while calls < 2 or time.monotonic() - started < p["warmup_s"]:
             t0 = time.monotonic()
@@ -549,35 +548,71 @@ def measure(request):
             model.synchronize()
             fastest_s = min(fastest_s, time.monotonic() - t0)
             calls += 1
-        update_s = sensor.info["update_period_s"] if sensor is not None else 0.0
-        round_s = max(p["min_round_s"], 10 * update_s)
-        per_round = max(1, int(math.ceil(round_s / max(fastest_s, 1e-9))))
-        for _ in range(p["rounds"]):
-            model.synchronize()
-            start = sensor.read() if sensor is not None else None
-            t0 = time.monotonic()
-            for _ in range(per_round):
-                model.forward(x)
-            model.synchronize()
-            calls = per_round
-            while time.monotonic() - t0 < round_s:  # a short round is extended, never cut
-                model.forward(x)
-                model.synchronize()
-                calls += 1
-            t1 = time.monotonic()
-            energy_mj, rails_mj = None, {}
-            if start is not None:
-                _, total, rails = sensor.read()
-                energy_mj = total - start[1]
-                rails_mj = dict((name, rails[name] - start[2].get(name, 0.0)) for name in rails)
-                if energy_mj <= 0:
-                    raise Fault("%s read no energy over a %.2f s window: the sensor is stuck" % (sensor.info["name"], t1 - t0))
-            emit("round", images=calls * request["shape"][0], duration_s=t1 - t0, energy_mj=energy_mj, rails_mj=rails_mj)
-            per_round = max(per_round, calls)
+        if p.get("name") == "edgevit":
+            edgevit(model, x, sensor, p, fastest_s)
+        else:
+            rounds(model, x, sensor, p, fastest_s, request["shape"][0])
     finally:
         if sensor is not None:
             sensor.close()
     emit("done")
+
+
+def edgevit(model, x, sensor, p, inference_s):
+    """The EdgeViT paper's inferences (measure/protocols.run_edgevit): each one a window of its own
+    where it spans 2 sensor updates, else one window over all of them ("window" line)."""
+    update_s = sensor.info["update_period_s"] if sensor is not None else 0.0
+    per_inference = inference_s >= 2 * update_s
+    model.synchronize()
+    edge = sensor.read() if sensor is not None and not per_inference else None
+    for _ in range(p["inferences"]):
+        e0 = sensor.read() if sensor is not None and per_inference else None
+        t0 = time.monotonic()
+        model.forward(x)
+        model.synchronize()
+        t1 = time.monotonic()
+        if e0 is None:
+            emit("round", images=1, duration_s=t1 - t0, energy_mj=None, rails_mj={})
+            continue
+        e1 = sensor.read()
+        if e1[1] - e0[1] <= 0:
+            raise Fault("%s read no energy over a %.1f ms inference: the sensor is stuck" % (sensor.info["name"], 1000 * (t1 - t0)))
+        rails = dict((name, e1[2][name] - e0[2].get(name, 0.0)) for name in e1[2])
+        emit("round", images=1, duration_s=t1 - t0, energy_mj=e1[1] - e0[1], rails_mj=rails, energy_window_s=e1[0] - e0[0])
+    if edge is not None:
+        end = sensor.read()
+        if end[1] - edge[1] <= 0:
+            raise Fault("%s read no energy over %d inferences: the sensor is stuck" % (sensor.info["name"], p["inferences"]))
+        emit("window", energy_mj=end[1] - edge[1], duration_s=end[0] - edge[0])
+
+
+def rounds(model, x, sensor, p, fastest_s, batch):
+    """The e3p protocol's rounds, each streamed back as it ends."""
+    update_s = sensor.info["update_period_s"] if sensor is not None else 0.0
+    round_s = max(p["min_round_s"], 10 * update_s)
+    per_round = max(1, int(math.ceil(round_s / max(fastest_s, 1e-9))))
+    for _ in range(p["rounds"]):
+        model.synchronize()
+        start = sensor.read() if sensor is not None else None
+        t0 = time.monotonic()
+        for _ in range(per_round):
+            model.forward(x)
+        model.synchronize()
+        calls = per_round
+        while time.monotonic() - t0 < round_s:  # a short round is extended, never cut
+            model.forward(x)
+            model.synchronize()
+            calls += 1
+        t1 = time.monotonic()
+        energy_mj, rails_mj = None, {}
+        if start is not None:
+            _, total, rails = sensor.read()
+            energy_mj = total - start[1]
+            rails_mj = dict((name, rails[name] - start[2].get(name, 0.0)) for name in rails)
+            if energy_mj <= 0:
+                raise Fault("%s read no energy over a %.2f s window: the sensor is stuck" % (sensor.info["name"], t1 - t0))
+        emit("round", images=calls * batch, duration_s=t1 - t0, energy_mj=energy_mj, rails_mj=rails_mj)
+        per_round = max(per_round, calls)
 
 
 SERVED = {"check": check, "measure": measure}

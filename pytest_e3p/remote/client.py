@@ -233,21 +233,38 @@ class BoardClient:
         return answer["shape"], base64.b64decode(answer["data"])
 
     def measure(self, request: dict[str, Any], protocol: Protocol) -> SteadyState:
-        """One pass on the board: its rounds as they stream back."""
-        info, idle, rounds = None, None, []
+        """One pass on the board: its rounds (edgevit: its inferences) as they stream back."""
+        from ..hardware.sensors import NullSensor
+        from ..measure.protocols import EDGEVIT
+
+        info, idle, rounds, whole = None, None, [], None
         for event in self._events("measure", request):
             kind = event.get("event")
             if kind == "sensor":
                 info = sensor_info(event.get("info"))
             elif kind == "idle":
                 idle = float(event["power_w"])
+            elif kind == "window":
+                whole = (float(event["energy_mj"]), float(event["duration_s"]))
             elif kind == "round":
-                rounds.append(Round(int(event["images"]), float(event["duration_s"]), event.get("energy_mj"), dict(event.get("rails_mj") or {})))
-        if len(rounds) != protocol.rounds:
-            raise BoardError(f"{self.board.describe()}: the pass ended after {len(rounds)} of {protocol.rounds} rounds")
-        from ..hardware.sensors import NullSensor
-
-        return SteadyState(rounds, info or NullSensor("the board has no power sensor the agent reads").info, idle)
+                rounds.append(
+                    Round(
+                        int(event["images"]),
+                        float(event["duration_s"]),
+                        event.get("energy_mj"),
+                        dict(event.get("rails_mj") or {}),
+                        event.get("energy_window_s"),
+                    )
+                )
+        expected = protocol.inferences if protocol.name == EDGEVIT else protocol.rounds
+        if len(rounds) != expected:
+            raise BoardError(
+                f"{self.board.describe()}: the pass ended after {len(rounds)} of {expected} {'inferences' if protocol.name == EDGEVIT else 'rounds'}"
+            )
+        sensor = info or NullSensor("the board has no power sensor the agent reads").info
+        if protocol.name == EDGEVIT:
+            return SteadyState(rounds, sensor, idle, statistic="mean", background_w=idle, window=whole)
+        return SteadyState(rounds, sensor, idle)
 
     def close(self) -> None:
         if self._hold is not None:

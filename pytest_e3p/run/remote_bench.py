@@ -17,7 +17,7 @@ from ..config import Options
 from ..hardware.kinds import DeviceKind
 from ..hardware.sensors import EnergyReading, EnergySensor, NullSensor, SensorFault, SensorInfo, SensorUnavailable
 from ..measure.context import MeasureContext
-from ..measure.protocols import EDGEVIT, Protocol, SteadyState
+from ..measure.protocols import Protocol, SteadyState
 from ..remote.boards import PROFILES, RemoteDevice
 from ..remote.client import BoardClient, Probe
 from ..remote.ssh import BoardError
@@ -130,8 +130,6 @@ class RemoteBench:
                 raise BoardFault(self.down)
         if case.variant != "fp32":
             raise BoardFault(f"{self.device.board.describe()}: variant {case.variant} is not measured on remote boards yet (fp32 is)")
-        if self.protocol.name == EDGEVIT:
-            raise BoardFault(f"{self.device.board.describe()}: the edgevit protocol is not run on remote boards yet (--e3p-protocol e3p is)")
         client = self.client
         assert client is not None
         try:
@@ -142,6 +140,8 @@ class RemoteBench:
                 "sensor": self.device.board.sensor_kind if self.device.board.profile != "auto" else "auto",
                 "rate_hz": self.options.sample_hz,
                 "protocol": {
+                    "name": self.protocol.name,
+                    "inferences": self.protocol.inferences,
                     "rounds": self.protocol.rounds,
                     "min_round_s": self.protocol.min_round_s,
                     "warmup_s": self.protocol.warmup_s,
