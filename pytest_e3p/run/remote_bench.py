@@ -19,7 +19,7 @@ from ..hardware.sensors import EnergyReading, EnergySensor, NullSensor, SensorFa
 from ..measure.context import MeasureContext
 from ..measure.protocols import Protocol, SteadyState
 from ..remote.boards import PROFILES, RemoteDevice
-from ..remote.client import BoardClient, Probe
+from ..remote.client import AgentError, BoardClient, Probe
 from ..remote.ssh import BoardError
 from .bench import NoSensor
 from .case import Case
@@ -112,7 +112,10 @@ class RemoteBench:
             self.sensor = NullSensor(self.sensor_note)
 
     def reopen_sensor(self) -> None:
-        """After a failed case: a fresh connection for the next one (the board may be back)."""
+        """After a failed case: a fresh connection for the next one where the link or the agent broke
+        (the board may be back); an error the agent reported leaves both as they are."""
+        if not self.down and self.client is not None:
+            return
         self.close()
         self._checked.clear()  # a rebooted board may have lost its /tmp
         self._connect()
@@ -149,6 +152,8 @@ class RemoteBench:
                 },
             }
             return client.measure(request, self.protocol)
+        except AgentError as exc:  # the agent said what failed, and serves on
+            raise BoardFault(str(exc)) from None
         except BoardError as exc:
             self.down = str(exc)
             raise BoardFault(str(exc)) from None
@@ -172,7 +177,7 @@ class RemoteBench:
         except Exception as exc:  # an operator the runtime's format cannot express
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             fix = f"at opset {opset} (what onnxruntime {self.device.identity.get('runtime_version')} reads)" if self.runtime == "onnxruntime" else ""
-            raise BoardError(f"{self.device.board.describe()}: {case.model.full} cannot be exported for {self.runtime} {fix}: {first[:200]}") from None
+            raise AgentError(f"{self.device.board.describe()}: {case.model.full} cannot be exported for {self.runtime} {fix}: {first[:200]}") from None
         path = self.client.ship(model, self.runtime)
         images = torch.randn((CHECK_IMAGES, *loaded.input_size), generator=torch.Generator().manual_seed(1))
         with torch.inference_mode():
@@ -185,7 +190,7 @@ class RemoteBench:
             f"on {loaded.agreement.samples} images against the host's fp32 eager model"
         )
         if not loaded.agreement.ok:
-            raise BoardError(f"{self.device.board.describe()}: the board's {self.runtime} model disagrees with the host's: {line} ({loaded.agreement.bound})")
+            raise AgentError(f"{self.device.board.describe()}: the board's {self.runtime} model disagrees with the host's: {line} ({loaded.agreement.bound})")
         self.progress(f"[e3p] {case.id}: {self.device.board.describe()} runs it with {self.runtime}; {line}")
         self._checked[case.id] = path
         return path
