@@ -151,9 +151,16 @@ SPEC: list[tuple[str, str, str, Any, str]] = [
         "--e3p-device",
         "cpu",
         str,
-        "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin, jetson (any Jetson board)",
+        "device profile: cpu, cuda, cuda:N, auto, rtx3050, tx2, xavier-nx, orin-nano, orin-nx, agx-orin, jetson (any Jetson board); "
+        "or a board over SSH: ssh://USER@HOST[:PORT]/PROFILE, or a board's name in --e3p-devices-file",
     ),
-    ("devices_file", "--e3p-devices-file", "", _path, "TOML file naming remote boards (ssh://USER@HOST[:PORT]/PROFILE), their SSH options and runtime"),
+    (
+        "devices_file",
+        "--e3p-devices-file",
+        "",
+        _path,
+        "TOML file of remote boards ([[board]] name, url = ssh://USER@HOST[:PORT]/PROFILE, ssh_options, python, runtime, sensor, env); --e3p-device NAME measures one",
+    ),
     ("models", "--e3p-models", "paper13", _listed(str), "paper13, candidates, edgevit, edgevit-table3, or a comma list of timm names (arch or arch.tag)"),
     ("datasets", "--e3p-dataset", "synthetic", _listed(str), "comma list of: synthetic, imagenet=PATH, cifar10=PATH, folder=PATH"),
     (

@@ -52,9 +52,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # anything runs; other projects with the plugin installed pay nothing.
     if opts.explicitly_set(config) and not hasattr(config, "workerinput"):
         if _xdist_workers(config):
+            # remote boards too, for now: the session measures one device, and the workers would each write the results
+            lab = (
+                "; to measure several remote boards at once, run one pytest per board (--e3p-device NAME --e3p-results NAME.json) "
+                "side by side and merge them with `python -m pytest_e3p report *.json`"
+                if str(config.getoption("e3p_device") or "").startswith("ssh://") or config.getoption("e3p_devices_file")
+                else ""
+            )
             raise pytest.UsageError(
                 "pytest-e3p measures one case at a time on one device; under pytest-xdist every worker would measure "
-                "at once and write its own part of the results: run the benchmarks without -n (or with -n 0)"
+                f"at once and write its own part of the results: run the benchmarks without -n (or with -n 0){lab}"
             )
         _private_compile_cache(config)
         _session(config)

@@ -43,6 +43,7 @@ from ..models import datasets as data
 from ..models import zoo
 from ..models.screening import Stage1Row, complexity_of, screen, stage1_row
 from ..models.zoo import UnknownModel
+from ..remote.boards import RemoteDevice, is_remote, resolve_board
 from ..storage import results
 from ..storage.files import locked
 from ..text import error_line
@@ -73,7 +74,9 @@ class E3PSession:
         self.cache = cache if cache is not None else {}
         self.progress = progress or (lambda line: None)
         try:
-            self.device: Device = resolve(options.device)
+            # a board over SSH (an ssh:// URL, or a board of the devices file), else a device of this machine
+            remote = is_remote(options.device, options.devices_file)
+            self.device: Device = resolve_board(options.device, options.devices_file) if remote else resolve(options.device)
             self.models = zoo.resolve_models(options.models)
             self.datasets = data.parse_datasets(options.datasets)
             for spec in self.datasets:
@@ -135,6 +138,14 @@ class E3PSession:
         self.threads = torch.get_num_threads()
         if self.options.malloc == "fixed":
             self.allocator = pin_glibc_malloc()
+        if isinstance(self.device, RemoteDevice):  # measured on the board: none of this host's instruments
+            from .remote_bench import RemoteBench
+
+            try:
+                self.bench = RemoteBench(self.device, self.protocol, self.options, self.progress)  # type: ignore[assignment]
+            except NoSensor as exc:
+                raise SetupError(str(exc)) from None
+            return self._after_bench()
         memory = self._open_memory()
         from ..measure.thermal import open_thermal
 
@@ -147,6 +158,10 @@ class E3PSession:
         except NoSensor as exc:
             thermal.close()
             raise SetupError(str(exc)) from None
+        return self._after_bench()
+
+    def _after_bench(self) -> E3PSession:
+        assert self.bench is not None
         try:
             if self.options.baseline is not None:
                 self._load_baseline(self.options.baseline)

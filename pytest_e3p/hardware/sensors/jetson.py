@@ -37,6 +37,28 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 # INA3221s of the TX1/TX2 developer-kit carrier board; the module's own monitors sit at 0x40/0x41.
 CARRIER_ADDRESSES = frozenset({0x42, 0x43})
 _UNCONNECTED = {"", "NC", "nc"}
+# Where the monitors sit, per layout (globs under the sysfs root), and the hwmon channel that is no rail.
+IIO_MONITORS = "/sys/bus/i2c/drivers/ina3221x/*/iio:device*"
+HWMON_MONITORS = "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"
+SUM_CHANNEL_PREFIX = "sum of"  # Orin's seventh "sum of shunt voltages" channel has no current
+INPUT_BOUNDARY = "Jetson module input ({total})"
+SUM_BOUNDARY = "sum of the Jetson module's INA3221 rails (the board has no input rail VDD_IN/POM_5V_IN)"
+
+
+def layout() -> dict[str, Any]:
+    """The tables above as plain values: the remote agent (remote/agent.py, which cannot import this
+    package) finds and totals a board's rails with them, so local and remote read the same rails."""
+    return {
+        "input_rails": list(INPUT_RAILS),
+        "carrier_addresses": sorted(CARRIER_ADDRESSES),
+        "unconnected": sorted(_UNCONNECTED),
+        "iio_monitors": IIO_MONITORS,
+        "hwmon_monitors": HWMON_MONITORS,
+        "sum_channel_prefix": SUM_CHANNEL_PREFIX,
+        "input_boundary": INPUT_BOUNDARY,
+        "sum_boundary": SUM_BOUNDARY,
+        "default_rate_hz": DEFAULT_RATE_HZ,
+    }
 
 
 class Rail:
@@ -78,7 +100,7 @@ def _on_carrier(device_dir: Path) -> bool:
 
 def _iio_rails() -> list[Rail]:
     rails = []
-    pattern = str(sysfs.path("/sys/bus/i2c/drivers/ina3221x")) + "/*/iio:device*"
+    pattern = str(sysfs.path(IIO_MONITORS))
     for dev in sorted(glob.glob(pattern)):
         carrier = _on_carrier(Path(dev).parent)
         for name_file in sorted(Path(dev).glob("rail_name_*")):
@@ -91,14 +113,14 @@ def _iio_rails() -> list[Rail]:
 
 def _hwmon_rails() -> list[Rail]:
     rails = []
-    pattern = str(sysfs.path("/sys/bus/i2c/drivers/ina3221")) + "/*/hwmon/hwmon*"
+    pattern = str(sysfs.path(HWMON_MONITORS))
     for dev in sorted(glob.glob(pattern)):
         carrier = _on_carrier(Path(dev).parent.parent)
         for label_file in sorted(Path(dev).glob("in*_label")):
             n = label_file.name[2:].split("_", 1)[0]
             label = sysfs.read_text(label_file)
-            if label in _UNCONNECTED or label.startswith("sum of"):
-                continue  # Orin's seventh "sum of shunt voltages" channel has no current
+            if label in _UNCONNECTED or label.startswith(SUM_CHANNEL_PREFIX):
+                continue
             rails.append(Rail(label, voltage_file=Path(dev) / f"in{n}_input", current_file=Path(dev) / f"curr{n}_input", on_carrier=carrier))
     return rails
 
@@ -129,9 +151,9 @@ class _JetsonSensor(SamplingSensor):
     ) -> SensorInfo:
         self._total = total
         if total:
-            boundary = f"Jetson module input ({total})"
+            boundary = INPUT_BOUNDARY.format(total=total)
         else:
-            boundary = "sum of the Jetson module's INA3221 rails (the board has no input rail VDD_IN/POM_5V_IN)"
+            boundary = SUM_BOUNDARY
         period = max(self.period_s, update_period_s or 0.0)
         return SensorInfo(name, MEASURED, boundary, "mW", period, total or "sum", labels, outside)
 

@@ -30,6 +30,20 @@ _MAX_PLAUSIBLE_W = 10_000.0
 _MAX_ZONE_W = 1000.0
 _POLLS_PER_WRAP = 4
 _MIN_POLL_PERIOD_S = 0.01
+_UNKNOWN_RANGE_UJ = 2.0**32  # only needed for wraparound; the smallest range seen on real CPUs
+
+
+def layout() -> dict[str, float | str]:
+    """The zone rules' values for the remote agent (remote/agent.py), which reads RAPL the same way."""
+    return {
+        "powercap": POWERCAP,
+        "max_plausible_w": _MAX_PLAUSIBLE_W,
+        "max_zone_w": _MAX_ZONE_W,
+        "polls_per_wrap": _POLLS_PER_WRAP,
+        "min_poll_period_s": _MIN_POLL_PERIOD_S,
+        "unknown_range_uj": _UNKNOWN_RANGE_UJ,
+    }
+
 
 PERMISSION_HINT = (
     "RAPL energy counters are readable only by root on current kernels. Grant read access with "
@@ -71,7 +85,7 @@ def find_zones() -> list[RaplZone]:
         try:
             max_range = sysfs.read_number(zone / "max_energy_range_uj")
         except (PermissionError, SensorFault):
-            max_range = 2.0**32  # only needed for wraparound; the smallest range seen on real CPUs
+            max_range = _UNKNOWN_RANGE_UJ
         zones.append(RaplZone(rail, energy_file, max_range))
     if not zones:
         raise SensorUnavailable(f"no RAPL package zone under {base}")
