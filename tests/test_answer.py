@@ -125,6 +125,18 @@ def test_a_skipped_case_is_accounted_for_and_no_energy_is_not_a_winner():
     )
 
 
+def test_a_net_energy_at_or_below_zero_is_not_ranked():
+    """The edgevit protocol subtracts the idle background: on a rail whose power does not move (seen
+    on a board's flat rail tree) the net energy is 0 or less, which has no interval; the answer used
+    to stop on an assertion there."""
+    flat = measured("edgevit_xxs", [1.0, 1.0, 1.0], 74.4)
+    flat.energy_mj_per_image, flat.energy_mj_per_image_passes, flat.sam = 0.0, [], None
+    lines = answer_lines([flat, measured("levit_128s", [50, 50.5, 49.5], 78.0)])
+    assert "the least energy per image is levit_128s" in "\n".join(lines)
+    assert "edgevit_xxs" not in lines[0]
+    assert answer_lines([flat])  # alone: said, not a crash
+
+
 def test_the_markdown_answer_nests_and_escapes():
     cases = [measured("a", [50, 51, 49]), case_result("b-cpu-imagenet", dataset="imagenet", status="skipped", reason="needs <P> | more")]
     md = answer_markdown(cases)
