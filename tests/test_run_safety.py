@@ -53,6 +53,7 @@ def _pull_request(head_repo: str) -> dict[str, str]:
         "github.event.pull_request.head.repo.fork": head_repo != "lab/pytest-e3p",
         "github.ref": "refs/pull/7/merge",
         "inputs.refresh_baseline": "",
+        "vars.E3P_LAB_DEVICES_FILE": "lab.toml",  # the boards job's switch, set: the fork guard must still hold
     }
 
 
