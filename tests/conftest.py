@@ -16,6 +16,14 @@ try:
 except ImportError:  # optional: the report says how to install it
     pass
 
+try:  # optional (the onnx extra): onnx's protobuf registry aborts the process (SIGABRT) when onnx is
+    # imported a second time, which an inner run that exports a model (a variant, a remote board's
+    # model) would otherwise do after pytester dropped it
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+except ImportError:
+    pass
+
 import pytest_e3p.run.session  # noqa: F401
 
 pytest_plugins = ["pytester"]
