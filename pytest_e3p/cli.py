@@ -121,25 +121,14 @@ COMPARE_EXIT_CODES = """exit status:
      a case whose conditions differ from the baseline's (batch size, precision, boundary...)"""
 
 
-def _load_results(path: str):
-    """A results file, or ResultsFileError with one line saying what is wrong with it (undecodable
-    bytes included). A file of an older schema version is read upgraded, with a note on stderr."""
-    from .storage.results import load
-
-    rf = load(path)
-    if rf.upgrade_note:
-        print(f"note: {rf.upgrade_note}", file=sys.stderr)
-    return rf
-
-
 def _compare(args: argparse.Namespace) -> int:
     from .gate.baseline import IncompatibleBaseline, ToleranceError, compare_files, parse_tolerances
     from .report.terminal import comparison_table
-    from .storage.results import ResultsFileError
+    from .storage.results import ResultsFileError, load_for_command
 
     try:
         tol = parse_tolerances(args.tolerance)
-        base, cur = _load_results(args.baseline), _load_results(args.results)
+        base, cur = load_for_command(args.baseline), load_for_command(args.results)
         cmp = compare_files(base, cur, tol)
     except (ResultsFileError, ToleranceError, IncompatibleBaseline) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -165,12 +154,12 @@ def _report(args: argparse.Namespace) -> int:
     import time
 
     from .report.markdown import ReportError, write_report
-    from .storage.results import ResultsFileError
+    from .storage.results import ResultsFileError, load_for_command
 
     files, problems = [], []
     for path in args.results:
         try:
-            files.append(_load_results(path))
+            files.append(load_for_command(path))
         except ResultsFileError as exc:
             problems.append(str(exc))
     for p in problems:

@@ -111,16 +111,24 @@ def _path(text: str) -> Path | None:
 EXPORT_KINDS = ("csv", "openmetrics", "mlflow", "bencher")
 
 
+def export_spec(item: str) -> tuple[str, str]:
+    """One KIND[=DEST] of --e3p-export (and of the export command): (kind, destination), "" for the
+    kind's default; ValueError naming the kinds when KIND is not one of them."""
+    kind, _, dest = item.partition("=")
+    if kind.strip() not in EXPORT_KINDS:
+        raise ValueError(f"use one of {', '.join(EXPORT_KINDS)} (KIND or KIND=DESTINATION)")
+    return kind.strip(), dest.strip()
+
+
 def _exports(text: str) -> tuple[tuple[str, str], ...]:
     """--e3p-export KIND[=DEST], repeatable (the flags arrive joined by newlines; the ini twin takes
     one per line or a comma list): (kind, destination) pairs, "" for the kind's default destination."""
     out = []
     for item in _items(text.replace("\n", ",")):
-        kind, _, dest = item.partition("=")
-        kind = kind.strip()
-        if kind not in EXPORT_KINDS:
-            raise ValueError(f"{kind!r} is not an export: use one of {', '.join(EXPORT_KINDS)} (KIND or KIND=DESTINATION)")
-        out.append((kind, dest.strip()))
+        try:
+            out.append(export_spec(item))
+        except ValueError as exc:
+            raise ValueError(f"{item.partition('=')[0].strip()!r} is not an export: {exc}") from None
     return tuple(out)
 
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import EXPORT_KINDS
+from ..config import export_spec
 from ..storage.history import CommitInfo
-from ..storage.results import ResultsFileError, load
+from ..storage.results import ResultsFileError, load_for_command
 from ..text import terminal_safe
 from . import ExportContext, export_results
 
@@ -21,20 +21,18 @@ EXIT_CODES = """exit status:
 
 
 def _export_spec(text: str) -> tuple[str, str]:
-    kind, _, dest = text.partition("=")
-    if kind.strip() not in EXPORT_KINDS:
-        raise argparse.ArgumentTypeError(f"{text!r}: not an export: use one of {', '.join(EXPORT_KINDS)} (KIND or KIND=DESTINATION)")
-    return kind.strip(), dest.strip()
+    try:
+        return export_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not an export: {exc}") from None
 
 
 def _export_command(args: argparse.Namespace) -> int:
     try:
-        rf = load(args.results)
+        rf = load_for_command(args.results)
     except ResultsFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if rf.upgrade_note:
-        print(f"note: {rf.upgrade_note}", file=sys.stderr)
     # the commit a history file recorded; a plain results file names none, and the working tree's
     # HEAD today need not be the code that ran then, so none is tagged
     commit = CommitInfo.from_dict(rf.extra.get("commit"))

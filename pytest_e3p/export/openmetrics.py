@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..metrics import MJ_PER_KWH
 from ..storage.files import write_atomic
 from ..storage.results import MEASURED_TOP1, OK, REFERENCE_TOP1, CaseResult, ResultsFile
 from ..text import terminal_safe
@@ -65,6 +66,8 @@ def _regressed(c: CaseResult) -> float | None:
 
 
 # (name, help, value of a case: None leaves the case out of that metric)
+J_PER_KWH = MJ_PER_KWH / 1e3  # the metrics are in base units: joules
+
 METRICS: list[tuple[str, str, Callable[[CaseResult], float | None]]] = [
     ("e3p_energy_per_image_joules", "energy per image, median over the passes (energy_kind says measured or estimated)", _scaled("energy_mj_per_image", 1e-3)),
     ("e3p_latency_per_image_seconds", "latency per image, median over the passes", _scaled("latency_ms_per_image", 1e-3)),
@@ -76,7 +79,7 @@ METRICS: list[tuple[str, str, Callable[[CaseResult], float | None]]] = [
     ("e3p_peak_memory_bytes", "peak memory while the case ran", _scaled("peak_memory_mb", 2.0**20)),
     ("e3p_energy_change_vs_baseline_ratio", "relative change of energy per image against the baseline", _scaled("change_vs_baseline", 1.0)),
     ("e3p_regressed", "1 when the gate found a regression against the baseline, 0 when compared without one", _regressed),
-    ("e3p_energy_per_million_images_joules", "energy of a million images", _footprint("energy_kwh_per_million_images", 3.6e6)),
+    ("e3p_energy_per_million_images_joules", "energy of a million images", _footprint("energy_kwh_per_million_images", J_PER_KWH)),
     ("e3p_co2e_per_million_images_grams", "CO2e of a million images at the grid intensity the run was given", _footprint("co2e_g_per_million_images")),
     ("e3p_cost_per_million_images", "cost of a million images at the price per kWh the run was given (its currency)", _footprint("cost_per_million_images")),
 ]

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..gate.verdict import Verdict
 from ..hardware.sensors.base import EnergyKind
-from ..storage.results import CaseResult, ResultsFile, ResultsFileError, load
+from ..storage.results import CaseResult, ResultsFile, ResultsFileError, load_for_command
 from ..text import first_line, markdown_cell
 from .labels import case_labels
 
@@ -156,8 +156,8 @@ def _command(args: argparse.Namespace) -> int:
     from .github import GitHubError, IssueComments
 
     try:
-        current = load(args.results)
-        baseline = load(args.baseline) if args.baseline else None
+        current = load_for_command(args.results)
+        baseline = load_for_command(args.baseline) if args.baseline else None
     except ResultsFileError as exc:
         print(f"pr-comment: error: {exc}", file=sys.stderr)
         return BAD_INPUT

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,15 @@ def load(path: str | Path) -> ResultsFile:
     """Read a results (or baseline) file, upgraded to the current schema version (its
     `upgrade_note` then says so); ResultsFileError says what is wrong with it."""
     return from_data(read_results(path))
+
+
+def load_for_command(path: str | Path) -> ResultsFile:
+    """load() for the commands (compare, report, export, pr-comment): a file of an older schema
+    version is read upgraded, and its note goes to stderr so the command's output stays its own."""
+    rf = load(path)
+    if rf.upgrade_note:
+        print(f"note: {rf.upgrade_note}", file=sys.stderr)
+    return rf
 
 
 def from_data(read: ResultsData) -> ResultsFile:
