@@ -138,30 +138,7 @@ class E3PSession:
         self.threads = torch.get_num_threads()
         if self.options.malloc == "fixed":
             self.allocator = pin_glibc_malloc()
-        if isinstance(self.device, RemoteDevice):  # measured on the board: none of this host's instruments
-            from .remote_bench import RemoteBench
-
-            try:
-                self.bench = RemoteBench(self.device, self.protocol, self.options, self.progress)  # type: ignore[assignment]
-            except NoSensor as exc:
-                raise SetupError(str(exc)) from None
-            return self._after_bench()
-        memory = self._open_memory()
-        from ..measure.thermal import open_thermal
-
-        # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
-        kind = "cpu" if self.device.torch_device == "cpu" else self.device.kind
-        thermal = open_thermal(kind, self.device.cuda_index, self.device.identity.get("uuid"))
-        thermal.start()
-        try:
-            self.bench = Bench(self.device, self.protocol, self.options, thermal, memory)
-        except NoSensor as exc:
-            thermal.close()
-            raise SetupError(str(exc)) from None
-        return self._after_bench()
-
-    def _after_bench(self) -> E3PSession:
-        assert self.bench is not None
+        self.bench = self._open_bench()
         try:
             if self.options.baseline is not None:
                 self._load_baseline(self.options.baseline)
@@ -171,6 +148,29 @@ class E3PSession:
             self.bench.close()  # no sampler thread left behind by a usage error
             raise
         return self
+
+    def _open_bench(self) -> Bench:
+        """The device, its sensor and monitors: a board over SSH brings its own (none of this host's
+        instruments measure it); SetupError when the sensor cannot be opened."""
+        if isinstance(self.device, RemoteDevice):
+            from .remote_bench import RemoteBench
+
+            try:
+                return RemoteBench(self.device, self.protocol, self.options, self.progress)  # type: ignore[return-value]
+            except NoSensor as exc:
+                raise SetupError(str(exc)) from None
+        memory = self._open_memory()
+        from ..measure.thermal import open_thermal
+
+        # the device the model runs on: a Jetson board whose torch has no CUDA runs on its CPU
+        kind = "cpu" if self.device.torch_device == "cpu" else self.device.kind
+        thermal = open_thermal(kind, self.device.cuda_index, self.device.identity.get("uuid"))
+        thermal.start()
+        try:
+            return Bench(self.device, self.protocol, self.options, thermal, memory)
+        except NoSensor as exc:
+            thermal.close()
+            raise SetupError(str(exc)) from None
 
     def _open_memory(self) -> PeakMemory | None:
         """The peak-memory reader, or None with a start note saying why."""
