@@ -14,11 +14,20 @@ median over the processes) and the between-process spread (sd of the processes' 
                 after other models, as in a 13-model run)
   reversed      the models in the reverse order
   one-model     each model alone in its own process (no other model in the heap at all)
+  threads1      one torch thread instead of torch's default (on a 2-vCPU VM the default is 2, and
+                one thread descheduled by the host stalls the other at every barrier)
+
+Each pass is timed as the suite times it: a warm-up of --warmup-s, then --rounds rounds of at least
+--min-round-s, the pass's value the median of its rounds. Before each model's pass, a fixed probe (a
+512x512 fp32 matmul, the same threads) is timed for 0.2 s: the host's speed at that moment. Its
+spread, and the spread of model/probe, say how much of a model's level shift is the host (CPU
+frequency, other tenants) rather than the process: a shift the probe shares is the host's.
 
 Latency only (energy on this VM is an estimate from CPU time, so it follows latency).
 
     python scripts/bench_noise.py --models levit_128s,deit_tiny_patch16_224 --repeats 2          # reduced
-    python scripts/bench_noise.py --models paper13 --repeats 3 --passes 3                         # full (quiet machine, ~1 h)
+    python scripts/bench_noise.py --models paper13 --repeats 2 --rounds 3 --min-round-s 0.5 --warmup-s 1   # 13 models, ~40 min
+    python scripts/bench_noise.py --models paper13 --repeats 3                                    # the suite's protocol (quiet machine, ~2 h)
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 
+from pytest_e3p.config import DEFAULTS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SETTINGS: dict[str, dict[str, str]] = {  # setting -> environment it adds
@@ -43,43 +54,55 @@ SETTINGS: dict[str, dict[str, str]] = {  # setting -> environment it adds
     "heap-after": {},
     "reversed": {},
     "one-model": {},
+    "threads1": {},
 }
 
 
-def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_s: float, threads: int) -> None:
-    """In a fresh process: the passes of `models` under `setting`; prints {model: [pass values]}."""
+def worker(setting: str, models: list[str], args: argparse.Namespace) -> None:
+    """In a fresh process: the passes of `models` under `setting`; prints
+    {"values": {model: [pass ms/img]}, "probe": {model: [probe ms before each pass]}}."""
     import timm
     import torch
 
     from pytest_e3p.hardware.allocator import pin_glibc_malloc
+    from pytest_e3p.measure.protocols import warm_up
 
     pin_glibc_malloc()  # the suite's default (--e3p-malloc fixed)
-    if threads:
-        torch.set_num_threads(threads)  # as --e3p-threads
+    if setting == "threads1":
+        torch.set_num_threads(1)
+    elif args.threads:
+        torch.set_num_threads(args.threads)  # as --e3p-threads
 
     def build(name: str):
         torch.manual_seed(0)  # the same random weights in every pass and process, as the suite seeds them
         model = timm.create_model(name, pretrained=False).eval()
         size = model.pretrained_cfg.get("input_size", (3, 224, 224))
-        return model, torch.randn(1, *size)
+        return model, torch.randn(args.batch, *size)
+
+    def timed(call, min_s: float) -> float:
+        n, t0 = 0, time.perf_counter()
+        while n < 1 or time.perf_counter() - t0 < min_s:
+            call()
+            n += 1
+        return (time.perf_counter() - t0) * 1000.0 / n  # ms per call
+
+    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
+
+    def probe() -> float:
+        with torch.inference_mode():
+            torch.mm(a, a)
+            return timed(lambda: torch.mm(a, a), 0.2)
 
     def one_pass(model, x) -> float:
         with torch.inference_mode():
-            model(x)  # warm-up
-            values = []
-            for _ in range(rounds):
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < min_round_s:
-                    model(x)
-                    n += 1
-                values.append((time.perf_counter() - t0) * 1000.0 / n)
-        return statistics.median(values)
+            warm_up(lambda: model(x), lambda: None, args.warmup_s)  # as the suite warms up
+            return statistics.median(timed(lambda: model(x), args.min_round_s) for _ in range(args.rounds)) / args.batch  # ms/img
 
     if setting == "reversed":
         models = models[::-1]
     built = {} if setting == "rebuild" else {m: build(m) for m in models}
-    out: dict[str, list[float]] = {m: [] for m in models}
-    for _ in range(passes):
+    out: dict[str, dict[str, list[float]]] = {"values": {m: [] for m in models}, "probe": {m: [] for m in models}}
+    for _ in range(args.passes):
         for m in models:
             if setting == "heap-after":
                 for other in models:  # the heap after the other models ran
@@ -89,13 +112,25 @@ def worker(setting: str, models: list[str], passes: int, rounds: int, min_round_
                             om(ox)
                         del om
             model, x = build(m) if setting == "rebuild" else built[m]
-            out[m].append(one_pass(model, x))
+            out["probe"][m].append(probe())
+            out["values"][m].append(one_pass(model, x))
     print(json.dumps(out))
 
 
-def run_worker(setting: str, models: list[str], args: argparse.Namespace) -> dict[str, list[float]]:
+def run_worker(setting: str, models: list[str], args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     cmd = [sys.executable, __file__, "--worker", setting, "--models", ",".join(models), "--passes", str(args.passes)]
-    cmd += ["--rounds", str(args.rounds), "--min-round-s", str(args.min_round_s), "--threads", str(args.threads)]
+    cmd += [
+        "--rounds",
+        str(args.rounds),
+        "--min-round-s",
+        str(args.min_round_s),
+        "--warmup-s",
+        str(args.warmup_s),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+    ]
     env = {**os.environ, **SETTINGS[setting], "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
@@ -114,9 +149,13 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"which of {', '.join(SETTINGS)}")
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per setting")
     ap.add_argument("--passes", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--min-round-s", type=float, default=0.2)
+    ap.add_argument("--rounds", type=int, default=int(DEFAULTS["rounds"]), help="rounds per pass (the suite's default)")
+    ap.add_argument("--min-round-s", type=float, default=float(DEFAULTS["min_round_s"]), help="shortest round, s (the suite's default)")
+    ap.add_argument("--warmup-s", type=float, default=float(DEFAULTS["warmup_s"]), help="warm-up before each pass, s (the suite's default)")
+    ap.add_argument("--batch", type=int, default=16, help="images per forward pass (the suite's default on a CPU: 16)")
+    ap.add_argument("--out", default="", help="also write every pass value (JSON) here")
     ap.add_argument("--threads", type=int, default=0, help="torch threads, as --e3p-threads (0: torch's default)")
+    ap.add_argument("--analyse", default="", help="no new runs: print the tables of a file written by --out")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from pytest_e3p.models.zoo import MODEL_SETS
@@ -125,7 +164,11 @@ def main() -> None:
     if args.models in MODEL_SETS:
         models = [str(m) for m in MODEL_SETS[args.models]]
     if args.worker:
-        worker(args.worker, models, args.passes, args.rounds, args.min_round_s, args.threads)
+        worker(args.worker, models, args)
+        return
+    if args.analyse:
+        saved = json.loads(Path(args.analyse).read_text())
+        report(saved["values"], saved["probe"])
         return
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = sorted(set(settings) - set(SETTINGS))
@@ -133,21 +176,42 @@ def main() -> None:
         sys.exit(f"unknown setting(s) {', '.join(unknown)}: choose from {', '.join(SETTINGS)}")
     threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
     print(
-        f"{len(models)} model(s), {args.passes} passes x {args.rounds} rounds of >= {args.min_round_s:g} s, {threads}, {args.repeats} process(es) per setting"
+        f"{len(models)} model(s), {args.passes} passes x (warm-up {args.warmup_s:g} s + {args.rounds} rounds of >= {args.min_round_s:g} s), "
+        f"batch {args.batch}, {threads}, {args.repeats} process(es) per setting"
     )
-    print("per model: between-pass CV within a process (median over processes) / between-process sd of the pass medians; latency ms/img median")
     # the settings interleaved per repeat, so a drift of the machine hits them alike
     got: dict[str, dict[str, list[list[float]]]] = {s: {m: [] for m in models} for s in settings}
+    probes: dict[str, dict[str, list[list[float]]]] = {s: {m: [] for m in models} for s in settings}
     for r in range(args.repeats):
         for s in settings:
+            t0 = time.monotonic()
             if s == "one-model":
-                values = {m: v for m in models for v in run_worker(s, [m], args).values()}
+                parts = [run_worker(s, [m], args) for m in models]
+                values = {m: v for p in parts for m, v in p["values"].items()}
+                probe = {m: v for p in parts for m, v in p["probe"].items()}
             else:
-                values = run_worker(s, models, args)
-            for m, v in values.items():
-                got[s][m].append(v)
-            print(f"  repeat {r + 1}/{args.repeats} {s}: " + ", ".join(f"{m} {statistics.median(v):.3g}" for m, v in values.items()), flush=True)
+                out = run_worker(s, models, args)
+                values, probe = out["values"], out["probe"]
+            for m in models:
+                got[s][m].append(values[m])
+                probes[s][m].append(probe[m])
+            if args.out:  # after every process, so a study cut short keeps what it measured
+                Path(args.out).write_text(json.dumps({"args": vars(args), "values": got, "probe": probes}, indent=1))
+            print(
+                f"  repeat {r + 1}/{args.repeats} {s} ({time.monotonic() - t0:.0f} s): "
+                + ", ".join(f"{m.split('_')[0]} {statistics.median(v):.3g}" for m, v in values.items()),
+                flush=True,
+            )
+    report(got, probes)
+
+
+def report(got: dict[str, dict[str, list[list[float]]]], probes: dict[str, dict[str, list[list[float]]]]) -> None:
+    """The tables: per model and setting, then per setting over the models. A setting that did not
+    run (a study cut short) is left out."""
+    settings = [s for s, per_model in got.items() if all(per_model.values())]
+    models = list(next(iter(got.values())))
     print()
+    print("per model: between-pass CV within a process (median over processes) / between-process sd of the process medians; latency ms/img median")
     width = max(len(m) for m in models)
     print(f"{'model':{width}s}  " + "  ".join(f"{s:>22s}" for s in settings))
     for m in models:
@@ -158,6 +222,17 @@ def main() -> None:
             between = cv([statistics.median(v) for v in per_process]) if len(per_process) >= 2 else float("nan")
             cells.append(f"{within:6.1%} / {between:5.1%} {statistics.median(x for v in per_process for x in v):5.3g}")
         print(f"{m:{width}s}  " + "  ".join(f"{c:>22s}" for c in cells))
+    print()
+    print("per setting, over the models (median; max): between-pass CV | between-process sd | the probe's between-pass CV | model/probe between-pass CV")
+    for s in settings:
+        within = [statistics.median(cv(v) for v in got[s][m]) for m in models]
+        between = [cv([statistics.median(v) for v in got[s][m]]) for m in models] if min(len(got[s][m]) for m in models) >= 2 else [float("nan")]
+        probe_cv = [statistics.median(cv(v) for v in probes[s][m]) for m in models]
+        ratio_cv = [statistics.median(cv([x / p for x, p in zip(v, pv)]) for v, pv in zip(got[s][m], probes[s][m])) for m in models]
+        print(
+            f"  {s:16s} {statistics.median(within):6.1%} ({max(within):5.1%}) | {statistics.median(between):6.1%} ({max(between):5.1%}) | "
+            f"{statistics.median(probe_cv):6.1%} ({max(probe_cv):5.1%}) | {statistics.median(ratio_cv):6.1%} ({max(ratio_cv):5.1%})"
+        )
 
 
 if __name__ == "__main__":
