@@ -27,7 +27,7 @@ Latency only (energy on this VM is an estimate from CPU time, so it follows late
 
     python scripts/bench_noise.py --models levit_128s,deit_tiny_patch16_224 --repeats 2          # reduced
     python scripts/bench_noise.py --models paper13 --repeats 1 --rounds 3 --min-round-s 0.5 --warmup-s 1 --out noise13.json
-                                       # 13 models: about 5 min a process on 2 cores, so ~40 min for the 8 settings
+                                       # 13 models: about 5 min a process on 2 cores (heap-after: far longer, it builds every other model before each pass)
     python scripts/bench_noise.py --models paper13 --repeats 3                                    # the suite's protocol (quiet machine, hours)
     python scripts/bench_noise.py --analyse noise13.json                                         # the tables of a saved study
 """
