@@ -26,7 +26,6 @@ study (a quiet machine; about 2 h on the 2-core VM):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from pytest_e3p.config import DEFAULTS
 from pytest_e3p.gate.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
+from pytest_e3p.gate.stats import run_value
 from pytest_e3p.storage import results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,10 +100,6 @@ def offline_verdicts(base: results.ResultsFile, cur: results.ResultsFile) -> lis
 def in_run_verdicts(rf: results.ResultsFile) -> list[tuple[str, float, float | None]]:
     """(verdict, change, noise) the run itself gave each measured case against its baseline."""
     return [(c.verdict, c.change_vs_baseline, c.noise_vs_baseline) for c in rf.cases.values() if c.verdict and c.change_vs_baseline is not None]
-
-
-def log_sd(values: list[float]) -> float:
-    return statistics.stdev(math.log(v) for v in values)
 
 
 def plan_runs(runs: int, slowed: int) -> list[str]:
@@ -201,12 +197,11 @@ def main() -> None:
     print("\n3. noise on this machine (the baseline's and the identical runs)")
     quiet = by_kind["base"] + by_kind["same"]
     for cid in sorted(quiet[0].cases):
-        run_values = [
-            statistics.median(rf.cases[cid].energy_mj_per_image_passes) for rf in quiet if cid in rf.cases and rf.cases[cid].energy_mj_per_image_passes
-        ]
+        # a run's value as the gate takes it (the median of its log pass values), so the sd is the gate's
+        run_values = [run_value(rf.cases[cid].energy_mj_per_image_passes) for rf in quiet if cid in rf.cases and rf.cases[cid].energy_mj_per_image_passes]
         pass_cvs = [rf.cases[cid].energy_spread for rf in quiet if cid in rf.cases and rf.cases[cid].energy_spread is not None]
         if len(run_values) >= 2 and pass_cvs:
-            print(f"   {cid}: between runs sd {log_sd(run_values):.1%}, within a run between passes median CV {statistics.median(pass_cvs):.1%}")
+            print(f"   {cid}: between runs sd {statistics.stdev(run_values):.1%}, within a run between passes median CV {statistics.median(pass_cvs):.1%}")
     noises = [nz for _, _, nz in same_rows if nz is not None]
     if noises:
         print(f"   the gate's noise threshold against the {BASE_RUNS}-run baseline: median {statistics.median(noises):.1%} (target <= 6%)")

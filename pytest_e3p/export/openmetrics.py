@@ -65,9 +65,9 @@ def _regressed(c: CaseResult) -> float | None:
     return None if not c.verdict else float(c.verdict == "regressed")
 
 
-# (name, help, value of a case: None leaves the case out of that metric)
 J_PER_KWH = MJ_PER_KWH / 1e3  # the metrics are in base units: joules
 
+# (name, help, value of a case: None leaves the case out of that metric)
 METRICS: list[tuple[str, str, Callable[[CaseResult], float | None]]] = [
     ("e3p_energy_per_image_joules", "energy per image, median over the passes (energy_kind says measured or estimated)", _scaled("energy_mj_per_image", 1e-3)),
     ("e3p_latency_per_image_seconds", "latency per image, median over the passes", _scaled("latency_ms_per_image", 1e-3)),
