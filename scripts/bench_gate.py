@@ -16,6 +16,10 @@ the default options (passes, rounds, tolerance, --e3p-confirm), as a user runs t
    and the gate's noise threshold (median over the case comparisons against the 3-run baseline).
 5. Cost: the wall time of each run (confirmation passes included).
 
+With --analyse-only it reads the runs of an earlier --out and also re-decides every comparison with
+this checkout's gate (the last look each case reached, at that look's false-alarm level): a change
+to the gate's statistics is seen on stored runs before any new run is paid for.
+
 The default suite is the paper's 13 models (what a user runs first). A reduced study, for a busy
 machine or a quick look: --models levit_128s,deit_tiny_patch16_224 --runs 3 --slowed 1. The full
 study (a quiet machine; about 2 h on the 2-core VM):
@@ -36,8 +40,8 @@ from collections import Counter
 from pathlib import Path
 
 from pytest_e3p.config import DEFAULTS
-from pytest_e3p.gate.baseline import REGRESSED, compare_files, merge_runs, parse_tolerances
-from pytest_e3p.gate.stats import run_value
+from pytest_e3p.gate.baseline import REGRESSED, compare_case, compare_files, merge_runs, parse_tolerances, priors
+from pytest_e3p.gate.stats import look_alpha, run_value
 from pytest_e3p.storage import results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +104,19 @@ def offline_verdicts(base: results.ResultsFile, cur: results.ResultsFile) -> lis
 def in_run_verdicts(rf: results.ResultsFile) -> list[tuple[str, float, float | None]]:
     """(verdict, change, noise) the run itself gave each measured case against its baseline."""
     return [(c.verdict, c.change_vs_baseline, c.noise_vs_baseline) for c in rf.cases.values() if c.verdict and c.change_vs_baseline is not None]
+
+
+def redecided_verdicts(base: results.ResultsFile, rf: results.ResultsFile) -> list[tuple[str, float, float | None]]:
+    """(verdict, change, noise) of each case's energy against `base`, decided by this checkout's gate
+    at the last look the run took (its passes beyond the default's are confirmation passes)."""
+    tol, prior, confirm, passes = parse_tolerances(DEFAULTS["tolerance"]), priors(base), int(DEFAULTS["confirm"]), int(DEFAULTS["passes"])
+    out = []
+    for cid, c in rf.cases.items():
+        if cid in base.cases and c.change_vs_baseline is not None:
+            look = 1 + max(0, len(c.pass_values("energy")) - passes)
+            checks = compare_case(base.cases[cid], c, tol, prior, alpha=look_alpha(look, confirm))
+            out += [(ch.verdict, ch.change, ch.noise) for ch in checks if ch.metric == "energy"]
+    return out
 
 
 def plan_runs(runs: int, slowed: int) -> list[str]:
@@ -177,6 +194,17 @@ def main() -> None:
             print(
                 f"   +{level:.0%} work: caught {rate(rows)} (target >= 90% at +10%), measured change median {achieved:+.1%}; verdicts: {spread_of_verdicts(rows)}"
             )
+    if args.analyse_only and base_path.exists():
+        base3 = results.load(base_path)
+        print("   re-decided by this checkout's gate (the same pass values, the last look each case took):")
+        for kind in ("same", *(k for k, _ in LEVELS)):
+            rows = [row for rf in by_kind[kind] for row in redecided_verdicts(base3, rf)]
+            if rows:
+                noises = [nz for _, _, nz in rows if nz is not None]
+                what = "false alarms" if kind == "same" else f"+{KINDS[kind]:.0%} work caught"
+                print(
+                    f"     {what}: {rate(rows)}; noise median {statistics.median(noises):.1%}, above 50 %: {sum(nz > 0.5 for nz in noises)}; verdicts: {spread_of_verdicts(rows)}"
+                )
     confirmed = [c.confirm_passes for kd, rf in timeline if kd != "base" for c in rf.cases.values() if c.confirm_passes]
     compared = sum(len(in_run_verdicts(rf)) for kd, rf in timeline if kd != "base")
     print(f"   confirmation passes: {len(confirmed)} of {compared} case comparisons took some ({sum(confirmed)} passes in all)")

@@ -121,17 +121,47 @@ def test_a_baseline_noisier_than_the_tolerance_names_the_tolerance_its_data_supp
 
 
 def test_the_slowdown_switch_adds_work_sized_from_the_forward_time(monkeypatch):
-    clock = iter(range(0, 10**6))
-    monkeypatch.setattr(measure.time, "monotonic", lambda: next(clock) * 0.001)  # every reading 1 ms later
+    # a scripted clock that only the products move: each takes 1 ms, so 10 % of a 200 ms batch is 20
+    now = [0.0]
+    monkeypatch.setattr(measure.time, "monotonic", lambda: now[0])
     import torch
 
     calls = []
     real_mm = torch.mm
-    monkeypatch.setattr(torch, "mm", lambda a, b: calls.append(1) or real_mm(a, b))
-    fwd = measure.slowed(lambda: "out", lambda: None, batch_s=0.2, fraction=0.1)  # matmul timed at 1 ms
+
+    def mm(a, b):
+        calls.append(1)
+        now[0] += 0.001
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", mm)
+    fwd = measure.slowed(lambda: "out", lambda: None, batch_s=0.2, fraction=0.1)
     calls.clear()
     assert fwd() == "out"
-    assert len(calls) == 20  # 10% of 200 ms in 1 ms matrix products
+    assert len(calls) == 20
+
+
+def test_the_slowdown_is_sized_from_products_timed_back_to_back(monkeypatch):
+    # The first product of a burst is slow (the threads wake up), the rest take 1 ms: a unit timed
+    # on lone products (3 ms here) would add a third of the work asked for.
+    now, burst = [0.0], [0]
+    monkeypatch.setattr(measure.time, "monotonic", lambda: (burst.__setitem__(0, 0), now[0])[1])
+    import torch
+
+    calls = []
+    real_mm = torch.mm
+
+    def mm(a, b):
+        calls.append(1)
+        now[0] += 0.003 if burst[0] == 0 else 0.001
+        burst[0] += 1
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", mm)
+    fwd = measure.slowed(lambda: "out", lambda: None, batch_s=0.2, fraction=0.1)
+    calls.clear()
+    fwd()
+    assert 19 <= len(calls) <= 21  # 10 % of 200 ms at ~1 ms a product, not 7
 
 
 @pytest.mark.parametrize("values, expected", [([40.0, 40.0], 0.0), ([40.0], None)])

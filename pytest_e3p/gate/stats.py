@@ -15,7 +15,10 @@ The rule, on log values (a change is a ratio):
                      the machine's noise is shared by its cases, and K-1 alone is few degrees of
                      freedom). Where no case holds 2 runs: the pooled between-pass variance
                      x (pi/2) / P, and the message says between-run noise was not measured
-    SE           = sqrt(v * (1 + 1/K))
+    v_this       = v, or where this run's own passes spread wider: their variance (a robust MAD,
+                     moderated by the machine's between-pass variance as the baseline's is); kept
+                     alone (few df: "disturbed, run again") only where significantly wider
+    SE           = sqrt(v_this + v/K)
     p            = one-sided Student t of the change against SE
     noise        = t(1 - alpha, df) * SE: the smallest change that is significant
     regressed    = change > tolerance  and  p < alpha (0.01)
@@ -80,7 +83,7 @@ class Noise:
     df: int
     runs: int  # baseline runs K
     between_runs: bool  # whether the between-run spread was measured (K >= 2) and used
-    disturbed: bool = False  # this run's own passes spread wider than the baseline's runs
+    disturbed: bool = False  # this run's own passes spread significantly wider than the machine's
     alpha: float = ALPHA  # the false-alarm level of this look (look_alpha)
 
     @property
@@ -208,17 +211,22 @@ def noise(
             v_run, df = base_part, pass_df
         # this run's value: the between-run part, and the between-pass part of its own p passes
         v = max(v_run - base_part, 0.0) + pass_var * median_factor / p if pass_df >= 1 and p != base_p else v_run
-        # This run's own passes may show it was disturbed (another job on the machine): then its
-        # value is noisier than the baseline's runs were. A robust spread (MAD) of its passes, so
-        # one outlying pass, which the median already outvotes, does not count.
-        v_current = v
+        # This run's own passes may show it was noisier than the baseline's runs were. A robust
+        # spread (MAD) of its passes, so one outlying pass, which the median already outvotes, does
+        # not count; moderated toward the machine's between-pass variance as the baseline's is:
+        # 3 passes alone are 2 degrees of freedom (t at 1 % near 7-10, thresholds of +/-100 % and
+        # more on a VM, issue 24). Only a run whose passes spread significantly wider than the
+        # machine's (the F test of `moderated`) keeps its own few degrees of freedom: disturbed.
+        v_current, disturbed = v, False
         if len(current) >= 3:
             logs = _logs(current)
             mid = statistics.median(logs)
             robust_sd = 1.4826 * statistics.median(abs(x - mid) for x in logs)
-            if robust_sd**2 * median_factor / len(current) > v:
-                v_current, df = robust_sd**2 * median_factor / len(current), min(df, len(current) - 1)
-        return Noise(math.sqrt(v_current + v_run / k), df, k, True, disturbed=v_current > v, alpha=alpha)
+            cur_var, cur_df = moderated(robust_sd**2, len(current) - 1, pass_prior)
+            if cur_var * median_factor / len(current) > v:
+                v_current, df = cur_var * median_factor / len(current), min(df, cur_df)
+                disturbed = cur_df == len(current) - 1  # its own spread kept: wider than the machine's
+        return Noise(math.sqrt(v_current + v_run / k), df, k, True, disturbed=disturbed, alpha=alpha)
     pass_var, pass_df = moderated(*pooled_pass_variance([*base_runs, current] if current else base_runs), pass_prior)
     if pass_df < 1:
         return Noise(None, 0, k, False, alpha=alpha)
