@@ -106,10 +106,11 @@ def in_run_verdicts(rf: results.ResultsFile) -> list[tuple[str, float, float | N
     return [(c.verdict, c.change_vs_baseline, c.noise_vs_baseline) for c in rf.cases.values() if c.verdict and c.change_vs_baseline is not None]
 
 
-def redecided_verdicts(base: results.ResultsFile, rf: results.ResultsFile) -> list[tuple[str, float, float | None]]:
-    """(verdict, change, noise) of each case's energy against `base`, decided by this checkout's gate
-    at the last look the run took (its passes beyond the default's are confirmation passes)."""
-    tol, prior, confirm, passes = parse_tolerances(DEFAULTS["tolerance"]), priors(base), int(DEFAULTS["confirm"]), int(DEFAULTS["passes"])
+def redecided_verdicts(base: results.ResultsFile, prior: dict, rf: results.ResultsFile) -> list[tuple[str, float, float | None]]:
+    """(verdict, change, noise) of each case's energy against `base` (whose priors() is `prior`),
+    decided by this checkout's gate at the last look the run took (its passes beyond the default's
+    are confirmation passes)."""
+    tol, confirm, passes = parse_tolerances(DEFAULTS["tolerance"]), int(DEFAULTS["confirm"]), int(DEFAULTS["passes"])
     out = []
     for cid, c in rf.cases.items():
         if cid in base.cases and c.change_vs_baseline is not None:
@@ -196,9 +197,10 @@ def main() -> None:
             )
     if args.analyse_only and base_path.exists():
         base3 = results.load(base_path)
+        prior3 = priors(base3)
         print("   re-decided by this checkout's gate (the same pass values, the last look each case took):")
         for kind in ("same", *(k for k, _ in LEVELS)):
-            rows = [row for rf in by_kind[kind] for row in redecided_verdicts(base3, rf)]
+            rows = [row for rf in by_kind[kind] for row in redecided_verdicts(base3, prior3, rf)]
             if rows:
                 noises = [nz for _, _, nz in rows if nz is not None]
                 what = "false alarms" if kind == "same" else f"+{KINDS[kind]:.0%} work caught"

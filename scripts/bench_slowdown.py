@@ -34,14 +34,14 @@ def main() -> None:
     import torch
 
     from pytest_e3p.hardware.allocator import pin_glibc_malloc
+    from pytest_e3p.hardware.devices import cpu_name
     from pytest_e3p.measure.protocols import slowed, warm_up
     from pytest_e3p.models.zoo import MODEL_SETS
 
     pin_glibc_malloc()  # the suite's default (--e3p-malloc fixed)
     models = [str(m) for m in MODEL_SETS[args.models]] if args.models in MODEL_SETS else [m.strip() for m in args.models.split(",") if m.strip()]
     fractions = [float(f) for f in args.fractions.split(",")]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
-    print(f"{cpu}, {torch.get_num_threads()} torch threads, batch {args.batch}, {args.pairs} pairs of >= {args.round_s:g} s rounds")
+    print(f"{cpu_name()}, {torch.get_num_threads()} torch threads, batch {args.batch}, {args.pairs} pairs of >= {args.round_s:g} s rounds")
 
     def ms_per_call(call) -> float:
         n, t0 = 0, time.perf_counter()

@@ -223,8 +223,9 @@ def noise(
             mid = statistics.median(logs)
             robust_sd = 1.4826 * statistics.median(abs(x - mid) for x in logs)
             cur_var, cur_df = moderated(robust_sd**2, len(current) - 1, pass_prior)
-            if cur_var * median_factor / len(current) > v:
-                v_current, df = cur_var * median_factor / len(current), min(df, cur_df)
+            v_passes = cur_var * median_factor / len(current)  # its value's variance, from its passes
+            if v_passes > v:
+                v_current, df = v_passes, min(df, cur_df)
                 disturbed = cur_df == len(current) - 1  # its own spread kept: wider than the machine's
         return Noise(math.sqrt(v_current + v_run / k), df, k, True, disturbed=disturbed, alpha=alpha)
     pass_var, pass_df = moderated(*pooled_pass_variance([*base_runs, current] if current else base_runs), pass_prior)
